@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings, strategies as st
+
+from explainers.ops import batched_nms_trace, box_iou, nms_trace
+
+BOXES = torch.tensor([[10.0, 10, 50, 50], [12, 12, 52, 52], [100, 100, 140, 140],
+                      [11, 9, 49, 51], [102, 98, 138, 142], [200, 200, 210, 210]])
+SCORES = torch.tensor([0.9, 0.8, 0.75, 0.7, 0.6, 0.3])
+
+
+def test_small_worked_example_steps():
+    keep, tr = nms_trace(BOXES, SCORES, 0.5)
+    assert keep.tolist() == [0, 2, 5]
+    assert torch.equal(keep, torchvision.ops.nms(BOXES, SCORES, 0.5))
+    assert [s.kept for s in tr.steps] == [0, 2, 5]
+    assert sorted(tr.steps[0].suppressed.tolist()) == [1, 3]
+    assert tr.steps[1].suppressed.tolist() == [4]
+    assert tr.steps[2].suppressed.tolist() == []
+    # the IoUs shown in a step are the real IoUs with the kept box
+    ref = torchvision.ops.box_iou(BOXES[[0]], BOXES[tr.steps[0].candidates])[0]
+    np.testing.assert_array_equal(tr.steps[0].ious, ref.numpy())
+    # after k steps exactly these are marked
+    assert tr.state_after(1).tolist() == [1, 2, 0, 2, 0, 0]
+    assert tr.state_after(2).tolist() == [1, 2, 1, 2, 2, 0]
+    assert tr.suppressed_by.tolist() == [-1, 0, -1, 0, 2, -1]
+
+
+def test_threshold_matters():
+    keep_low, _ = nms_trace(BOXES, SCORES, 0.0)
+    keep_high, _ = nms_trace(BOXES, SCORES, 1.0)
+    assert keep_high.tolist() == [0, 1, 2, 3, 4, 5]
+    assert keep_low.tolist() == [0, 2, 5]
+
+
+def random_boxes(n, seed, spread=100.0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * spread
+    wh = torch.rand(n, 2, generator=g) * spread / 2
+    return torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g), g
+
+
+@settings(max_examples=120, deadline=None)
+@given(n=st.integers(0, 80), seed=st.integers(0, 2**16), thr=st.floats(0, 1))
+def test_equals_torchvision_nms(n, seed, thr):
+    boxes, scores, _ = random_boxes(n, seed)
+    keep, tr = nms_trace(boxes, scores, thr)
+    assert torch.equal(keep, torchvision.ops.nms(boxes, scores, thr))
+    assert len(tr.steps) == len(keep)
+    # every box is either kept or suppressed by a kept box
+    decided = set(keep.tolist()) | {int(i) for s in tr.steps for i in s.suppressed}
+    assert decided == set(range(n))
+
+
+@settings(max_examples=120, deadline=None)
+@given(n=st.integers(0, 80), seed=st.integers(0, 2**16), thr=st.floats(0, 1), classes=st.integers(1, 4))
+def test_class_aware_equals_batched_nms(n, seed, thr, classes):
+    boxes, scores, g = random_boxes(n, seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    keep, tr = batched_nms_trace(boxes, scores, labels, thr)
+    assert torch.equal(keep, torchvision.ops.batched_nms(boxes, scores, labels, thr))
+    for step in tr.steps:
+        assert (labels[step.suppressed] == labels[step.kept]).all()
+
+
+def test_large_inputs_use_the_row_path():
+    boxes, scores, g = random_boxes(3000, 7, spread=800.0)
+    keep, _ = nms_trace(boxes, scores, 0.5)
+    assert torch.equal(keep, torchvision.ops.nms(boxes, scores, 0.5))
+    labels = torch.randint(0, 5, (3000,), generator=g)
+    keep, _ = batched_nms_trace(boxes, scores, labels, 0.5)
+    assert torch.equal(keep, torchvision.ops.batched_nms(boxes, scores, labels, 0.5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 30), m=st.integers(0, 30), seed=st.integers(0, 2**16))
+def test_box_iou_equals_torchvision(n, m, seed):
+    a, _, _ = random_boxes(n, seed)
+    b, _, _ = random_boxes(m, seed + 1)
+    assert torch.equal(box_iou(a, b), torchvision.ops.box_iou(a, b))
+
+
+def test_empty_inputs():
+    keep, tr = nms_trace(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert keep.shape == (0,) and keep.dtype == torch.int64 and tr.steps == []
+    keep, _ = batched_nms_trace([], [], [], 0.5)
+    assert keep.shape == (0,)
+
+
+@pytest.mark.parametrize("boxes, scores, msg", [
+    (BOXES, SCORES[:3], "6 boxes but 3 scores"),
+    (BOXES, torch.tensor([0.1, float("nan"), 0.3, 0.4, 0.5, 0.6]), "NaN"),
+    (torch.tensor([[10.0, 10, 5, 20]]), torch.tensor([1.0]), "x2 < x1"),
+    (torch.zeros(3, 5), torch.zeros(3), r"\(N, 4\)"),
+])
+def test_bad_arguments(boxes, scores, msg):
+    with pytest.raises(ValueError, match=msg):
+        nms_trace(boxes, scores, 0.5)
+
+
+def test_bad_labels():
+    with pytest.raises(ValueError, match="labels"):
+        batched_nms_trace(BOXES, SCORES, [0, 1], 0.5)
