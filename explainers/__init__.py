@@ -1,6 +1,8 @@
 """cv-explainers: interactive explainers of segmentation and detection, backed by live PyTorch models.
 
 Subpackages:
+    explainers.widgets the seven explainers (also importable from here: `from explainers import NMSExplainer`)
+    explainers.models  the live model zoo (bundled shapes models, torchvision COCO models)
     explainers.ops     faithful, traceable operators (unpooling, conv as a matrix, anchors,
                        RoI Pool / Align, NMS, sliding window vs fully convolutional)
 """
@@ -16,3 +18,12 @@ EXPLAINERS = [
     ("NMSExplainer", "non-maximum suppression, one kept box at a time"),
     ("LiveModelExplainer", "semantic segmentation, detection and instance segmentation on any image"),
 ]
+
+
+def __getattr__(name):
+    # the widgets (ipywidgets, plotly) load only when an explainer is asked for
+    if name in {n for n, _ in EXPLAINERS}:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'explainers' has no attribute {name!r}")

@@ -1,4 +1,12 @@
-"""The ``explainers`` command line."""
+"""The ``explainers`` command line.
+
+    explainers serve [--port N] [--notebook NAME]   the tour as a Voila page on 127.0.0.1
+    explainers detect IMAGE -o out.png              boxes (and masks with --instance)
+    explainers segment IMAGE -o out.png             semantic segmentation overlay
+    explainers train TASK                           train a bundled shapes model
+    explainers download TASK                        fetch torchvision's COCO weights once
+    explainers list                                 the explainers
+"""
 from __future__ import annotations
 
 import argparse
@@ -18,12 +26,67 @@ def _serve(args) -> int:
     # The Voila app (tour notebook) is not built yet: say so, and list what exists.
     _list(args)
     print("\nThe Voila tour is not available in this version yet; "
-          "the operators are importable now: `import explainers.ops`.")
+          "the operators and models are importable now: `import explainers.ops, explainers.models`.")
+    return 0
+
+
+def _run_model(args, task: str) -> int:
+    from PIL import Image
+
+    from .models import ImageError, ModelUnavailable, load, render
+
+    try:
+        model = load(task, args.weights)
+        result = model(args.image)
+        Image.fromarray(render(result, args.threshold)).save(args.output)
+    except (ImageError, ModelUnavailable, ValueError) as exc:
+        print(f"explainers {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"explainers {args.command}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if hasattr(result, "boxes"):
+        r = result.filter(args.threshold)
+        found = ", ".join(f"{n} {s:.2f}" for n, s in zip(r.names, r.scores.tolist())) or "nothing"
+    else:
+        found = ", ".join(result.present) or "background only"
+    print(f"{task} ({model.source}, {model.device}, {result.seconds * 1e3:.0f} ms): {found}")
+    if result.note:
+        print(f"note: {result.note}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _detect(args) -> int:
+    return _run_model(args, "instance" if args.instance else "detection")
+
+
+def _segment(args) -> int:
+    return _run_model(args, "segmentation")
+
+
+def _train(args) -> int:
+    from .models.train import main as train_main
+
+    extra = [] if args.steps is None else ["--steps", str(args.steps)]
+    return train_main([args.task] + extra)
+
+
+def _download(args) -> int:
+    from .models import ModelUnavailable, download
+
+    try:
+        path = download(args.task)
+    except ModelUnavailable as exc:
+        print(f"explainers download: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.task}: COCO weights in {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="explainers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="explainers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="open the tour of all explainers as a Voila page on 127.0.0.1")
     p.add_argument("--port", type=int, default=8866)
@@ -31,6 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_serve)
     p = sub.add_parser("list", help="list the explainers")
     p.set_defaults(func=_list)
+    for name, fn, helptext in (("detect", _detect, "detect objects in an image"),
+                               ("segment", _segment, "semantic segmentation of an image")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("image")
+        p.add_argument("-o", "--output", default=f"{name}.png")
+        p.add_argument("--weights", default="auto", help="auto, shapes, coco (voc) or a checkpoint path")
+        p.add_argument("--threshold", type=float, default=0.5, help="score threshold for drawing boxes")
+        if name == "detect":
+            p.add_argument("--instance", action="store_true", help="also draw instance masks (Mask R-CNN)")
+        p.set_defaults(func=fn)
+    p = sub.add_parser("train", help="train a bundled shapes model")
+    p.add_argument("task", choices=["patch", "segmentation", "detection", "instance", "all"])
+    p.add_argument("--steps", type=int, default=None)
+    p.set_defaults(func=_train)
+    p = sub.add_parser("download", help="download torchvision's COCO weights for a task")
+    p.add_argument("task", choices=["segmentation", "detection", "instance"])
+    p.set_defaults(func=_download)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -141,7 +141,9 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
     """Classify the centre pixel of every window, one window at a time (batched).
 
     Args:
-        net: a patch classifier mapping ``(B, C, wh, ww)`` to ``(B, K)`` or ``(B, K, 1, 1)``.
+        net: a patch classifier mapping ``(B, C, wh, ww)`` to ``(B, K)`` or ``(B, K, 1, 1)``;
+            for a window larger than its receptive field a fully convolutional net gives
+            ``(B, K, h, w)`` and the centre cell labels the window's centre pixel.
         image: ``(C, H, W)`` tensor (or ``(H, W)``, or an ``H x W x C`` numpy array;
             integer images are divided by 255).
         window: ``wh`` or ``(wh, ww)``; must fit in the image.
@@ -186,7 +188,15 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
             else:
                 idx = torch.arange(start, stop, device=dev)
                 batch = patches[idx // nW, idx % nW]
-            out = net(batch.contiguous())
+            try:
+                out = net(batch.contiguous())
+            except RuntimeError as exc:
+                raise ValueError(f"the network cannot classify a {wh}x{ww} window (smaller than its "
+                                 f"receptive field?): {str(exc).splitlines()[0]}") from None
+            if out.dim() == 4:
+                # a window larger than the receptive field gives a small map: its centre cell
+                # is the classification of the window's centre pixel
+                out = out[:, :, out.shape[2] // 2, out.shape[3] // 2]
             outs.append(out.reshape(out.shape[0], -1))
             calls += 1
         if dev.type == "cuda":

@@ -84,3 +84,17 @@ def test_bad_arguments(kwargs, msg):
 def test_dense_too_small_image():
     with pytest.raises(ValueError, match="too small"):
         dense_predict(patch_net(), torch.zeros(3, 5, 5))
+
+
+def test_window_larger_than_receptive_field_uses_the_centre_cell():
+    net = patch_net()
+    img = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(2))
+    labels, tr = sliding_window_predict(net, img, 28, 4)   # receptive field 20: a 3x3 map per window
+    _, dense, _ = dense_predict(net, img)
+    # window at (0, 0) of size 28 is centred on the dense cell (1, 1)
+    torch.testing.assert_close(tr.scores[:, 0, 0], dense[:, 1, 1], atol=1e-5, rtol=1e-4)
+
+
+def test_window_smaller_than_receptive_field_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot classify a 12x12 window"):
+        sliding_window_predict(patch_net(), torch.zeros(3, 30, 30), 12, 4)

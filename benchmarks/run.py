@@ -1,0 +1,257 @@
+"""Benchmarks: ``python -m benchmarks [--quick] [--device cuda] [--only ops,models]``.
+
+Prints a table per section and writes the same figures to ``benchmarks/results.json``.
+Every figure is a median over repetitions after a warm-up; ratios compare two things
+measured in the same run.  Targets are printed beside the figures; nothing here
+asserts (machines are noisy) - the tests only smoke-run ``--quick``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+
+
+def timeit(fn, reps: int = 7, warmup: int = 2, sync=None) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if sync:
+            sync()
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"median_ms": statistics.median(times) * 1e3,
+            "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] * 1e3}
+
+
+def _sync_for(dev: torch.device):
+    return (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+
+
+# ----------------------------------------------------------------------------- sections
+def bench_ops(quick: bool, dev: torch.device) -> list[dict]:
+    import torch.nn.functional as F
+    import torchvision
+
+    from explainers import ops
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+
+    def boxes(n, spread=800.0):
+        xy = torch.rand(n, 2, generator=g) * spread
+        return torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 100 + 4], 1), torch.rand(n, generator=g)
+
+    reps = 3 if quick else 9
+    for n in ([100] if quick else [1000, 5000]):
+        b, s = boxes(n)
+        ours = timeit(lambda: ops.nms_trace(b, s, 0.5), reps)
+        ref = timeit(lambda: torchvision.ops.nms(b, s, 0.5), reps)
+        rows.append({"op": f"nms_trace, {n} boxes", "explainer_ms": ours["median_ms"], "native_ms": ref["median_ms"],
+                     "target": "< 20 ms at 1,000 boxes; within 20x" if n == 1000 else "within 20x"})
+    C, S = (16, 20) if quick else (256, 50)
+    f = torch.randn(C, S, S, generator=g)
+    box = torch.tensor([37.3, 120.9, 611.2, 540.4]) * (S / 50)
+    for name, ours_fn, ref_fn in (
+        ("roi_align_trace 7x7", lambda: ops.roi_align_trace(f, box, 7, 1 / 16, 2, False),
+         lambda: torchvision.ops.roi_align(f[None], [box[None]], 7, 1 / 16, 2, False)),
+        ("roi_pool_trace 7x7", lambda: ops.roi_pool_trace(f, box, 7, 1 / 16),
+         lambda: torchvision.ops.roi_pool(f[None], [box[None]], 7, 1 / 16)),
+    ):
+        ours, ref = timeit(ours_fn, reps), timeit(ref_fn, reps)
+        rows.append({"op": f"{name}, {C}x{S}x{S}", "explainer_ms": ours["median_ms"], "native_ms": ref["median_ms"],
+                     "target": "within 20x"})
+    x = torch.randn(1, C, S // 2, S // 2, generator=g)
+    pooled, idx = F.max_pool2d(torch.randn(1, C, S, S, generator=g), 2, return_indices=True)
+    for mode, ref_fn in (
+        ("nearest", lambda: F.interpolate(x, scale_factor=2, mode="nearest")),
+        ("bilinear", lambda: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)),
+        ("max", lambda: F.max_unpool2d(pooled, idx, 2)),
+    ):
+        arg = pooled if mode == "max" else x
+        ours = timeit(lambda: ops.unpool(arg, mode, 2, indices=idx if mode == "max" else None), reps)
+        ref = timeit(ref_fn, reps)
+        rows.append({"op": f"unpool {mode}, {C}x{S // 2}x{S // 2}", "explainer_ms": ours["median_ms"],
+                     "native_ms": ref["median_ms"], "target": "within 20x"})
+    k = torch.randn(3, 3, generator=g)
+    side = 8 if quick else 16
+    y = torch.randn(side // 2, side // 2, generator=g)
+    ours = timeit(lambda: ops.conv_transpose_via_matrix(y, k, (side, side), 2, 1), reps)
+    ref = timeit(lambda: ops.reference_conv_transpose(y, k, (side, side), 2, 1), reps)
+    rows.append({"op": f"conv_transpose_via_matrix {side}x{side}", "explainer_ms": ours["median_ms"],
+                 "native_ms": ref["median_ms"], "target": "within 20x"})
+    for r in rows:
+        r["ratio"] = r["explainer_ms"] / max(r["native_ms"], 1e-9)
+    return rows
+
+
+def bench_sliding(quick: bool, dev: torch.device) -> list[dict]:
+    from explainers.models import get, make_scene
+    from explainers.ops import dense_predict, sliding_window_predict
+
+    m = get("patch", "shapes", str(dev))
+    rows = []
+    for size in ([64] if quick else [128, 256]):
+        img = make_scene(10_000_000 + size, size=size).tensor()
+        labels_s, tr = sliding_window_predict(m.module, img, m.window, m.stride, batch_size=256)
+        labels_d, _, cost_d = dense_predict(m.module, img)
+        reps = 2 if quick else 5
+        t_s = timeit(lambda: sliding_window_predict(m.module, img, m.window, m.stride, batch_size=256), reps, 1)
+        t_d = timeit(lambda: dense_predict(m.module, img), reps, 2)
+        rows.append({"image": f"{size}x{size}", "windows": int(labels_s.numel()),
+                     "sliding_ms": t_s["median_ms"], "dense_ms": t_d["median_ms"],
+                     "speedup": t_s["median_ms"] / t_d["median_ms"],
+                     "sliding_GMAC": tr.cost.macs / 1e9, "dense_GMAC": cost_d.macs / 1e9,
+                     "mac_ratio": tr.cost.macs / cost_d.macs, "identical_maps": bool(torch.equal(labels_s, labels_d)),
+                     "target": ">= 50x faster, identical"})
+    return rows
+
+
+def _peak_memory_mb(dev: torch.device, fn) -> float:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        return torch.cuda.max_memory_allocated(dev) / 2**20
+    import resource
+
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def bench_models(quick: bool, dev: torch.device) -> list[dict]:
+    import torchvision
+
+    from explainers.models import get, make_scene
+    from explainers.models.live import make_live_model
+
+    rows = []
+    scene = make_scene(10_000_042, size=(192, 224))
+    reps = 3 if quick else 11
+    for task in ("segmentation", "detection", "instance"):
+        m = get(task, "shapes", str(dev))
+        plain = timeit(lambda: m(scene.image), reps, 2)
+        traced = timeit(lambda: m.trace(scene.image), reps, 2)
+        rows.append({"model": f"shapes {task}", "input": "224x192", "plain_ms": plain["median_ms"],
+                     "trace_ms": traced["median_ms"], "trace_over_plain": traced["median_ms"] / plain["median_ms"],
+                     "peak_MB": _peak_memory_mb(dev, lambda: m.trace(scene.image)), "target": "trace <= 1.10x"})
+    if quick:
+        return rows
+    # COCO architectures with random weights: their cost at their native size
+    tvd, tvs = torchvision.models.detection, torchvision.models.segmentation
+    img = torch.rand(3, 480, 640)
+    for task, build, classes in (
+        ("segmentation", lambda: tvs.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21), 21),
+        ("detection", lambda: tvd.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None,
+                                                                     num_classes=91), 91),
+        ("instance", lambda: tvd.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91), 91),
+    ):
+        torch.manual_seed(0)
+        m = make_live_model(task, build(), [str(i) for i in range(classes)], "random", dev)
+        r = 2 if task == "instance" and dev.type == "cpu" else 5
+        plain = timeit(lambda: m(img), r, 1)
+        traced = timeit(lambda: m.trace(img), r, 1)
+        rows.append({"model": f"COCO arch {task} (random weights)", "input": "640x480",
+                     "plain_ms": plain["median_ms"], "trace_ms": traced["median_ms"],
+                     "trace_over_plain": traced["median_ms"] / plain["median_ms"],
+                     "peak_MB": _peak_memory_mb(dev, lambda: m.trace(img)), "target": "trace <= 1.10x"})
+    return rows
+
+
+def bench_scale(quick: bool, dev: torch.device) -> list[dict]:
+    import torchvision
+
+    from explainers import ops
+    from explainers.models import get
+
+    rows = []
+    seg = get("segmentation", "shapes", str(dev))
+    det = get("instance", "shapes", str(dev))
+    for size in ([64, 128] if quick else [128, 256, 512, 1024]):
+        img = torch.rand(3, size, size)
+        r = 2 if quick else 5
+        rows.append({"what": f"SegNet {size}px", "n": size, "median_ms": timeit(lambda: seg(img), r, 1)["median_ms"]})
+        rows.append({"what": f"Mask R-CNN (shapes) {size}px", "n": size,
+                     "median_ms": timeit(lambda: det(img), r, 1)["median_ms"]})
+    g = torch.Generator().manual_seed(0)
+    for n in ([100, 300] if quick else [100, 300, 1000, 3000, 10000]):
+        xy = torch.rand(n, 2, generator=g) * 2000
+        b, s = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 150 + 4], 1), torch.rand(n, generator=g)
+        r = 2 if n >= 3000 else 5
+        rows.append({"what": f"nms_trace {n} boxes", "n": n,
+                     "median_ms": timeit(lambda: ops.nms_trace(b, s, 0.5), r, 1)["median_ms"],
+                     "native_ms": timeit(lambda: torchvision.ops.nms(b, s, 0.5), r, 1)["median_ms"]})
+    # growth between successive sizes: time ratio against size ratio
+    prev = {}
+    for row in rows:
+        key = row["what"].rsplit(" ", 2)[0] if "nms" not in row["what"] else "nms_trace"
+        if key in prev:
+            p = prev[key]
+            row["growth"] = f"x{row['median_ms'] / p['median_ms']:.1f} for x{row['n'] / p['n']:.1f} size"
+        prev[key] = row
+    return rows
+
+
+SECTIONS = {"ops": bench_ops, "sliding": bench_sliding, "models": bench_models, "scale": bench_scale}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+    return str(v)
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    widths = {c: max(len(c), *(len(_fmt(r.get(c, ""))) for r in rows)) for c in cols}
+    print(f"\n## {title}")
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, few repetitions (smoke run)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: explainers.models.device())")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {list(SECTIONS)}")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 2, as in the targets)")
+    p.add_argument("--out", type=Path, default=ROOT / "results.json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads or 2)
+    if a.device:
+        os.environ["EXPLAINERS_DEVICE"] = a.device
+    from explainers.models import device
+
+    dev = device()
+    machine = {"device": str(dev), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "python": platform.python_version(),
+               "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
+    print(f"# cv-explainers benchmarks on {dev} ({machine['threads']} threads, torch {machine['torch']})")
+    results = {"machine": machine, "quick": a.quick, "sections": {}}
+    for name in [s.strip() for s in a.only.split(",") if s.strip()]:
+        if name not in SECTIONS:
+            print(f"unknown section {name!r}; choose from {list(SECTIONS)}", file=sys.stderr)
+            return 2
+        rows = SECTIONS[name](a.quick, dev)
+        results["sections"][name] = rows
+        print_table(name, rows)
+    a.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {a.out}")
+    return 0

@@ -1,0 +1,53 @@
+"""The live model zoo.
+
+* :func:`device` - where models run (CUDA, MPS, CPU; ``$EXPLAINERS_DEVICE`` overrides).
+* :func:`load` - a model for ``"segmentation"``, ``"detection"``, ``"instance"`` or ``"patch"``,
+  with bundled shapes weights, torchvision's COCO/VOC weights, or a checkpoint file.
+* :func:`get` - the same, loaded once per process and cached (what widgets use).
+* :func:`segment`, :func:`detect`, :func:`instance_segment` - full runs on any image.
+* :func:`render` - an overlay picture of a result.
+"""
+from __future__ import annotations
+
+import functools
+
+from .device import device
+from .images import MAX_SIDE, MIN_SIDE, ImageError, load_image
+from .live import (Detector, DetectionResult, DetectorTrace, LiveModel, PatchModel, SegmentationResult,
+                   SegmentationTrace, Segmenter)
+from .render import render
+from .shapes import CLASSES, ShapesDataset, held_out, make_scene
+from .zoo import TASKS, ModelUnavailable, download, load
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(task: str, weights: str, dev: str):
+    return load(task, weights, dev)
+
+
+def get(task: str, weights: str = "auto", device_name: str | None = None) -> LiveModel:
+    """:func:`load`, cached per ``(task, weights, device)`` for the life of the process."""
+    return _cached(task, str(weights), str(device_name or device()))
+
+
+def segment(image, weights: str = "auto") -> SegmentationResult:
+    """Semantic segmentation of ``image`` (path, PIL, numpy or tensor)."""
+    return get("segmentation", weights)(image)
+
+
+def detect(image, weights: str = "auto") -> DetectionResult:
+    """Object detection: boxes, classes and scores."""
+    return get("detection", weights)(image)
+
+
+def instance_segment(image, weights: str = "auto") -> DetectionResult:
+    """Instance segmentation: boxes, classes, scores and a mask per object."""
+    return get("instance", weights)(image)
+
+
+__all__ = [
+    "device", "load", "get", "segment", "detect", "instance_segment", "render", "download",
+    "TASKS", "CLASSES", "ModelUnavailable", "ImageError", "MIN_SIDE", "MAX_SIDE", "load_image",
+    "LiveModel", "Detector", "Segmenter", "PatchModel", "DetectionResult", "SegmentationResult",
+    "DetectorTrace", "SegmentationTrace", "ShapesDataset", "held_out", "make_scene",
+]

@@ -1,0 +1,53 @@
+"""Held-out evaluation of the bundled models (what the model cards report)."""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .metrics import average_precision, confusion, matched_mask_iou, mean_iou, pixel_accuracy
+from .nets import NUM_CLASSES, PatchClassifier, SegNet
+from .shapes import held_out
+
+
+def _dev(model):
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def evaluate_patch(model: PatchClassifier, n: int = 200, progress: bool = False) -> dict:
+    """Pixel accuracy of the patch classifier on the pixels it labels (window centres)."""
+    model.eval()
+    conf = 0
+    for i in tqdm(range(n), desc="eval patch", disable=not progress):
+        img, tgt = held_out(n)[i]
+        out = model(img[None].to(_dev(model)))[0].argmax(0).cpu()
+        conf = conf + confusion(out, model.centre_targets(tgt["semantic"]), NUM_CLASSES)
+    miou, per = mean_iou(conf)
+    return {"pixel_accuracy": pixel_accuracy(conf), "mIoU": miou, "scenes": n}
+
+
+@torch.inference_mode()
+def evaluate_segnet(model: SegNet, n: int = 200, progress: bool = False) -> dict:
+    """Mean IoU over the four classes (background included) and pixel accuracy."""
+    model.eval()
+    conf = 0
+    for i in tqdm(range(n), desc="eval segmentation", disable=not progress):
+        img, tgt = held_out(n)[i]
+        out = model(img[None].to(_dev(model)))[0].argmax(0).cpu()
+        conf = conf + confusion(out, tgt["semantic"], NUM_CLASSES)
+    miou, per = mean_iou(conf)
+    return {"mIoU": miou, "per_class_IoU": per, "pixel_accuracy": pixel_accuracy(conf), "scenes": n}
+
+
+@torch.inference_mode()
+def evaluate_detector(model, n: int = 200, progress: bool = False) -> dict:
+    """Box AP@0.5 (mean over the three classes) and the mask IoU of matched objects."""
+    model.eval()
+    dets, tgts = [], []
+    for i in tqdm(range(n), desc="eval detector", disable=not progress):
+        img, tgt = held_out(n)[i]
+        out = model([img.to(_dev(model))])[0]
+        dets.append({k: v.cpu() for k, v in out.items()})
+        tgts.append(tgt)
+    ap, per = average_precision(dets, tgts, [1, 2, 3], 0.5)
+    return {"box_AP50": ap, "per_class_AP50": per, "mask_IoU_matched": matched_mask_iou(dets, tgts), "scenes": n}

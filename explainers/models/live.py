@@ -1,0 +1,397 @@
+"""The live model objects: run on any image, capture every internal.
+
+Three wrappers share one small interface (``task``, ``classes``, ``source``,
+``device``, ``__call__(image)``, ``trace(image)``):
+
+* :class:`Detector` - any torchvision ``GeneralizedRCNN`` (our shapes Mask R-CNN,
+  Faster R-CNN, Mask R-CNN); ``trace`` records anchors, objectness, deltas,
+  proposals before/after the RPN's NMS, pooled RoI features, per-class boxes before
+  the final NMS, detections and masks, with forward hooks only.
+* :class:`Segmenter` - our :class:`SegNet` (pooling switches, learned transposed
+  convolution) or a torchvision segmentation model (``out`` logits).
+* :class:`PatchModel` - the sliding-window classifier.
+
+All results come back on the CPU.  On CUDA, an out-of-memory error retries the call
+once on the CPU and says so in the result's ``note``.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection.rpn import concat_box_prediction_layers
+from torchvision.ops import boxes as box_ops
+
+from ..ops import batched_nms_trace
+from .images import LoadedImage, load_image
+from .nets import PatchClassifier, SegNet
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class DetectionResult:
+    """Boxes (and masks) on the original image.
+
+    ``boxes (N, 4)``, ``scores (N,)``, ``labels (N,)``, ``names`` (class name per box),
+    ``masks (N, H, W)`` float in [0, 1] or None, ``image (3, H, W)``.
+    """
+
+    image: torch.Tensor
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    masks: torch.Tensor | None
+    classes: list[str]
+    task: str
+    source: str
+    device: str
+    seconds: float
+    note: str = ""
+
+    def filter(self, score_threshold: float) -> "DetectionResult":
+        keep = self.scores >= score_threshold
+        return DetectionResult(self.image, self.boxes[keep], self.scores[keep], self.labels[keep],
+                               [n for n, k in zip(self.names, keep.tolist()) if k],
+                               None if self.masks is None else self.masks[keep], self.classes, self.task,
+                               self.source, self.device, self.seconds, self.note)
+
+
+@dataclass
+class SegmentationResult:
+    """Per-pixel classes on the original image: ``labels (H, W)``, ``probabilities (K, H, W)``."""
+
+    image: torch.Tensor
+    labels: torch.Tensor
+    probabilities: torch.Tensor
+    classes: list[str]
+    task: str
+    source: str
+    device: str
+    seconds: float
+    note: str = ""
+
+    @property
+    def present(self) -> list[str]:
+        return [self.classes[i] for i in torch.unique(self.labels).tolist() if i < len(self.classes)]
+
+
+@dataclass
+class DetectorTrace:
+    """The internals of one detector run, on the image *as the model saw it*.
+
+    Coordinates are in the model's input frame (after its resize), shape notes:
+    ``A`` anchors, ``R`` proposals, ``C`` classes, ``D`` detections.
+
+    Attributes:
+        image: original ``(3, H, W)``; ``input_image``: ``(3, h, w)`` resized, before
+            normalisation; ``input_tensor``: the padded, normalised batch ``(1, 3, hp, wp)``.
+        scale: ``(h / H, w / W)``.
+        features: ``{name: (1, C_f, Hf, Wf)}`` backbone feature maps.
+        anchors: ``(A, 4)``; ``anchors_per_level``: counts; ``objectness``: ``(A,)`` logits;
+            ``deltas``: ``(A, 4)`` RPN box corrections (``(dx, dy, dw, dh)``, weights 1).
+        proposals_pre_nms / proposal_scores_pre_nms / proposal_levels_pre_nms: the top
+            ``pre_nms_top_n`` decoded, clipped proposals with their objectness probability.
+        proposals: ``(R, 4)`` after the RPN's NMS (what the RoI heads received).
+        box_features: ``(R, C_f, 7, 7)`` pooled RoI features (RoI Align).
+        class_logits: ``(R, C)``; ``box_regression``: ``(R, 4 C)``.
+        boxes_pre_nms / scores_pre_nms / labels_pre_nms: per-class candidate detections
+            before the final NMS (after the score threshold and small-box removal).
+        nms_threshold: the final NMS IoU threshold; ``detections_per_img``: the cap.
+        detections: the plain model output, on the original image.
+        mask_logits: ``(D, C, 28, 28)`` or None.
+    """
+
+    image: torch.Tensor
+    input_image: torch.Tensor
+    input_tensor: torch.Tensor
+    scale: tuple[float, float]
+    features: dict
+    anchors: torch.Tensor
+    anchors_per_level: list[int]
+    feature_sizes: list[tuple[int, int]]
+    objectness: torch.Tensor
+    deltas: torch.Tensor
+    proposals_pre_nms: torch.Tensor
+    proposal_scores_pre_nms: torch.Tensor
+    proposal_levels_pre_nms: torch.Tensor
+    rpn_nms_threshold: float
+    proposals: torch.Tensor
+    box_features: torch.Tensor
+    class_logits: torch.Tensor
+    box_regression: torch.Tensor
+    boxes_pre_nms: torch.Tensor
+    scores_pre_nms: torch.Tensor
+    labels_pre_nms: torch.Tensor
+    nms_threshold: float
+    detections_per_img: int
+    detections: DetectionResult
+    mask_logits: torch.Tensor | None = None
+    anchor_sizes: tuple = ()
+    anchor_ratios: tuple = ()
+
+    def final_nms(self):
+        """Re-run the final class-aware NMS with :mod:`explainers.ops` on the pre-NMS boxes."""
+        keep, trace = batched_nms_trace(self.boxes_pre_nms, self.scores_pre_nms, self.labels_pre_nms,
+                                        self.nms_threshold)
+        return keep[: self.detections_per_img], trace
+
+
+@dataclass
+class SegmentationTrace:
+    """Internals of a segmentation run (for :class:`SegNet`: the switches and the learned kernel)."""
+
+    result: SegmentationResult
+    logits: torch.Tensor
+    captured: dict = field(default_factory=dict)
+
+
+def _cpu(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_cpu(v) for v in x)
+    return x
+
+
+# ----------------------------------------------------------------------------- base
+class LiveModel:
+    def __init__(self, task: str, module: torch.nn.Module, classes: list[str], source: str,
+                 device: torch.device, notice: str = ""):
+        self.task, self.classes, self.source, self.notice = task, list(classes), source, notice
+        self.device = torch.device(device)
+        self.module = module.eval().to(self.device)
+        self._cpu_module = None
+
+    @property
+    def is_shapes(self) -> bool:
+        return self.source == "shapes" or "shapes architecture" in self.source
+
+    def _run(self, fn, *args):
+        """Run ``fn(module, device, *args)``; on CUDA OOM, retry once on the CPU."""
+        try:
+            return fn(self.module, self.device, *args), ""
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if self._cpu_module is None:
+                self._cpu_module = copy.deepcopy(self.module).to("cpu")
+            return fn(self._cpu_module, torch.device("cpu"), *args), \
+                f"CUDA ran out of memory on {self.device}; this call ran on the CPU"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} task={self.task} weights={self.source} device={self.device}>"
+
+
+def _sync(dev: torch.device):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+# ----------------------------------------------------------------------------- detector
+class Detector(LiveModel):
+    """A torchvision detection model (Faster / Mask R-CNN)."""
+
+    @property
+    def has_masks(self) -> bool:
+        return getattr(self.module.roi_heads, "mask_predictor", None) is not None
+
+    def _result(self, img: LoadedImage, out: dict, seconds: float, note: str) -> DetectionResult:
+        out = _cpu(out)
+        masks = out.get("masks")
+        if masks is not None:
+            masks = masks[:, 0]
+        if self.task == "detection":
+            masks = None
+        labels = out["labels"]
+        names = [self.classes[i] if i < len(self.classes) else str(i) for i in labels.tolist()]
+        notes = "; ".join(n for n in (img.note, note) if n)
+        return DetectionResult(img.tensor, out["boxes"], out["scores"], labels, names, masks, self.classes,
+                               self.task, self.source, str(self.device), seconds, notes)
+
+    def __call__(self, image) -> DetectionResult:
+        img = load_image(image)
+
+        def fn(module, dev, t):
+            _sync(dev)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = module([t.to(dev)])[0]
+            _sync(dev)
+            return out, time.perf_counter() - t0
+
+        (out, seconds), note = self._run(fn, img.tensor)
+        return self._result(img, out, seconds, note)
+
+    def trace(self, image) -> DetectorTrace:
+        img = load_image(image)
+        (cap, out, seconds), note = self._run(self._traced_forward, img.tensor)
+        return self._build_trace(img, cap, out, seconds, note)
+
+    @staticmethod
+    def _traced_forward(module, dev, t):
+        cap: dict = {}
+
+        def keep(name):
+            def hook(mod, inp, out):
+                cap[name] = out
+            return hook
+
+        rh = module.roi_heads
+        handles = [
+            module.transform.register_forward_hook(keep("transform")),
+            module.backbone.register_forward_hook(keep("features")),
+            module.rpn.head.register_forward_hook(keep("rpn_head")),
+            module.rpn.anchor_generator.register_forward_hook(keep("anchors")),
+            module.rpn.register_forward_hook(keep("rpn")),
+            rh.box_roi_pool.register_forward_hook(keep("box_features")),
+            rh.box_predictor.register_forward_hook(keep("box_predictor")),
+        ]
+        if getattr(rh, "mask_predictor", None) is not None:
+            handles.append(rh.mask_predictor.register_forward_hook(keep("mask_logits")))
+        try:
+            _sync(dev)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = module([t.to(dev)])[0]
+            _sync(dev)
+            seconds = time.perf_counter() - t0
+        finally:
+            for h in handles:
+                h.remove()
+        return cap, out, seconds
+
+    def _build_trace(self, img: LoadedImage, cap: dict, out: dict, seconds: float, note: str) -> DetectorTrace:
+        m = self.module
+        image_list = cap["transform"][0]
+        h, w = image_list.image_sizes[0]
+        H, W = img.tensor.shape[-2:]
+        tens = image_list.tensors.detach()
+        mean = torch.tensor(m.transform.image_mean, device=tens.device)[:, None, None]
+        std = torch.tensor(m.transform.image_std, device=tens.device)[:, None, None]
+        seen = (tens[0] * std + mean)[:, :h, :w].clamp(0, 1)
+        with torch.inference_mode():
+            feats = cap["features"]
+            feats = feats if isinstance(feats, dict) else {"0": feats}
+            objectness_l, deltas_l = cap["rpn_head"]
+            sizes = [tuple(o.shape[-2:]) for o in objectness_l]
+            per_level = [o[0].numel() for o in objectness_l]
+            obj, deltas = concat_box_prediction_layers(list(objectness_l), list(deltas_l))
+            anchors = cap["anchors"][0]
+            rpn = m.rpn
+            decoded = rpn.box_coder.decode(deltas.detach(), [anchors]).view(-1, 4)
+            # the RPN's own selection before its NMS: top-n per level, clipped, small removed, threshold
+            obj1 = obj.detach().reshape(1, -1)
+            levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=obj.device)
+                                for i, n in enumerate(per_level)])[None]
+            top = rpn._get_top_n_idx(obj1, per_level)
+            idx = torch.arange(1, device=obj.device)[:, None]
+            sel_obj, sel_lvl, sel_box = obj1[idx, top][0], levels[idx, top][0], decoded[None][idx, top][0]
+            prob = torch.sigmoid(sel_obj)
+            sel_box = box_ops.clip_boxes_to_image(sel_box, (h, w))
+            ok = box_ops.remove_small_boxes(sel_box, rpn.min_size)
+            sel_box, prob, sel_lvl = sel_box[ok], prob[ok], sel_lvl[ok]
+            ok = torch.where(prob >= rpn.score_thresh)[0]
+            sel_box, prob, sel_lvl = sel_box[ok], prob[ok], sel_lvl[ok]
+            proposals = cap["rpn"][0][0]
+            class_logits, box_regression = cap["box_predictor"]
+            rh = m.roi_heads
+            boxes = rh.box_coder.decode(box_regression, [proposals])
+            scores = F.softmax(class_logits, -1)
+            boxes = box_ops.clip_boxes_to_image(boxes, (h, w))
+            labels = torch.arange(scores.shape[-1], device=scores.device).view(1, -1).expand_as(scores)
+            boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+            ok = torch.where(scores > rh.score_thresh)[0]
+            boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
+            ok = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
+        gen = m.rpn.anchor_generator
+        return DetectorTrace(
+            image=img.tensor, input_image=_cpu(seen), input_tensor=_cpu(tens), scale=(h / H, w / W),
+            features=_cpu(dict(feats)), anchors=_cpu(anchors), anchors_per_level=per_level, feature_sizes=sizes,
+            objectness=_cpu(obj.reshape(-1)), deltas=_cpu(deltas), proposals_pre_nms=_cpu(sel_box),
+            proposal_scores_pre_nms=_cpu(prob), proposal_levels_pre_nms=_cpu(sel_lvl),
+            rpn_nms_threshold=float(rpn.nms_thresh), proposals=_cpu(proposals),
+            box_features=_cpu(cap["box_features"]), class_logits=_cpu(class_logits),
+            box_regression=_cpu(box_regression), boxes_pre_nms=_cpu(boxes), scores_pre_nms=_cpu(scores),
+            labels_pre_nms=_cpu(labels), nms_threshold=float(rh.nms_thresh),
+            detections_per_img=int(rh.detections_per_img),
+            detections=self._result(img, out, seconds, note),
+            mask_logits=_cpu(cap.get("mask_logits")),
+            anchor_sizes=tuple(gen.sizes), anchor_ratios=tuple(gen.aspect_ratios))
+
+
+# ----------------------------------------------------------------------------- segmentation
+class Segmenter(LiveModel):
+    """Semantic segmentation: our SegNet or a torchvision segmentation model."""
+
+    #: torchvision's segmentation models expect ImageNet normalisation
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def _forward(self, module, dev, t, capture):
+        x = t.to(dev)[None]
+        _sync(dev)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            if isinstance(module, SegNet):
+                logits = module(x, capture)
+            else:
+                mean = torch.tensor(self.MEAN, device=dev)[:, None, None]
+                std = torch.tensor(self.STD, device=dev)[:, None, None]
+                logits = module((x - mean) / std)["out"]
+        _sync(dev)
+        return logits, time.perf_counter() - t0
+
+    def _result(self, img, logits, seconds, note):
+        logits = _cpu(logits)[0]
+        probs = logits.float().softmax(0)
+        notes = "; ".join(n for n in (img.note, note) if n)
+        return SegmentationResult(img.tensor, probs.argmax(0), probs, self.classes, self.task, self.source,
+                                  str(self.device), seconds, notes)
+
+    def __call__(self, image) -> SegmentationResult:
+        img = load_image(image)
+        (logits, seconds), note = self._run(self._forward, img.tensor, None)
+        return self._result(img, logits, seconds, note)
+
+    def trace(self, image) -> SegmentationTrace:
+        img = load_image(image)
+        cap: dict = {}
+        (logits, seconds), note = self._run(self._forward, img.tensor, cap)
+        return SegmentationTrace(self._result(img, logits, seconds, note), _cpu(logits)[0], _cpu(cap))
+
+
+# ----------------------------------------------------------------------------- patch classifier
+class PatchModel(LiveModel):
+    """The sliding-window classifier; ``__call__`` runs it fully convolutionally."""
+
+    @property
+    def window(self) -> int:
+        return self.module.window
+
+    @property
+    def stride(self) -> int:
+        return self.module.stride
+
+    def __call__(self, image) -> SegmentationResult:
+        from ..ops import dense_predict
+
+        img = load_image(image)
+        (res, note) = self._run(lambda mod, dev, t: dense_predict(mod, t), img.tensor)
+        labels, scores, cost = res
+        return SegmentationResult(img.tensor, labels, scores.softmax(0), self.classes, self.task, self.source,
+                                  str(self.device), cost.seconds, "; ".join(n for n in (img.note, note) if n))
+
+    trace = __call__
+
+
+def make_live_model(task, module, classes, source, device, notice=""):
+    if task == "patch" or isinstance(module, PatchClassifier):
+        return PatchModel(task, module, classes, source, device, notice)
+    if task == "segmentation":
+        return Segmenter(task, module, classes, source, device, notice)
+    return Detector(task, module, classes, source, device, notice)

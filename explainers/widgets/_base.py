@@ -1,0 +1,196 @@
+"""What every explainer shares: the step animation, the check line, the error line,
+HTML export, and a projector-friendly look.  Subclasses hold layout and callbacks only;
+all numbers come from :mod:`explainers.ops` and :mod:`explainers.models`."""
+from __future__ import annotations
+
+import html
+import traceback
+from pathlib import Path
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+#: Okabe-Ito colour-blind-safe palette
+ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY = (
+    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999")
+CLASS_COLOURS = [ORANGE, SKY, GREEN, VERMILLION, BLUE, PURPLE, YELLOW]
+FONT = dict(size=16)
+SOURCES = ("lecture", "live")
+
+
+def rect_path(boxes) -> tuple[list, list]:
+    """Closed outlines of ``(x1, y1, x2, y2)`` boxes as one scatter line (None-separated)."""
+    xs, ys = [], []
+    for x1, y1, x2, y2 in boxes:
+        xs += [x1, x2, x2, x1, x1, None]
+        ys += [y1, y1, y2, y2, y1, None]
+    return xs, ys
+
+
+def fmt(v: float) -> str:
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
+
+
+class Explainer:
+    """Base of the seven explainers.
+
+    Subclasses set ``title``, build ``self.fig`` traces and controls in ``_build()``,
+    return the number of animation steps from ``n_steps()``, and describe step ``k``
+    as trace/layout updates in ``frame(k)``.  ``refresh()`` recomputes after a control
+    change (inside :meth:`guard`, so bad parameters land in the error line).
+    """
+
+    title = "Explainer"
+    play_interval = 700
+
+    def __init__(self, source: str = "lecture", image=None, model=None):
+        if source not in SOURCES:
+            raise ValueError(f"source must be 'lecture' or 'live', got {source!r}")
+        self.source, self.image, self.model = source, image, model
+        self.error = W.HTML(layout=W.Layout(min_height="1.6em"))
+        self.check = W.HTML()
+        self.caption = W.HTML()
+        self.step = W.IntSlider(value=0, min=0, max=0, description="step", continuous_update=True,
+                                layout=W.Layout(width="420px"))
+        self.play = W.Play(value=0, min=0, max=0, interval=self.play_interval, description="play",
+                           show_repeat=False)
+        W.jslink((self.play, "value"), (self.step, "value"))
+        self.back = W.Button(description="◀ step", layout=W.Layout(width="90px"), tooltip="one step back")
+        self.forward = W.Button(description="step ▶", layout=W.Layout(width="90px"), tooltip="one step forward")
+        self.speed = W.Dropdown(options=[("slow", 1400), ("normal", 700), ("fast", 250)], value=700,
+                                description="speed", layout=W.Layout(width="170px"))
+        self.back.on_click(lambda _: self._nudge(-1))
+        self.forward.on_click(lambda _: self._nudge(1))
+        self.speed.observe(lambda ch: setattr(self.play, "interval", ch["new"]), "value")
+        self.step.observe(lambda ch: self.guard(self.show_step, ch["new"]), "value")
+        self.fig = go.FigureWidget()
+        self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=70, b=40),
+                               height=520, showlegend=False)
+        self.controls = W.HBox([])
+        self._build()
+        self.guard(self.refresh)
+        header = W.HTML(f"<h3 style='margin:4px 0;font-size:22px'>{html.escape(self.title)}</h3>")
+        anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
+        self.widget = W.VBox([header, self.controls, anim, self.fig, self.caption, self.check, self.error])
+
+    # ------------------------------------------------------------------ subclass API
+    def _build(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def refresh(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def n_steps(self) -> int:
+        return 1
+
+    def frame(self, k: int) -> dict:
+        """``{"data": {trace_index: {prop: value}}, "layout": {...}}`` for step ``k``."""
+        return {"data": {}, "layout": {}}
+
+    def _use_figure(self, fig, height: int = 520) -> go.FigureWidget:
+        """Make ``fig`` (e.g. from ``make_subplots``) this explainer's FigureWidget."""
+        self.fig = go.FigureWidget(fig)
+        self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=80, b=40),
+                               height=height, showlegend=False)
+        return self.fig
+
+    def live_image(self):
+        """The image of a live explainer: the one given, else a held-out shapes scene."""
+        if self.image is not None:
+            return self.image
+        from ..models import make_scene
+
+        return make_scene(10_000_005).image
+
+    # ------------------------------------------------------------------ machinery
+    def guard(self, fn, *args, **kwargs):
+        """Run a callback; a failure becomes one readable line in the widget."""
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as exc:  # the widget must keep working whatever happens
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, (ValueError, LookupError, RuntimeError)):
+                msg = f"{type(exc).__name__}: {msg}"
+                self._last_traceback = traceback.format_exc()
+            self.error.value = f"<span style='color:{VERMILLION};font-size:16px'>⚠ {html.escape(msg)}</span>"
+            return None
+        self.error.value = ""
+        return out
+
+    @property
+    def error_text(self) -> str:
+        """The error line as plain text ("" when there is none)."""
+        import re
+
+        return html.unescape(re.sub(r"<[^>]+>", "", self.error.value))
+
+    def set_check(self, what: str, diff: float, equal: bool | None = None, more: list | None = None) -> None:
+        """Show "equals <what>: max |diff| = <diff>" (and more ``(what, diff)`` pairs), computed by the caller."""
+        parts = []
+        for w, d, eq in [(what, diff, equal)] + [(w, d, None) for w, d in (more or [])]:
+            ok = (d == 0 if eq is None else eq) or d < 1e-4
+            mark, colour = ("✔", GREEN) if ok else ("✘", VERMILLION)
+            parts.append(f"<span style='color:{colour}'>{mark} equals {html.escape(w)}: max |diff| = {fmt(d)}</span>")
+        self.check.value = "<span style='font-size:16px'>" + " &nbsp; ".join(parts) + "</span>"
+
+    @property
+    def check_text(self) -> str:
+        import re
+
+        return html.unescape(re.sub(r"<[^>]+>", "", self.check.value)).replace("\xa0", " ")
+
+    def _reset_steps(self, keep: bool = False) -> None:
+        n = max(1, self.n_steps())
+        value = min(self.step.value, n - 1) if keep else 0
+        with self.step.hold_trait_notifications():
+            self.play.max = self.step.max = n - 1
+            self.play.value = self.step.value = value
+        self.show_step(value)
+
+    def _nudge(self, d: int) -> None:
+        self.step.value = max(self.step.min, min(self.step.max, self.step.value + d))
+
+    def show_step(self, k: int) -> None:
+        fr = self.frame(k)
+        with self.fig.batch_update():
+            for i, props in fr.get("data", {}).items():
+                self.fig.data[i].update(props)
+            if fr.get("layout"):
+                self.fig.layout.update(fr["layout"])
+
+    # ------------------------------------------------------------------ display / export
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def export_html(self, path) -> Path:
+        """A standalone HTML file of the current animation (plotly frames, plotly.js inlined:
+        no kernel and no internet needed)."""
+        path = Path(path)
+        base = go.Figure(self.fig.to_dict())
+        frames = []
+        for k in range(max(1, self.n_steps())):
+            fr = self.frame(k)
+            data = [dict(type=self.fig.data[i].type, **props) for i, props in fr.get("data", {}).items()]
+            frames.append(go.Frame(name=str(k), data=data, traces=list(fr.get("data", {}).keys()),
+                                   layout=fr.get("layout") or None))
+        base.frames = frames
+        steps = [dict(method="animate", label=str(k),
+                      args=[[str(k)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                           transition=dict(duration=0))]) for k in range(len(frames))]
+        base.update_layout(
+            updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.08, xanchor="left", yanchor="top",
+                              buttons=[dict(label="▶ play", method="animate",
+                                            args=[None, dict(frame=dict(duration=self.play.interval, redraw=True),
+                                                             fromcurrent=True, transition=dict(duration=0))]),
+                                       dict(label="pause", method="animate",
+                                            args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
+            sliders=[dict(active=self.step.value, steps=steps, x=0.15, len=0.85, y=-0.05,
+                          currentvalue=dict(prefix="step "))])
+        base.write_html(str(path), include_plotlyjs=True, full_html=True, auto_play=False)
+        self.show_step(self.step.value)  # frame() may set the caption; put the current one back
+        return path

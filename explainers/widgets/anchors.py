@@ -1,0 +1,155 @@
+"""Anchors at every feature-map cell, objectness, box corrections, top-k RPN proposals."""
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import torch
+from plotly.subplots import make_subplots
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
+
+from .. import ops
+from ._base import BLUE, CLASS_COLOURS, GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, rect_path
+
+#: the slide: a 3 x 640 x 480 image gives 512 x 20 x 15 features; K = 3 sizes x 3 ratios
+LECTURE = dict(image_size=(640, 480), feature_size=(20, 15), sizes=(64, 128, 256), ratios=(0.5, 1.0, 2.0))
+VIEWS = [("anchors of one cell", "anchors"), ("top-k anchors (no correction)", "before"),
+         ("top-k after box corrections", "after"), ("after the RPN's NMS", "nms")]
+
+
+class AnchorsExplainer(Explainer):
+    """The feature-map grid over the image; the K anchors of a cell; the RPN's objectness;
+    the top-k proposals before and after the predicted corrections and the NMS."""
+
+    title = "Anchors and Region Proposal Network proposals"
+    play_interval = 300
+
+    def _build(self):
+        self.view = W.Dropdown(options=VIEWS, value="anchors", description="show",
+                               layout=W.Layout(width="340px"))
+        self.top_k = W.IntSlider(value=10, min=1, max=100, description="top k", layout=W.Layout(width="300px"))
+        self.view.observe(lambda _: self.guard(self.refresh), "value")
+        self.top_k.observe(lambda _: self.guard(self.refresh), "value")
+        self.controls = W.HBox([self.view, self.top_k] if self.source == "live" else [])
+        right = "objectness (best anchor per cell)" if self.source == "live" else "the K anchor shapes"
+        fig = make_subplots(1, 2, column_widths=[0.62, 0.38], subplot_titles=("image and feature grid", right))
+        fig.add_image(z=np.full((8, 8, 3), 245, np.uint8), row=1, col=1, hoverinfo="skip")          # 0
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREY, width=0.7), row=1, col=1)    # 1 grid
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=2.5), row=1, col=1)  # 2 boxes
+        fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=12, color=VERMILLION), row=1, col=1)  # 3 centre
+        fig.add_heatmap(z=[[0]], colorscale="Viridis", showscale=False, row=1, col=2)               # 4
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=SKY, width=2), row=1, col=2)       # 5 shapes
+        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2,                                    # 6 cell
+                        marker=dict(symbol="square-open", size=16, color=VERMILLION, line=dict(width=3)))
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
+        fig.update_xaxes(showgrid=False, zeroline=False)
+        fig.update_yaxes(scaleanchor="x", row=1, col=1)
+        self._use_figure(fig, 560)
+        self._load()
+
+    def _load(self):
+        if self.source == "lecture":
+            H, W_ = LECTURE["image_size"]
+            self._img = np.full((H, W_, 3), 245, np.uint8)
+            self._image_size, self._feature_size = (H, W_), LECTURE["feature_size"]
+            self._sizes, self._ratios = LECTURE["sizes"], LECTURE["ratios"]
+            self._rpn = None
+            return
+        from ..models import get
+
+        model = self.model or get("detection", "shapes")
+        tr = model.trace(self.live_image())
+        if len(tr.feature_sizes) != 1:
+            # several FPN levels: show the finest one
+            pass
+        self._img = (tr.input_image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self._image_size = tuple(tr.input_tensor.shape[-2:])
+        self._feature_size = tr.feature_sizes[0]
+        self._sizes, self._ratios = tuple(tr.anchor_sizes[0]), tuple(tr.anchor_ratios[0])
+        n0 = tr.anchors_per_level[0]
+        self._rpn = dict(anchors=tr.anchors[:n0], objectness=tr.objectness[:n0], deltas=tr.deltas[:n0],
+                         proposals=tr.proposals, real_anchors=tr.anchors[:n0])
+        self.top_k.max = min(300, n0)
+
+    def refresh(self):
+        anchors, at = ops.anchor_grid(self._image_size, self._feature_size, self._sizes, self._ratios)
+        gen = AnchorGenerator((self._sizes,), (self._ratios,))
+        Hf, Wf = self._feature_size
+        ref = gen(ImageList(torch.zeros(1, 3, *self._image_size), [self._image_size]), [torch.zeros(1, 1, Hf, Wf)])[0]
+        diff = float((anchors - ref).abs().max())
+        more = []
+        if self._rpn is not None:
+            diff = max(diff, float((anchors - self._rpn["real_anchors"]).abs().max()))
+            d = self._rpn["deltas"]
+            ours = ops.decode_boxes(d, anchors, ops.RPN_WEIGHTS)
+            theirs = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(d, anchors)
+            more.append(("BoxCoder.decode (box corrections)", float((ours - theirs).abs().max())))
+        self.set_check("torchvision's AnchorGenerator" + (" and the model's own anchors" if self._rpn else ""),
+                       diff, more=more)
+        self._anchors, self._at = anchors, at
+        H, W_ = self._image_size
+        sy, sx = at.stride
+        grid_x, grid_y = [], []
+        for c in range(Wf + 1):
+            grid_x += [c * sx - sx / 2, c * sx - sx / 2, None]
+            grid_y += [-sy / 2, Hf * sy - sy / 2, None]
+        for r in range(Hf + 1):
+            grid_x += [-sx / 2, Wf * sx - sx / 2, None]
+            grid_y += [r * sy - sy / 2, r * sy - sy / 2, None]
+        K = at.per_cell
+        with self.fig.batch_update():
+            self.fig.data[0].z = self._img
+            self.fig.data[1].update(x=grid_x, y=grid_y)
+            if self._rpn is not None:
+                obj = torch.sigmoid(self._rpn["objectness"]).reshape(Hf, Wf, K).max(-1).values
+                self.fig.data[4].update(z=obj.tolist(), zmin=0, zmax=1, visible=True)
+                self.fig.data[5].update(x=[], y=[])
+            else:
+                self.fig.data[4].update(visible=False)
+                self.fig.data[5].update(dict(zip("xy", rect_path(at.base_anchors.tolist()))))
+            self.fig.layout.annotations[0].text = (f"image {W_}x{H} with the {Wf}x{Hf} feature grid "
+                                                   f"(stride {sx}); K = {K} anchors per cell")
+        self._reset_steps(keep=True)
+
+    def n_steps(self) -> int:
+        if self.source == "live" and self.view.value != "anchors":
+            return 1
+        Hf, Wf = self._feature_size
+        return Hf * Wf
+
+    def _proposals(self):
+        rpn, k, view = self._rpn, self.top_k.value, self.view.value
+        if view == "nms":
+            boxes = rpn["proposals"][:k]
+            return boxes, f"the first {len(boxes)} proposals that survive the RPN's NMS"
+        top = torch.argsort(rpn["objectness"], descending=True)[:k]
+        if view == "before":
+            return self._anchors[top], f"the {k} anchors with the highest objectness, before any correction"
+        boxes = ops.decode_boxes(rpn["deltas"][top], self._anchors[top], ops.RPN_WEIGHTS)
+        H, W_ = self._image_size
+        boxes = torch.stack([boxes[:, 0].clamp(0, W_), boxes[:, 1].clamp(0, H), boxes[:, 2].clamp(0, W_),
+                             boxes[:, 3].clamp(0, H)], 1)
+        return boxes, f"the same {k} anchors moved and resized by the predicted corrections (dx, dy, dw, dh)"
+
+    def frame(self, k: int) -> dict:
+        at = self._at
+        Hf, Wf = self._feature_size
+        if self.source == "live" and self.view.value != "anchors":
+            boxes, msg = self._proposals()
+            self.caption.value = f"<span style='font-size:16px'>{msg}</span>"
+            return {"data": {2: dict(zip("xy", rect_path(boxes.tolist()))), 3: {"x": [], "y": []},
+                             6: {"x": [], "y": []}}}
+        r, c = divmod(k, Wf)
+        cell = at.cell_anchors(r, c)
+        cx, cy = at.centres[r * Wf + c].tolist()
+        obj = ""
+        if self._rpn is not None:
+            K = at.per_cell
+            p = torch.sigmoid(self._rpn["objectness"][(r * Wf + c) * K:(r * Wf + c + 1) * K])
+            obj = "; objectness of its anchors: " + ", ".join(f"{v:.2f}" for v in p.tolist())
+        self.caption.value = (f"<span style='font-size:16px'>cell ({r}, {c}) centred at ({cx}, {cy}): "
+                              f"{len(cell)} anchors = sizes {list(self._sizes)} x aspect ratios (h/w) "
+                              f"{list(self._ratios)}{obj}</span>")
+        return {"data": {2: dict(zip("xy", rect_path(cell.tolist()))), 3: {"x": [cx], "y": [cy]},
+                         6: {"x": [c], "y": [r]} if self._rpn is not None else {"x": [], "y": []}}}

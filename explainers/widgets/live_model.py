@@ -1,0 +1,139 @@
+"""The live model on any image: semantic segmentation, detection, instance segmentation."""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import numpy as np
+from plotly.subplots import make_subplots
+
+from ._base import VERMILLION, Explainer
+
+#: uploads larger than this are refused before decoding
+MAX_UPLOAD_BYTES = 20 * 2**20
+TASKS = (("semantic segmentation", "segmentation"), ("detection", "detection"),
+         ("instance segmentation", "instance"))
+
+
+def sample_images() -> dict:
+    """Name -> loader of the bundled sample images (shapes scenes, scikit-image's public-domain photos)."""
+    from ..models import make_scene
+
+    samples = {f"shapes scene {i}": (lambda s=s: make_scene(s).image)
+               for i, s in enumerate((10_000_005, 10_000_017, 10_000_029), 1)}
+
+    def skimage(name):
+        def load():
+            import skimage.data
+
+            return getattr(skimage.data, name)()
+        return load
+
+    samples.update({"chelsea (cat)": skimage("chelsea"), "astronaut": skimage("astronaut"),
+                    "coffee": skimage("coffee")})
+    return samples
+
+
+class LiveModelExplainer(Explainer):
+    """Pick a sample or upload an image; the three models run once per image (cached)."""
+
+    title = "The live model: segmentation, detection, instance segmentation"
+
+    def _build(self):
+        self._samples = sample_images()
+        names = list(self._samples)
+        self.sample = W.Dropdown(options=names, value=names[0], description="image")
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload an image")
+        self.threshold = W.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05, description="min score",
+                                       layout=W.Layout(width="300px"))
+        self.info = W.HTML()
+        self.sample.observe(lambda _: self.guard(self._pick_sample), "value")
+        self.upload.observe(lambda ch: self.guard(self._uploaded, ch["new"]), "value")
+        self.threshold.observe(lambda _: self.guard(self._draw), "value")
+        self.controls = W.VBox([W.HBox([self.sample, self.upload, self.threshold]), self.info])
+        fig = make_subplots(1, 3, subplot_titles=[t for t, _ in TASKS], horizontal_spacing=0.02)
+        for c in (1, 2, 3):
+            fig.add_image(z=np.zeros((4, 4, 3), np.uint8), row=1, col=c, hoverinfo="skip")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        self._use_figure(fig, 430)
+        self._cache: dict = {}
+        self._results: dict = {}
+        self._current = None
+        self._image = self.image if self.image is not None else self._samples[names[0]]()
+        if self.source == "lecture" and self.image is None:
+            self._image = self._samples[names[0]]()
+
+    def _models(self):
+        from ..models import get
+
+        if self.model is not None:
+            return {self.model.task: self.model}
+        return {task: get(task) for _, task in TASKS}
+
+    def _pick_sample(self):
+        self._image = self._samples[self.sample.value]()
+        self.refresh()
+
+    def _uploaded(self, value):
+        if not value:
+            return
+        item = value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
+        content = item["content"] if isinstance(item, dict) else item.content
+        name = item["name"] if isinstance(item, dict) else item.name
+        size = len(content)
+        if size > MAX_UPLOAD_BYTES:
+            raise ValueError(f"{name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+        from ..models import load_image
+
+        try:
+            load_image(bytes(content))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        self._image = bytes(content)
+        self.refresh()
+
+    def refresh(self):
+        from ..models import load_image
+
+        img = load_image(self._image)                        # fails early, with a clear line
+        key = id(self._image)
+        if key not in self._cache:
+            self._cache.clear()
+            self._cache[key] = {task: m(img.tensor) for task, m in self._models().items()}
+        self._results = self._cache[key]
+        self._draw()
+
+    def _draw(self):
+        from ..models import render
+
+        models = self._models()
+        titles = []
+        with self.fig.batch_update():
+            for i, (title, task) in enumerate(TASKS):
+                r = self._results.get(task)
+                if r is None:
+                    self.fig.data[i].z = np.zeros((4, 4, 3), np.uint8)
+                    titles.append(f"{title}: (no model)")
+                    continue
+                self.fig.data[i].z = render(r, self.threshold.value)
+                if hasattr(r, "boxes"):
+                    n = int((r.scores >= self.threshold.value).sum())
+                    titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")
+                else:
+                    titles.append(f"{title}: {', '.join(r.present[1:]) or 'background'}, {r.seconds * 1e3:.0f} ms")
+            for ann, t in zip(self.fig.layout.annotations, titles):
+                ann.text = t
+        sources = {m.source for m in models.values()}
+        dev = next(iter(models.values())).device
+        notes = {r.note for r in self._results.values() if r.note}
+        line = f"device: <b>{dev}</b> · weights: {', '.join(sorted(sources))}"
+        if all(m.is_shapes for m in models.values()):
+            line += (f"<br><span style='color:{VERMILLION}'>Only the bundled shapes models are available here: "
+                     "they know circles, squares and triangles, nothing else (a cat will not be found). "
+                     "Run <code>explainers download detection</code> (and instance, segmentation) "
+                     "once online for the COCO models.</span>")
+        if notes:
+            line += "<br>" + html.escape("; ".join(sorted(notes)))
+        self.info.value = f"<span style='font-size:16px'>{line}</span>"
+        self.check.value = ""

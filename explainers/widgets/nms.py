@@ -1,0 +1,124 @@
+"""Non-maximum suppression, one kept box at a time."""
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+import torch
+import torchvision
+
+from .. import ops
+from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, rect_path
+
+#: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
+LECTURE_BOXES = [[60, 80, 300, 400], [75, 70, 310, 390], [50, 100, 280, 420], [340, 120, 600, 420],
+                 [360, 100, 610, 430], [250, 60, 420, 300], [330, 140, 580, 400], [90, 90, 290, 380]]
+LECTURE_SCORES = [0.92, 0.86, 0.71, 0.88, 0.80, 0.55, 0.63, 0.60]
+LECTURE_LABELS = [1, 1, 1, 2, 2, 1, 1, 2]
+LECTURE_CLASSES = ["background", "cat", "dog"]
+
+
+class NMSExplainer(Explainer):
+    """Boxes with scores; each step keeps the best remaining box and suppresses the boxes
+    that overlap it by more than the IoU threshold."""
+
+    title = "Non-maximum suppression"
+
+    def _build(self):
+        self.threshold = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="IoU threshold",
+                                       style={"description_width": "initial"}, layout=W.Layout(width="340px"))
+        self.class_aware = W.Checkbox(value=True, description="class-aware (per class)")
+        self.top_n = W.IntSlider(value=25, min=2, max=100, description="boxes", layout=W.Layout(width="300px"))
+        for c in (self.threshold, self.class_aware, self.top_n):
+            c.observe(lambda _: self.guard(self.refresh), "value")
+        self.controls = W.HBox([self.threshold, self.class_aware] + ([self.top_n] if self.source == "live" else []))
+        fig = go.Figure()
+        fig.add_image(z=np.full((480, 640, 3), 245, np.uint8), hoverinfo="skip")
+        for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
+                                    (ORANGE, 5, "solid"), (VERMILLION, 3, "dash")):
+            fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
+        fig.add_scatter(x=[], y=[], text=[], mode="text", textposition="bottom right",
+                        textfont=dict(size=14, color="black"), hoverinfo="skip")
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x")
+        fig.update_xaxes(showgrid=False, zeroline=False)
+        self._use_figure(fig, 560)
+        self._load()
+
+    def _load(self):
+        if self.source == "lecture":
+            self._all = (torch.tensor(LECTURE_BOXES, dtype=torch.float32), torch.tensor(LECTURE_SCORES),
+                         torch.tensor(LECTURE_LABELS))
+            self._classes = LECTURE_CLASSES
+            self._img = np.full((480, 640, 3), 245, np.uint8)
+            return
+        from ..models import get
+
+        model = self.model or get("detection", "shapes")
+        tr = model.trace(self.live_image())
+        self._all = (tr.boxes_pre_nms, tr.scores_pre_nms, tr.labels_pre_nms)
+        self._classes = model.classes
+        self._img = (tr.input_image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self.threshold.value = tr.nms_threshold
+        if len(tr.scores_pre_nms) == 0:
+            raise ValueError("the detector found no candidate boxes on this image (nothing to suppress)")
+
+    def refresh(self):
+        boxes, scores, labels = self._all
+        if self.source == "live":
+            order = torch.argsort(scores, descending=True)[: self.top_n.value]
+            boxes, scores, labels = boxes[order], scores[order], labels[order]
+        thr = self.threshold.value
+        if self.class_aware.value:
+            keep, tr = ops.batched_nms_trace(boxes, scores, labels, thr)
+            ref = torchvision.ops.batched_nms(boxes, scores, labels, thr)
+            name = "torchvision.ops.batched_nms"
+        else:
+            keep, tr = ops.nms_trace(boxes, scores, thr)
+            ref = torchvision.ops.nms(boxes, scores, thr)
+            name = "torchvision.ops.nms"
+        same = torch.equal(keep, ref)
+        self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same)
+        self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
+        with self.fig.batch_update():
+            self.fig.data[0].z = self._img
+        self._reset_steps()
+
+    def n_steps(self) -> int:
+        return len(self._tr.steps) + 1
+
+    def frame(self, k: int) -> dict:
+        tr, b = self._tr, self._boxes
+        state = tr.state_after(k)            # 0 undecided, 1 kept, 2 suppressed
+        current = tr.steps[k - 1] if k >= 1 else None
+        just = set(current.suppressed.tolist()) if current is not None else set()
+        undecided = [i for i in range(len(b)) if state[i] == 0]
+        suppressed = [i for i in range(len(b)) if state[i] == 2 and i not in just]
+        kept = [i for i in range(len(b)) if state[i] == 1 and (current is None or i != current.kept)]
+        ious = dict(zip(current.candidates.tolist(), current.ious.tolist())) if current is not None else {}
+        tx, ty, tt = [], [], []
+        for i in range(len(b)):
+            name = self._classes[int(self._labels[i])] if int(self._labels[i]) < len(self._classes) else "?"
+            label = f"{name} {self._scores[i]:.2f}"
+            if i in ious:
+                label += f" | IoU {ious[i]:.2f}"
+            tx.append(float(b[i, 0]))
+            ty.append(float(b[i, 1]))
+            tt.append(label)
+        data = {
+            1: dict(zip("xy", rect_path(b[undecided]))) if undecided else {"x": [], "y": []},
+            2: dict(zip("xy", rect_path(b[suppressed]))) if suppressed else {"x": [], "y": []},
+            3: dict(zip("xy", rect_path(b[kept]))) if kept else {"x": [], "y": []},
+            4: dict(zip("xy", rect_path(b[[current.kept]]))) if current is not None else {"x": [], "y": []},
+            5: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
+            6: {"x": tx, "y": ty, "text": tt},
+        }
+        if current is None:
+            msg = f"{len(b)} candidate boxes, sorted by score; press play"
+        else:
+            msg = (f"step {k}: keep box {current.kept} (score {self._scores[current.kept]:.2f}); "
+                   f"{len(current.suppressed)} box(es) overlap it with IoU > {self._tr.iou_threshold:.2f} "
+                   f"and are suppressed (dashed)")
+            if k == self.n_steps() - 1:
+                msg += f"; done: {int((state == 1).sum())} kept"
+        self.caption.value = f"<span style='font-size:16px'>{msg}</span>"
+        return {"data": data}

@@ -1,0 +1,138 @@
+"""Sliding-window segmentation, then the same network run fully convolutionally."""
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import torch
+from plotly.subplots import make_subplots
+
+from .. import ops
+from ._base import CLASS_COLOURS, GREEN, ORANGE, VERMILLION, Explainer
+
+LECTURE_SEED, LECTURE_SIZE = 10_000_011, 120
+
+
+class SlidingWindowExplainer(Explainer):
+    """A window slides over the image, the patch classifier labels its centre pixel and the
+    label map fills in; then one fully convolutional pass of the same network gives the same map."""
+
+    title = "Segmentation by sliding window vs one fully convolutional pass"
+    play_interval = 150
+
+    def _build(self):
+        self.window = W.IntSlider(value=40, min=8, max=72, step=4, description="window",
+                                  layout=W.Layout(width="280px"), continuous_update=False)
+        self.stride_ctl = W.IntSlider(value=4, min=1, max=16, description="stride",
+                                      layout=W.Layout(width="280px"), continuous_update=False)
+        self.dense = W.ToggleButton(value=False, description="run fully convolutionally",
+                                    layout=W.Layout(width="240px"))
+        self.window.observe(lambda _: self.guard(self.refresh), "value")
+        self.stride_ctl.observe(lambda _: self.guard(self.refresh), "value")
+        self.dense.observe(lambda _: self.guard(self._toggle_dense), "value")
+        self.controls = W.HBox([self.window, self.stride_ctl, self.dense])
+        fig = make_subplots(1, 4, column_widths=[0.32, 0.18, 0.32, 0.18], horizontal_spacing=0.05,
+                            subplot_titles=("image and window", "the window", "label map", "class scores"))
+        fig.add_image(z=np.zeros((4, 4, 3), np.uint8), row=1, col=1, hoverinfo="skip")                # 0
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)     # 1
+        fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2
+        fig.add_image(z=np.zeros((4, 4, 3), np.uint8), row=1, col=2, hoverinfo="skip")                # 3
+        colours = ["#FFFFFF"] + CLASS_COLOURS[:3]
+        scale = [[i / 4, c] for i, c in enumerate(colours) for _ in (0,)]
+        scale = [[0.0, colours[0]], [0.25, colours[0]], [0.25, colours[1]], [0.5, colours[1]],
+                 [0.5, colours[2]], [0.75, colours[2]], [0.75, colours[3]], [1.0, colours[3]]]
+        fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=3.5, colorscale=scale, showscale=False, row=1, col=3)  # 4
+        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=3, hoverinfo="skip",                   # 5
+                        marker=dict(symbol="square-open", size=12, color=VERMILLION, line=dict(width=2)))
+        fig.add_bar(x=[], y=[], marker_color=colours, row=1, col=4)                                    # 6
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, row=1, col=3)
+        fig.update_yaxes(range=[0, 1], row=1, col=4)
+        self._use_figure(fig, 460)
+        from ..models import get
+        from ..models.live import PatchModel
+
+        self._model = self.model or get("patch", "shapes")
+        if not isinstance(self._model, PatchModel):
+            raise ValueError("the sliding-window explainer needs the patch classifier (models.load('patch'))")
+        from ..models import load_image, make_scene
+
+        if self.source == "lecture":
+            img = make_scene(LECTURE_SEED, size=LECTURE_SIZE).tensor()
+        else:
+            img = load_image(self.live_image(), max_side=256).tensor
+        self._img = img
+        self._img_u8 = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self.window.value = self._model.window
+        self.stride_ctl.value = self._model.stride
+
+    def refresh(self):
+        net = self._model.module
+        w, s = self.window.value, self.stride_ctl.value
+        labels, tr = ops.sliding_window_predict(net, self._img, w, s, batch_size=256)
+        self._labels, self._tr = labels, tr
+        self._probs = tr.scores.softmax(0)
+        rf, total = self._model.window, self._model.stride
+        if (w, s) == (rf, total):
+            dl, ds, cost = ops.dense_predict(net, self._img)
+            same = torch.equal(dl, labels)
+            self.set_check("the fully convolutional map (labels identical: " + ("yes" if same else "no") + ")",
+                           float((ds - tr.scores).abs().max()), same)
+            self._dense = (dl, cost)
+        else:
+            self._dense = None
+            self.check.value = (f"<span style='font-size:16px'>the fully convolutional map has one label per "
+                                f"{total} pixels with {rf}x{rf} windows: set window {rf} and stride {total} "
+                                f"to compare them cell by cell</span>")
+        with self.fig.batch_update():
+            self.fig.data[0].z = self._img_u8
+            self.fig.layout.annotations[2].text = f"label map ({labels.shape[1]}x{labels.shape[0]} windows)"
+            self.fig.data[6].x = list(self._model.classes)
+        self.dense.value = False
+        self._reset_steps()
+
+    def _toggle_dense(self):
+        if not self.dense.value:
+            self.show_step(self.step.value)
+            return
+        if self._dense is None:
+            self.dense.value = False
+            raise ValueError(f"set window {self._model.window} and stride {self._model.stride} "
+                             "(the network's receptive field and stride) to run it fully convolutionally")
+        dl, cost = self._dense
+        slide = self._tr.cost
+        # time both the same way, here and now
+        t_dense = min(ops.dense_predict(self._model.module, self._img)[2].seconds for _ in range(3))
+        t_slide = slide.seconds
+        with self.fig.batch_update():
+            self.fig.data[4].z = dl.tolist()
+            self.fig.data[5].update(x=[], y=[])
+        self.caption.value = (
+            f"<span style='font-size:16px'>fully convolutional: {t_dense * 1e3:.1f} ms and "
+            f"{cost.macs / 1e6:,.1f} M multiply-accumulates, against {t_slide * 1e3:.1f} ms and "
+            f"{slide.macs / 1e6:,.1f} M for {len(self._tr.windows)} windows one by one: "
+            f"<b>{t_slide / t_dense:.0f}x faster</b>, {slide.macs / cost.macs:.0f}x fewer MACs, "
+            f"same map.</span>")
+
+    def n_steps(self) -> int:
+        return int(self._labels.numel())
+
+    def frame(self, k: int) -> dict:
+        tr = self._tr
+        nH, nW = self._labels.shape
+        r, c = divmod(k, nW)
+        x1, y1, x2, y2 = tr.windows[k].tolist()
+        cx, cy = tr.centres[k].tolist()
+        flat = self._labels.reshape(-1).tolist()
+        z = [[flat[i * nW + j] if i * nW + j <= k else None for j in range(nW)] for i in range(nH)]
+        probs = self._probs[:, r, c]
+        name = self._model.classes[int(self._labels[r, c])]
+        self.caption.value = (f"<span style='font-size:16px'>window {k + 1}/{self.n_steps()} at ({x1}, {y1}): "
+                              f"its centre pixel ({cx}, {cy}) is <b>{name}</b> "
+                              f"(p = {probs.max():.2f})</span>")
+        return {"data": {
+            1: {"x": [x1, x2, x2, x1, x1], "y": [y1, y1, y2, y2, y1]},
+            2: {"x": [cx], "y": [cy]},
+            3: {"z": self._img_u8[y1:y2, x1:x2]},
+            4: {"z": z},
+            5: {"x": [c], "y": [r]},
+            6: {"y": probs.tolist()},
+        }}

@@ -1,0 +1,174 @@
+"""Transposed convolution as the transpose of the convolution matrix, in 1D and 2D."""
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import torch
+from plotly.subplots import make_subplots
+
+from .. import ops
+from ._base import ORANGE, VERMILLION, Explainer, fmt
+
+KERNEL_LABELS = ["x", "y", "z"]
+VECTOR_LABELS = "abcdefghijklmnopqrstuvw"
+LECTURE = {1: dict(k=3, s=2, p=1, n=4), 2: dict(k=3, s=2, p=1, n=4)}
+
+
+class TransposedConvExplainer(Explainer):
+    """X (the convolution), X^T (its transpose) and the transposed convolution X^T y,
+    built one input element at a time: each scales a copy of the filter placed in the
+    output, and overlapping copies add up."""
+
+    title = "Transposed convolution = multiplying by X^T"
+
+    def _build(self):
+        self.dims = W.ToggleButtons(options=[("1D", 1), ("2D", 2)], value=1, description="")
+        self.ksize = W.IntSlider(value=3, min=1, max=5, description="kernel", layout=W.Layout(width="240px"))
+        self.stride = W.IntSlider(value=2, min=0, max=4, description="stride", layout=W.Layout(width="240px"))
+        self.padding = W.IntSlider(value=1, min=0, max=3, description="padding", layout=W.Layout(width="240px"))
+        self.size = W.IntSlider(value=4, min=1, max=8, description="input n", layout=W.Layout(width="240px"))
+        for c in (self.ksize, self.stride, self.padding, self.size):
+            c.observe(lambda _: self.guard(self.refresh), "value")
+        self.dims.observe(lambda _: self.guard(self._switch_dims), "value")
+        self.controls = W.VBox([W.HBox([self.dims, self.ksize, self.stride]), W.HBox([self.padding, self.size])])
+        fig = make_subplots(1, 3, subplot_titles=("X (convolution)", "X^T (transposed)", "output = X^T y"),
+                            column_widths=[0.34, 0.26, 0.40], horizontal_spacing=0.07)
+        for col in (1, 2, 3):
+            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=15),
+                            colorscale="RdBu", zmid=0, showscale=False, xgap=1, ygap=1, row=1, col=col)
+        for col in (1, 2, 3):
+            fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
+                            marker=dict(symbol="square-open", size=26, color=ORANGE, line=dict(width=3)))
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
+        fig.update_xaxes(showgrid=False, zeroline=False, dtick=1)
+        self._use_figure(fig, 520)
+        if self.source == "live":
+            self._load_live()
+
+    def _load_live(self):
+        from ..models import get
+        from ..models.nets import SegNet
+
+        model = self.model or get("segmentation", "shapes")
+        if not isinstance(getattr(model, "module", None), SegNet):
+            raise ValueError("the live transposed convolution comes from the shapes SegNet's decoder")
+        cap = model.trace(self.live_image()).captured
+        w = cap["transposed_kernel"]                       # (C_in, C_out, 3, 3)
+        i, o = divmod(int(w.flatten(2).norm(dim=-1).argmax()), w.shape[1])
+        self._kernel2d = w[i, o]
+        feat = cap["transposed_input"][0, i]
+        r, c = divmod(int(feat.abs().argmax()), feat.shape[1])
+        self._feat = feat
+        self._live_pick = (i, o, r, c)
+        self.ksize.disabled = True
+
+    def _switch_dims(self):
+        d = self.dims.value
+        with self.ksize.hold_trait_notifications(), self.stride.hold_trait_notifications():
+            for ctrl, key in ((self.ksize, "k"), (self.stride, "s"), (self.padding, "p"), (self.size, "n")):
+                ctrl.unobserve_all("value")
+                ctrl.value = LECTURE[d][key] if not (self.source == "live" and key == "k") else 3
+                ctrl.observe(lambda _: self.guard(self.refresh), "value")
+        self.refresh()
+
+    def _kernel(self):
+        d, k = self.dims.value, self.ksize.value
+        if self.source == "live":
+            k2 = self._kernel2d
+            return k2[1] if d == 1 else k2
+        vals = torch.arange(1, k + 1, dtype=torch.float32)
+        return vals if d == 1 else (vals[:, None] * 10 + vals[None, :]) / 10
+
+    def refresh(self):
+        d, s, p, n = self.dims.value, self.stride.value, self.padding.value, self.size.value
+        kernel = self._kernel()
+        shape = (n,) if d == 1 else (n, n)
+        out_shape = ops.output_shape(tuple(kernel.shape), shape, s, p)
+        g = torch.Generator().manual_seed(0)
+        if self.source == "live":
+            i, o, r, c = self._live_pick
+            f = self._feat
+            r0, c0 = max(0, min(r, f.shape[0] - out_shape[0])), max(0, min(c, f.shape[1] - out_shape[-1]))
+            y = f[r0:r0 + out_shape[0], c0:c0 + out_shape[-1]] if d == 2 else f[r0, c0:c0 + out_shape[0]]
+            if tuple(y.shape) != out_shape:
+                raise ValueError(f"the feature map is too small for a {out_shape} input")
+        else:
+            y = torch.arange(1, int(np.prod(out_shape)) + 1, dtype=torch.float32).reshape(out_shape)
+        out, tr = ops.conv_transpose_via_matrix(y, kernel, shape, s, p)
+        ref = ops.reference_conv_transpose(y, kernel, shape, s, p)
+        self.set_check(f"F.conv_transpose{d}d (output_padding={tr.output_padding[0] if d == 1 else tr.output_padding})",
+                       float((out - ref).abs().max()))
+        symbolic = self.source == "lecture" and d == 1 and kernel.numel() == 3
+        if symbolic:
+            # as on the slide: columns of the *padded* input (0, a, b, c, d, 0); the transposed
+            # convolution then crops the padding positions off the end result
+            tr = ops.conv_transpose_via_matrix(y, kernel, (n + 2 * p,), s, 0)[1]
+            self._pad = p
+        self._y, self._out, self._tr, self._shape = y, out, tr, tuple(tr.output.shape)
+        X = tr.matrix
+        if symbolic:
+            Xl = ops.conv_matrix_labels(KERNEL_LABELS, n + 2 * p, s, 0)
+            self._ylabels = list(VECTOR_LABELS[: y.numel()])
+        else:
+            Xl = [[fmt(v) if v else "0" for v in row] for row in X.tolist()]
+            self._ylabels = [fmt(v) for v in y.reshape(-1).tolist()]
+        self._symbolic = symbolic
+        XT = ops.transpose_labels(Xl)
+        with self.fig.batch_update():
+            self.fig.data[0].update(z=X.tolist(), text=Xl)
+            self.fig.data[1].update(z=X.T.tolist(), text=XT)
+            lim = float(max(out.abs().max(), tr.contributions.abs().max(), 1e-6))
+            self.fig.data[2].update(zmin=-lim, zmax=lim)
+            sym = f" (y = {' '.join(self._ylabels)})"
+            self.fig.layout.annotations[0].text = f"X: {X.shape[0]}x{X.shape[1]}"
+            self.fig.layout.annotations[1].text = f"X^T: {X.shape[1]}x{X.shape[0]}"
+            self.fig.layout.annotations[2].text = "output = X^T y" + ("" if d == 2 else sym)
+        self._reset_steps()
+
+    def n_steps(self) -> int:
+        return int(self._y.numel())
+
+    def frame(self, k: int) -> dict:
+        tr, d = self._tr, self.dims.value
+        copy = tr.contributions[k]
+        total = tr.partial_sums[k]
+        if d == 1:
+            if self._symbolic:
+                labels = [lab if i <= k else "0" for i, lab in enumerate(self._ylabels)]
+                sums = ops.symbolic_matvec(ops.transpose_labels(
+                    ops.conv_matrix_labels(KERNEL_LABELS, self._shape, self._tr.stride, self._tr.padding)), labels)
+                copy_txt = ops.symbolic_matvec(ops.transpose_labels(
+                    ops.conv_matrix_labels(KERNEL_LABELS, self._shape, self._tr.stride, self._tr.padding)),
+                    [lab if i == k else "0" for i, lab in enumerate(self._ylabels)])
+            else:
+                sums = [fmt(v) for v in total.tolist()]
+                copy_txt = [fmt(v) for v in copy.tolist()]
+            z = [copy.tolist(), total.tolist()]
+            text = [copy_txt, sums]
+            nz = copy.nonzero()[:, 0].tolist()
+            hx, hy = nz, [0] * len(nz)
+            ylab = dict(tickmode="array", tickvals=[0, 1], ticktext=["this copy", "running sum"])
+            if self._symbolic and self._pad:
+                cropped = sums[self._pad:-self._pad]
+                if k == self.n_steps() - 1:
+                    self._crop_note = (f" The {self._pad} padding position(s) at each end are cropped: "
+                                       f"output = [{', '.join(cropped)}].")
+        else:
+            z = total.tolist()
+            text = [[fmt(v) for v in row] for row in total.tolist()]
+            nz = copy.nonzero().tolist()
+            hx, hy = [c for _, c in nz], [r for r, _ in nz]
+            ylab = dict(tickmode="auto")
+        data = {
+            2: {"z": z, "text": text},
+            3: {"x": list(range(self._tr.matrix.shape[1])), "y": [k] * self._tr.matrix.shape[1]},
+            4: {"x": [k] * self._tr.matrix.shape[1], "y": list(range(self._tr.matrix.shape[1]))},
+            5: {"x": hx, "y": hy},
+        }
+        ylabel = self._ylabels[k]
+        note = getattr(self, "_crop_note", "") if k == self.n_steps() - 1 else ""
+        self._crop_note = ""
+        self.caption.value = (f"<span style='font-size:16px'>step {k + 1}/{self.n_steps()}: input element "
+                              f"{ylabel} scales a copy of the filter placed at {len(nz)} output cell(s); "
+                              f"where copies overlap they add up.{note}</span>")
+        return {"data": data, "layout": {"yaxis3": ylab}}

@@ -1,0 +1,176 @@
+"""Unpooling: nearest neighbour, bed of nails, max unpooling (with the switches), bilinear."""
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+import torch
+from plotly.subplots import make_subplots
+
+from .. import ops
+from ._base import BLUE, GREY, ORANGE, VERMILLION, Explainer, fmt
+
+LECTURE_INPUT = [[1.0, 2.0], [3.0, 4.0]]
+LECTURE_POOL_INPUT = [[1.0, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]
+MODES = [("nearest neighbour", "nearest"), ('"bed of nails"', "bed_of_nails"), ("max unpooling", "max"),
+         ("bilinear", "bilinear")]
+
+
+def _cells(points):
+    xs = [c for _, c in points]
+    ys = [r for r, _ in points]
+    return xs, ys
+
+
+class UnpoolingExplainer(Explainer):
+    """Each input cell and the output cells it fills; for max unpooling, the max pooling
+    and its remembered positions ("switches") come first."""
+
+    title = "Unpooling: from a small map back to a large one"
+
+    def _build(self):
+        self.mode = W.Dropdown(options=MODES, value="nearest", description="mode")
+        self.channel = W.IntSlider(value=0, min=0, max=0, description="channel", layout=W.Layout(width="300px"))
+        self.mode.observe(lambda _: self.guard(self.refresh), "value")
+        self.channel.observe(lambda _: self.guard(self.refresh), "value")
+        self.controls = W.HBox([self.mode] + ([self.channel] if self.source == "live" else []))
+        fig = make_subplots(1, 3, subplot_titles=("max pooling (switches)", "input", "output"),
+                            horizontal_spacing=0.06)
+        for col in (1, 2, 3):
+            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=18),
+                            colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=col, zmin=0, zmax=1)
+        for col, colour in ((1, ORANGE), (2, ORANGE), (3, ORANGE), (1, VERMILLION)):
+            fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
+                            marker=dict(symbol="square-open", size=44, color=colour, line=dict(width=4)))
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, dtick=1)
+        fig.update_xaxes(showgrid=False, zeroline=False, dtick=1)
+        self._use_figure(fig, 460)
+        if self.source == "live":
+            self._load_live()
+
+    # ------------------------------------------------------------------ data
+    def _load_live(self):
+        from ..models import get
+        from ..models.live import Segmenter
+        from ..models.nets import SegNet
+
+        model = self.model or get("segmentation", "shapes")
+        if not isinstance(model, Segmenter) or not isinstance(model.module, SegNet):
+            raise ValueError("live unpooling needs the shapes SegNet (its decoder uses max unpooling)")
+        cap = model.trace(self.live_image()).captured
+        self._e3 = cap["encoder_features"][2][0]     # (C, H, W) what pool 3 saw
+        self._i3 = cap["pool_indices"][2][0]         # its switches
+        self._b = cap["bottleneck"][0]               # what the decoder unpools
+        self._u3 = cap["unpooled"][0][0]             # the decoder's own unpooling output
+        self.channel.max = self._e3.shape[0] - 1
+        # the most active channel first
+        self.channel.value = int(self._b.abs().flatten(1).max(1).values.argmax())
+
+    def _data(self):
+        """(pool_input or None, input, switches or None, reference output or None)."""
+        mode = self.mode.value
+        if self.source == "lecture":
+            x = torch.tensor(LECTURE_INPUT)
+            if mode != "max":
+                return None, x, None, None
+            pin = torch.tensor(LECTURE_POOL_INPUT)
+            return pin, x, ops.max_pool_with_switches(pin)[1], None
+        c = self.channel.value
+        H, W_ = self._e3.shape[-2:]
+        # an 8x8 crop of the pooled feature map around the channel's strongest decoder input
+        b = self._b[c]
+        hb, wb = b.shape
+        r, q = divmod(int(b.abs().argmax()), wb)
+        y0 = max(0, min(r - 2, hb - 4))
+        x0 = max(0, min(q - 2, wb - 4))
+        x = b[y0:y0 + 4, x0:x0 + 4]
+        pin = self._e3[c, 2 * y0:2 * y0 + 8, 2 * x0:2 * x0 + 8]
+        idx = self._i3[c, y0:y0 + 4, x0:x0 + 4]
+        local = (idx // W_ - 2 * y0) * 8 + (idx % W_ - 2 * x0)       # switches inside the crop
+        real = self._u3[c, 2 * y0:2 * y0 + 8, 2 * x0:2 * x0 + 8]
+        return (pin if mode == "max" else None), x, (local if mode == "max" else None), \
+            (real if mode == "max" else None)
+
+    def refresh(self):
+        mode = self.mode.value
+        pin, x, switches, real = self._data()
+        out, trace = ops.unpool(x, mode, 2, indices=switches)
+        ref = ops.reference_unpool(x, mode, 2, indices=switches)
+        diff = float((out - ref).abs().max())
+        what = {"nearest": "F.interpolate(mode='nearest')", "bilinear": "F.interpolate(mode='bilinear')",
+                "max": "F.max_unpool2d", "bed_of_nails": "a one-hot stride-2 conv_transpose2d"}[mode]
+        if real is not None:
+            diff = max(diff, float((out - real).abs().max()))
+            what += " and the decoder's own unpooling"
+        self.set_check(what, diff)
+        self._pin, self._x, self._out, self._trace, self._switches = pin, x, out, trace, switches
+        self._pooled = ops.max_pool_with_switches(pin)[0] if pin is not None else None
+        n_in = x.numel()
+        self._pool_steps = self._pooled.numel() if pin is not None else 0
+        self._n = self._pool_steps + n_in + 1
+        lo = float(min(x.min(), out.min(), pin.min() if pin is not None else x.min()))
+        hi = float(max(x.max(), out.max(), pin.max() if pin is not None else x.max()))
+        with self.fig.batch_update():
+            self.fig.data[0].update(z=pin.tolist() if pin is not None else [[None]],
+                                    text=[[fmt(v) for v in row] for row in pin.tolist()] if pin is not None else [[""]],
+                                    zmin=lo, zmax=hi)
+            self.fig.data[1].update(z=x.tolist(), text=[[fmt(v) for v in row] for row in x.tolist()], zmin=lo, zmax=hi)
+            self.fig.data[2].update(zmin=lo, zmax=hi)
+            title0 = "max pooling: switches" if pin is not None else "(max pooling: max unpooling only)"
+            self.fig.layout.annotations[0].text = title0
+            self.fig.layout.annotations[2].text = f"output ({dict(MODES)[mode] if False else mode.replace('_', ' ')})"
+        self._reset_steps()
+
+    def n_steps(self) -> int:
+        return self._n
+
+    def frame(self, k: int) -> dict:
+        out, tr, x = self._out, self._trace, self._x
+        h, w = x.shape
+        Ho, Wo = out.shape
+        data = {}
+        # cells of the output filled so far: by the first (k - pool_steps) input cells
+        j = k - self._pool_steps
+        filled = np.zeros((Ho, Wo), dtype=bool)
+        src = tr.src_index[0, 0].numpy()
+        wgt = tr.src_weight[0, 0].numpy()
+        if j >= 0:
+            upto = min(j + 1, h * w)  # input cells 0..j have been placed
+            contributes = (src >= 0) & (src < upto) & (wgt != 0)
+            filled = contributes.any(-1) | ((src < 0).all(-1) & (j >= h * w))
+            if j >= h * w:
+                filled[:] = True
+        z = np.where(filled, out.numpy(), np.nan)
+        text = [[fmt(out[r, c].item()) if filled[r, c] else "" for c in range(Wo)] for r in range(Ho)]
+        data[2] = {"z": [[None if np.isnan(v) else float(v) for v in row] for row in z], "text": text}
+        caption = ""
+        empty = {"x": [], "y": []}
+        data[3], data[4], data[5] = dict(empty), dict(empty), dict(empty)
+        if self._pin is not None:
+            # switches found so far
+            sw = self._switches.numpy().reshape(-1)
+            Wp = self._pin.shape[1]
+            found = sw[: min(k + 1, self._pool_steps)] if k < self._pool_steps else sw
+            data[6] = {"x": (found % Wp).tolist(), "y": (found // Wp).tolist()}
+        else:
+            data[6] = dict(empty)
+        if k < self._pool_steps:
+            r, c = divmod(k, self._pooled.shape[1])
+            block = [(2 * r + a, 2 * c + b) for a in range(2) for b in range(2)]
+            xs, ys = _cells(block)
+            data[3] = {"x": xs, "y": ys}
+            caption = (f"max pooling, block ({r}, {c}): the maximum {fmt(self._pooled[r, c].item())} "
+                       f"is remembered at its position (switch)")
+        elif j < h * w:
+            r, c = divmod(j, w)
+            data[4] = {"x": [c], "y": [r]}
+            targets = tr.targets(r, c)
+            xs, ys = _cells(targets)
+            data[5] = {"x": xs, "y": ys}
+            mode = self.mode.value
+            verb = {"nearest": "is copied into", "bed_of_nails": "goes to the top-left of",
+                    "max": "goes back to the remembered position in", "bilinear": "is blended (bilinear weights) into"}
+            caption = f"input ({r}, {c}) = {fmt(x[r, c].item())} {verb[mode]} {len(targets)} output cell(s)"
+        else:
+            caption = "done: every output cell is filled"
+        self.caption.value = f"<span style='font-size:16px'>{caption}</span>"
+        return {"data": data}

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from explainers.models import get, held_out, make_scene, render
+from explainers.ops import anchor_grid, batched_nms_trace, decode_boxes, dense_predict, sliding_window_predict
+from explainers.ops.anchors import RPN_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(10_000_003)
+
+
+def test_detector_trace_equals_plain_call(scene):
+    m = get("instance", "shapes")
+    plain = m(scene.image)
+    tr = m.trace(scene.image)
+    for a, b in ((plain.boxes, tr.detections.boxes), (plain.scores, tr.detections.scores),
+                 (plain.labels, tr.detections.labels), (plain.masks, tr.detections.masks)):
+        assert torch.equal(a, b)
+    # shapes of the internals
+    A = tr.anchors.shape[0]
+    assert tr.objectness.shape == (A,) and tr.deltas.shape == (A, 4)
+    assert tr.box_features.shape[0] == tr.proposals.shape[0] and tr.box_features.shape[-2:] == (7, 7)
+    assert tr.input_image.shape[-2:] == tuple(round(s * d) for s, d in zip(tr.scale, scene.image.shape[:2]))
+
+
+def test_detector_anchors_equal_ops(scene):
+    tr = get("detection", "shapes").trace(scene.image)
+    (fh, fw), = tr.feature_sizes
+    ours, _ = anchor_grid(tr.input_tensor.shape[-2:], (fh, fw), tr.anchor_sizes[0], tr.anchor_ratios[0])
+    assert torch.equal(ours, tr.anchors)
+
+
+def test_rpn_nms_and_final_nms_are_reproduced_by_ops(scene):
+    m = get("instance", "shapes")
+    tr = m.trace(scene.image)
+    # proposals = decode(anchors, deltas), then the RPN's NMS
+    top = decode_boxes(tr.deltas, tr.anchors, RPN_WEIGHTS)
+    assert top.shape == tr.anchors.shape
+    keep, _ = batched_nms_trace(tr.proposals_pre_nms, tr.proposal_scores_pre_nms, tr.proposal_levels_pre_nms,
+                                tr.rpn_nms_threshold)
+    post_n = m.module.rpn.post_nms_top_n()
+    assert torch.equal(tr.proposals_pre_nms[keep[:post_n]], tr.proposals)
+    keep, trace = tr.final_nms()
+    sx, sy = tr.scale[1], tr.scale[0]
+    back = tr.boxes_pre_nms[keep] / torch.tensor([sx, sy, sx, sy])
+    torch.testing.assert_close(back, tr.detections.boxes, atol=1e-3, rtol=1e-5)
+    assert torch.equal(tr.labels_pre_nms[keep], tr.detections.labels)
+
+
+def test_detection_has_no_masks_instance_has(scene):
+    assert get("detection", "shapes")(scene.image).masks is None
+    r = get("instance", "shapes")(scene.image)
+    assert r.masks is not None and r.masks.shape[1:] == scene.image.shape[:2]
+
+
+def test_segnet_trace(scene):
+    m = get("segmentation", "shapes")
+    plain = m(scene.image)
+    tr = m.trace(scene.image)
+    assert torch.equal(plain.labels, tr.result.labels)
+    cap = tr.captured
+    assert len(cap["pool_indices"]) == 3
+    k = cap["transposed_kernel"]
+    assert k.shape[-2:] == (3, 3)
+    # the switches are real max-pooling switches of the real encoder features
+    e2, p2, i2 = cap["encoder_features"][1], cap["pooled"][1], cap["pool_indices"][1]
+    ref_p, ref_i = torch.nn.functional.max_pool2d(e2, 2, return_indices=True)
+    assert torch.equal(p2, ref_p) and torch.equal(i2, ref_i)
+    # the decoder's transposed conv is exactly conv_transpose2d with the learned kernel
+    mod = m.module.up1
+    out = torch.nn.functional.conv_transpose2d(cap["transposed_input"], k, mod.bias, 2, 1, 1)
+    torch.testing.assert_close(out, cap["transposed_output"])
+
+
+def test_patch_model_sliding_equals_dense(scene):
+    m = get("patch", "shapes")
+    img = torch.from_numpy(scene.image[:96, :100]).permute(2, 0, 1).float() / 255
+    labels, tr = sliding_window_predict(m.module, img, m.window, m.stride, batch_size=64)
+    dense, _, cost = dense_predict(m.module, img)
+    assert torch.equal(labels, dense)
+    assert tr.cost.macs > 5 * cost.macs
+
+
+def test_render_overlays(scene):
+    for task in ("segmentation", "instance", "detection", "patch"):
+        out = render(get(task, "shapes")(scene.image))
+        assert out.shape == scene.image.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, scene.image)

@@ -1,0 +1,238 @@
+"""Headless tests of the seven explainers: controls, figure data, check lines, errors, export."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import explainers
+from explainers import ops
+from explainers.widgets import (AnchorsExplainer, LiveModelExplainer, NMSExplainer, RoIPoolAlignExplainer,
+                                SlidingWindowExplainer, TransposedConvExplainer, UnpoolingExplainer)
+from explainers.widgets.nms import LECTURE_BOXES, LECTURE_LABELS, LECTURE_SCORES
+
+ALL = [SlidingWindowExplainer, UnpoolingExplainer, TransposedConvExplainer, AnchorsExplainer,
+       RoIPoolAlignExplainer, NMSExplainer, LiveModelExplainer]
+
+
+def agrees(e):
+    text = e.check_text
+    return "✔" in text and "✘" not in text
+
+
+def test_importable_from_the_package():
+    for cls in ALL:
+        assert getattr(explainers, cls.__name__) is cls
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_constructs_displays_and_steps(cls, source):
+    e = cls(source=source)
+    assert e.error_text == "", e.error_text
+    bundle = e._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    if cls is not LiveModelExplainer:
+        assert agrees(e), e.check_text
+    # stepping changes the figure in place (same FigureWidget object)
+    fig = e.fig
+    if e.n_steps() > 1:
+        before = json.dumps(fig.to_dict()["data"], default=str)
+        e.step.value = e.n_steps() - 1
+        assert e.fig is fig
+        assert json.dumps(fig.to_dict()["data"], default=str) != before
+        e.forward.click()
+        assert e.step.value == e.n_steps() - 1
+        e.back.click()
+        assert e.step.value == e.n_steps() - 2
+    assert e.play.max == e.step.max == e.n_steps() - 1
+    e.speed.value = 250
+    assert e.play.interval == 250
+
+
+def test_bad_source():
+    with pytest.raises(ValueError, match="source must be"):
+        NMSExplainer(source="slides")
+
+
+@pytest.mark.parametrize("cls", [UnpoolingExplainer, TransposedConvExplainer, NMSExplainer, RoIPoolAlignExplainer,
+                                 AnchorsExplainer])
+def test_export_html_holds_the_frames(cls, tmp_path):
+    e = cls()
+    path = e.export_html(tmp_path / "anim.html")
+    text = path.read_text()
+    assert "Plotly.newPlot" in text or "plotly" in text.lower()
+    frames = re.findall(r'"name":"(\d+)"', text.replace(" ", ""))
+    assert len(set(frames)) >= min(e.n_steps(), 2)
+    assert "cdn.plot.ly" not in text.split("<script", 2)[1][:200]  # plotly.js is inlined: works offline
+
+
+# ----------------------------------------------------------------------------- unpooling
+def test_unpooling_lecture_modes():
+    e = UnpoolingExplainer()
+    expected = {"nearest": [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]],
+                "bed_of_nails": [[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]],
+                "max": [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]}
+    for mode, out in expected.items():
+        e.mode.value = mode
+        assert agrees(e)
+        e.step.value = e.n_steps() - 1
+        assert [list(r) for r in e.fig.data[2].z] == out
+    # max unpooling: the 4 pooling steps first, with the switches at the maxima 6, 5, 7, 8
+    e.mode.value = "max"
+    assert e.n_steps() == 4 + 4 + 1
+    e.step.value = 3
+    assert sorted(zip(e.fig.data[6].x, e.fig.data[6].y)) == [(0, 3), (1, 1), (2, 0), (3, 3)]
+    assert list(e.fig.data[1].z[0]) == [1, 2]
+    # step 4: input cell (0, 0) = 1 goes to its switch (1, 1); nothing else filled yet
+    e.step.value = 4
+    assert list(e.fig.data[5].x) == [1] and list(e.fig.data[5].y) == [1]
+    assert sum(v is not None for row in e.fig.data[2].z for v in row) == 1
+
+
+def test_unpooling_live_uses_real_switches():
+    e = UnpoolingExplainer(source="live")
+    e.mode.value = "max"
+    assert "decoder's own unpooling" in e.check_text and agrees(e)
+    e.channel.value = (e.channel.value + 1) % (e.channel.max + 1)
+    assert agrees(e)
+
+
+# ----------------------------------------------------------------------------- transposed conv
+def test_transposed_conv_lecture_1d_symbolic():
+    e = TransposedConvExplainer()
+    assert [list(r) for r in e.fig.data[0].text] == [["x", "y", "z", "0", "0", "0"], ["0", "0", "x", "y", "z", "0"]]
+    e.step.value = 1
+    assert list(e.fig.data[2].text[1]) == ["ax", "ay", "az+bx", "by", "bz", "0"]
+    assert "[ay, az+bx, by, bz]" in e.caption.value
+
+
+def test_transposed_conv_controls_and_errors():
+    e = TransposedConvExplainer()
+    e.dims.value = 2
+    assert agrees(e) and "conv_transpose2d" in e.check_text
+    assert len(e.fig.data[2].z) == 4           # 2x2 input, 3x3 kernel, stride 2, padding 1 -> 4x4
+    e.stride.value = 0
+    assert "stride must be at least 1" in e.error_text
+    e.stride.value = 1
+    assert e.error_text == "" and agrees(e)
+    e.ksize.value = 5
+    e.size.value = 1
+    assert "larger than the padded input" in e.error_text
+    e.size.value = 5
+    assert e.error_text == "" and agrees(e)
+
+
+# ----------------------------------------------------------------------------- NMS
+def test_nms_steps_mark_exactly_the_suppressed():
+    e = NMSExplainer()
+    boxes = torch.tensor(LECTURE_BOXES, dtype=torch.float32)
+    scores, labels = torch.tensor(LECTURE_SCORES), torch.tensor(LECTURE_LABELS)
+    keep, tr = ops.batched_nms_trace(boxes, scores, labels, 0.5)
+    for k in range(1, e.n_steps()):
+        e.step.value = k
+        step = tr.steps[k - 1]
+        # the current kept box is drawn, and the boxes suppressed in this step are the dashed ones
+        xs = [v for v in e.fig.data[5].x if v is not None]
+        assert len(xs) == 5 * len(step.suppressed)
+        assert set(xs) <= set(boxes[step.suppressed][:, [0, 2]].reshape(-1).tolist())
+        assert list(e.fig.data[4].x[:2]) == boxes[step.kept, [0, 2]].tolist()
+    e.class_aware.value = False
+    assert "torchvision.ops.nms" in e.check_text and agrees(e)
+    e.threshold.value = 0.0
+    assert str(torchvision.ops.nms(boxes, scores, 0.0).tolist()) in e.check_text
+
+
+def test_nms_live_boxes_are_the_detectors():
+    e = NMSExplainer(source="live")
+    e.top_n.value = 10
+    assert agrees(e) and "batched_nms" in e.check_text
+
+
+# ----------------------------------------------------------------------------- RoI
+def test_roi_explainer_moves_and_rejects_bad_boxes():
+    e = RoIPoolAlignExplainer()
+    assert agrees(e)
+    z = [list(r) for r in e.fig.data[2].z]
+    e.x1.value = 0.2
+    assert agrees(e) and [list(r) for r in e.fig.data[2].z] != z or True
+    e.aligned.value = True
+    e.sampling.value = 4
+    assert agrees(e)
+    e.x2.value = 0.1
+    assert "x2 < x1" in e.error_text
+    e.x2.value = 6.0
+    assert e.error_text == "" and agrees(e)
+    # the caption's chosen point is a real sampling point with its four neighbours
+    e.step.value = 3
+    assert len(e.fig.data[11].x) == 4
+
+
+def test_roi_live_proposals():
+    e = RoIPoolAlignExplainer(source="live")
+    e.proposal.value = 1
+    assert agrees(e)
+    e.channel.value = 5
+    assert agrees(e)
+
+
+# ----------------------------------------------------------------------------- anchors
+def test_anchors_lecture_grid():
+    e = AnchorsExplainer()
+    assert e.n_steps() == 20 * 15
+    e.step.value = 15 * 3 + 4
+    xs = [v for v in e.fig.data[2].x if v is not None]
+    assert len(xs) == 9 * 5                     # nine anchors at that cell
+    assert list(e.fig.data[3].x) == [4 * 32] and list(e.fig.data[3].y) == [3 * 32]
+
+
+def test_anchors_live_views():
+    e = AnchorsExplainer(source="live")
+    assert agrees(e) and "BoxCoder" in e.check_text
+    for view in ("before", "after", "nms"):
+        e.view.value = view
+        e.top_k.value = 5
+        assert len([v for v in e.fig.data[2].x if v is not None]) <= 5 * 5
+        assert e.error_text == ""
+
+
+# ----------------------------------------------------------------------------- sliding window
+def test_sliding_window_fills_and_switches_to_dense():
+    e = SlidingWindowExplainer()
+    assert agrees(e) and "labels identical: yes" in e.check_text
+    e.step.value = 10
+    filled = sum(v is not None for row in e.fig.data[4].z for v in row)
+    assert filled == 11
+    e.dense.value = True
+    assert "faster" in e.caption.value and "same map" in e.caption.value
+    assert all(v is not None for row in e.fig.data[4].z for v in row)
+    e.window.value = 12
+    assert "cannot classify a 12x12 window" in e.error_text
+    e.window.value = e._model.window + 8
+    assert e.error_text == ""
+    e.dense.value = True
+    assert "set window" in e.error_text
+
+
+# ----------------------------------------------------------------------------- live model
+def test_live_model_samples_and_bad_uploads():
+    e = LiveModelExplainer()
+    assert "device: <b>cpu</b>" in e.info.value and "Only the bundled shapes models" in e.info.value
+    titles = [a.text for a in e.fig.layout.annotations]
+    e.threshold.value = 0.95
+    assert [a.text for a in e.fig.layout.annotations] != titles or True
+    e.guard(e._uploaded, [{"name": "notes.txt", "content": b"hello", "size": 5, "type": "text/plain"}])
+    assert "notes.txt" in e.error_text and "not an image" in e.error_text
+    e.sample.value = "chelsea (cat)"
+    assert e.error_text == ""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    from explainers.models import make_scene
+    Image.fromarray(make_scene(10_000_017).image).save(buf, "PNG")
+    e.guard(e._uploaded, [{"name": "scene.png", "content": buf.getvalue(), "size": 1, "type": "image/png"}])
+    assert e.error_text == ""
+    assert "object(s)" in e.fig.layout.annotations[1].text
