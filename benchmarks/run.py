@@ -205,7 +205,105 @@ def bench_scale(quick: bool, dev: torch.device) -> list[dict]:
     return rows
 
 
-SECTIONS = {"ops": bench_ops, "sliding": bench_sliding, "models": bench_models, "scale": bench_scale}
+def bench_widgets(quick: bool, dev: torch.device) -> list[dict]:
+    """Python time of one animation step and one control change per explainer (no browser)."""
+    from explainers import widgets as w
+
+    changes = {
+        "SlidingWindowExplainer": lambda e, i: setattr(e.dense, "value", not e.dense.value),
+        "UnpoolingExplainer": lambda e, i: setattr(e.mode, "value", ["nearest", "max", "bilinear", "bed_of_nails"][i % 4]),
+        "TransposedConvExplainer": lambda e, i: setattr(e.padding, "value", i % 2),
+        "AnchorsExplainer": lambda e, i: setattr(e.view, "value", ["anchors", "before", "after", "nms"][i % 4])
+        if e.source == "live" else e._nudge(1),
+        "RoIPoolAlignExplainer": lambda e, i: setattr(e.x1, "value", 1.0 + 0.1 * (i % 5)),
+        "NMSExplainer": lambda e, i: setattr(e.threshold, "value", 0.3 + 0.05 * (i % 5)),
+        "LiveModelExplainer": lambda e, i: setattr(e.threshold, "value", 0.3 + 0.05 * (i % 5)),
+    }
+    rows = []
+    reps = 5 if quick else 25
+    for name in w.__all__:
+        cls = getattr(w, name)
+        for source in (["lecture"] if quick else ["lecture", "live"]):
+            t0 = time.perf_counter()
+            e = cls(source=source)
+            build = time.perf_counter() - t0
+            n = max(1, e.n_steps())
+            steps, ctrl = [], []
+            for i in range(reps):
+                t = time.perf_counter()
+                e.step.value = (e.step.value + 1) % n
+                steps.append(time.perf_counter() - t)
+            for i in range(reps):
+                t = time.perf_counter()
+                changes[name](e, i)
+                ctrl.append(time.perf_counter() - t)
+            steps.sort()
+            ctrl.sort()
+            p95 = lambda v: v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))] * 1e3  # noqa: E731
+            rows.append({"explainer": f"{name} ({source})", "build_ms": build * 1e3,
+                         "step_median_ms": statistics.median(steps) * 1e3, "step_p95_ms": p95(steps),
+                         "control_median_ms": statistics.median(ctrl) * 1e3, "control_p95_ms": p95(ctrl),
+                         "error": e.error_text[:60], "target": "median <= 30 ms"})
+    return rows
+
+
+def bench_voila(quick: bool, dev: torch.device) -> list[dict]:
+    """Open the tour in headless Chromium: time to the first plot, cold and warm; kernel memory."""
+    import socket
+    import subprocess
+    from urllib.request import urlopen
+
+    from explainers.app.serve import voila_command, voila_env
+
+    if not Path("/usr/bin/chromium").exists():
+        return [{"page": "tour", "note": "chromium not installed: skipped"}]
+    import psutil
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = voila_env()
+    env.update(EXPLAINERS_OFFLINE="1")
+    proc = subprocess.Popen(voila_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/voila/render/"
+    rows = []
+    try:
+        for _ in range(240):
+            try:
+                urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.5)
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update"]
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+            pages = ["00_tour"] if quick else ["00_tour", "00_tour", "00_tour", "06_nms", "07_live_model"]
+            for i, nb in enumerate(pages):
+                page = b.new_page(viewport={"width": 1400, "height": 1000})
+                t0 = time.perf_counter()
+                page.goto(base + nb + ".ipynb", timeout=180_000)
+                page.wait_for_selector(".explainers-plot .main-svg", timeout=180_000)
+                secs = time.perf_counter() - t0
+                kernels = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+                rss = max((k.memory_info().rss for k in kernels), default=0) / 2**20
+                label = "cold (first open)" if i == 0 else ("warm" if nb == "00_tour" else "first open")
+                rows.append({"page": nb, "when": label, "first_plot_s": secs, "largest_kernel_MB": rss,
+                             "kernels": len(kernels), "target": "<= 5 s warm" if nb == "00_tour" else ""})
+                page.close()
+            b.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows
+
+
+SECTIONS = {"ops": bench_ops, "sliding": bench_sliding, "models": bench_models, "scale": bench_scale,
+            "widgets": bench_widgets, "voila": bench_voila}
 
 
 def _fmt(v) -> str:

@@ -23,21 +23,20 @@ def _list(_args) -> int:
 
 
 def _serve(args) -> int:
-    # The Voila app (tour notebook) is not built yet: say so, and list what exists.
-    _list(args)
-    print("\nThe Voila tour is not available in this version yet; "
-          "the operators and models are importable now: `import explainers.ops, explainers.models`.")
-    return 0
+    from .app import serve
+
+    return serve(args.port, args.notebook, args.ip, preheat=not args.no_preheat)
 
 
 def _run_model(args, task: str) -> int:
     from PIL import Image
 
-    from .models import ImageError, ModelUnavailable, load, render
+    from .models import ImageError, ModelUnavailable, load, load_image, render
 
     try:
+        image = load_image(args.image)          # a bad image fails before any model loads
         model = load(task, args.weights)
-        result = model(args.image)
+        result = model(image.tensor)
         Image.fromarray(render(result, args.threshold)).save(args.output)
     except (ImageError, ModelUnavailable, ValueError) as exc:
         print(f"explainers {args.command}: {exc}", file=sys.stderr)
@@ -51,8 +50,9 @@ def _run_model(args, task: str) -> int:
     else:
         found = ", ".join(result.present) or "background only"
     print(f"{task} ({model.source}, {model.device}, {result.seconds * 1e3:.0f} ms): {found}")
-    if result.note:
-        print(f"note: {result.note}")
+    for note in (image.note, result.note):
+        if note:
+            print(f"note: {note}")
     print(f"wrote {args.output}")
     return 0
 
@@ -89,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="open the tour of all explainers as a Voila page on 127.0.0.1")
-    p.add_argument("--port", type=int, default=8866)
-    p.add_argument("--notebook", default=None)
+    p.add_argument("--port", type=int, default=8866, help="port (a free one is taken if it is busy)")
+    p.add_argument("--notebook", default=None, help="serve one notebook (e.g. 06_nms) instead of the tour")
+    p.add_argument("--ip", default="127.0.0.1",
+                   help="address to listen on; anything but 127.0.0.1 exposes the pages (a warning is printed)")
+    p.add_argument("--no-preheat", action="store_true", help="do not keep a warm kernel for the tour")
     p.set_defaults(func=_serve)
     p = sub.add_parser("list", help="list the explainers")
     p.set_defaults(func=_list)

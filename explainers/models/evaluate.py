@@ -14,27 +14,27 @@ def _dev(model):
 
 
 @torch.inference_mode()
+def _held_out_confusion(model, n: int, target, desc: str, progress: bool):
+    """Confusion matrix of the per-pixel arg-max against ``target(semantic)`` over ``n`` held-out scenes."""
+    model.eval()
+    data = held_out(n)
+    conf = 0
+    for i in tqdm(range(n), desc=desc, disable=not progress):
+        img, tgt = data[i]
+        out = model(img[None].to(_dev(model)))[0].argmax(0).cpu()
+        conf = conf + confusion(out, target(tgt["semantic"]), NUM_CLASSES)
+    return conf
+
+
 def evaluate_patch(model: PatchClassifier, n: int = 200, progress: bool = False) -> dict:
     """Pixel accuracy of the patch classifier on the pixels it labels (window centres)."""
-    model.eval()
-    conf = 0
-    for i in tqdm(range(n), desc="eval patch", disable=not progress):
-        img, tgt = held_out(n)[i]
-        out = model(img[None].to(_dev(model)))[0].argmax(0).cpu()
-        conf = conf + confusion(out, model.centre_targets(tgt["semantic"]), NUM_CLASSES)
-    miou, per = mean_iou(conf)
-    return {"pixel_accuracy": pixel_accuracy(conf), "mIoU": miou, "scenes": n}
+    conf = _held_out_confusion(model, n, model.centre_targets, "eval patch", progress)
+    return {"pixel_accuracy": pixel_accuracy(conf), "mIoU": mean_iou(conf)[0], "scenes": n}
 
 
-@torch.inference_mode()
 def evaluate_segnet(model: SegNet, n: int = 200, progress: bool = False) -> dict:
     """Mean IoU over the four classes (background included) and pixel accuracy."""
-    model.eval()
-    conf = 0
-    for i in tqdm(range(n), desc="eval segmentation", disable=not progress):
-        img, tgt = held_out(n)[i]
-        out = model(img[None].to(_dev(model)))[0].argmax(0).cpu()
-        conf = conf + confusion(out, tgt["semantic"], NUM_CLASSES)
+    conf = _held_out_confusion(model, n, lambda sem: sem, "eval segmentation", progress)
     miou, per = mean_iou(conf)
     return {"mIoU": miou, "per_class_IoU": per, "pixel_accuracy": pixel_accuracy(conf), "scenes": n}
 
@@ -43,9 +43,10 @@ def evaluate_segnet(model: SegNet, n: int = 200, progress: bool = False) -> dict
 def evaluate_detector(model, n: int = 200, progress: bool = False) -> dict:
     """Box AP@0.5 (mean over the three classes) and the mask IoU of matched objects."""
     model.eval()
+    data = held_out(n)
     dets, tgts = [], []
     for i in tqdm(range(n), desc="eval detector", disable=not progress):
-        img, tgt = held_out(n)[i]
+        img, tgt = data[i]
         out = model([img.to(_dev(model))])[0]
         dets.append({k: v.cpu() for k, v in out.items()})
         tgts.append(tgt)

@@ -47,7 +47,7 @@ def _from_pil(img) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def _read_file(data_or_path) -> np.ndarray:
+def _read_file(data_or_path) -> tuple[np.ndarray, tuple[int, int]]:
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -61,7 +61,7 @@ def _read_file(data_or_path) -> np.ndarray:
             if max(w, h) > 2 * MAX_SIDE:
                 img.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced size
             img.load()
-            return _from_pil(img)
+            return _from_pil(img), (h, w)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -108,8 +108,10 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
     """Any image-like input -> :class:`LoadedImage` (RGB float ``(3, H, W)``)."""
     if image is None:
         raise ImageError("no image given")
+    original = None
     if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
-        arr = _array_to_hwc(_read_file(image))
+        arr, original = _read_file(image)
+        arr = _array_to_hwc(arr)
     elif isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.dim() == 4 and t.shape[0] == 1:
@@ -129,10 +131,14 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
     if min(h, w) < MIN_SIDE:
         raise ImageError(f"the image is {w}x{h} pixels; it needs at least {MIN_SIDE} pixels on each side")
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
-    scale, note = 1.0, ""
+    oh, ow = original or (h, w)   # a JPEG may have been decoded at a reduced size already
+    scale, note = min(h / oh, w / ow), ""
     if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        nh, nw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
+        s = max_side / max(h, w)
+        nh, nw = max(MIN_SIDE, round(h * s)), max(MIN_SIDE, round(w * s))
         t = F.interpolate(t[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-        note = f"downscaled from {w}x{h} to {nw}x{nh} (limit {max_side} px per side)"
-    return LoadedImage(t, (h, w), scale, note)
+        scale *= s
+    if scale < 1:
+        nh, nw = t.shape[-2:]
+        note = f"downscaled from {ow}x{oh} to {nw}x{nh} (limit {max_side} px per side)"
+    return LoadedImage(t, (oh, ow), scale, note)

@@ -1,4 +1,4 @@
-"""The seven explainer widgets (ipywidgets + plotly FigureWidget), in lecture order."""
+"""The seven explainer widgets (ipywidgets + plotly), in lecture order."""
 from .anchors import AnchorsExplainer
 from .live_model import LiveModelExplainer
 from .nms import NMSExplainer

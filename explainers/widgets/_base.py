@@ -7,8 +7,14 @@ import html
 import traceback
 from pathlib import Path
 
+import base64
+import io
+
 import ipywidgets as W
+import numpy as np
 import plotly.graph_objects as go
+
+from ._plotview import PlotView
 
 #: Okabe-Ito colour-blind-safe palette
 ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY = (
@@ -25,6 +31,15 @@ def rect_path(boxes) -> tuple[list, list]:
         xs += [x1, x2, x2, x1, x1, None]
         ys += [y1, y1, y2, y2, y1, None]
     return xs, ys
+
+
+def image_source(img: np.ndarray) -> str:
+    """An ``(H, W, 3)`` uint8 array as a PNG data URI (a go.Image ``source``: small to send)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def fmt(v: float) -> str:
@@ -63,15 +78,17 @@ class Explainer:
         self.forward.on_click(lambda _: self._nudge(1))
         self.speed.observe(lambda ch: setattr(self.play, "interval", ch["new"]), "value")
         self.step.observe(lambda ch: self.guard(self.show_step, ch["new"]), "value")
-        self.fig = go.FigureWidget()
+        self.plot = None
+        self.fig = go.Figure()
         self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=70, b=40),
                                height=520, showlegend=False)
         self.controls = W.HBox([])
         self._build()
         self.guard(self.refresh)
+        self.plot = PlotView(self.fig)
         header = W.HTML(f"<h3 style='margin:4px 0;font-size:22px'>{html.escape(self.title)}</h3>")
         anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
-        self.widget = W.VBox([header, self.controls, anim, self.fig, self.caption, self.check, self.error])
+        self.widget = W.VBox([header, self.controls, anim, self.plot, self.caption, self.check, self.error])
 
     # ------------------------------------------------------------------ subclass API
     def _build(self) -> None:  # pragma: no cover - abstract
@@ -87,9 +104,9 @@ class Explainer:
         """``{"data": {trace_index: {prop: value}}, "layout": {...}}`` for step ``k``."""
         return {"data": {}, "layout": {}}
 
-    def _use_figure(self, fig, height: int = 520) -> go.FigureWidget:
-        """Make ``fig`` (e.g. from ``make_subplots``) this explainer's FigureWidget."""
-        self.fig = go.FigureWidget(fig)
+    def _use_figure(self, fig, height: int = 520) -> go.Figure:
+        """Make ``fig`` (e.g. from ``make_subplots``) this explainer's figure."""
+        self.fig = go.Figure(fig)
         self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=80, b=40),
                                height=height, showlegend=False)
         return self.fig
@@ -146,25 +163,40 @@ class Explainer:
             self.play.max = self.step.max = n - 1
             self.play.value = self.step.value = value
         self.show_step(value)
+        self.sync_figure()  # the control change may have touched any trace: send the whole figure
 
     def _nudge(self, d: int) -> None:
         self.step.value = max(self.step.min, min(self.step.max, self.step.value + d))
 
+    def push(self, data: dict | None = None, layout: dict | None = None) -> None:
+        """Update traces ``{index: props}`` and layout in place (figure and open views)."""
+        if self.plot is not None:
+            self.plot.apply(data, layout)
+            return
+        with self.fig.batch_update():
+            for i, props in (data or {}).items():
+                self.fig.data[i].update(props)
+            if layout:
+                self.fig.layout.update(layout)
+
     def show_step(self, k: int) -> None:
         fr = self.frame(k)
-        with self.fig.batch_update():
-            for i, props in fr.get("data", {}).items():
-                self.fig.data[i].update(props)
-            if fr.get("layout"):
-                self.fig.layout.update(fr["layout"])
+        self.push(fr.get("data"), fr.get("layout"))
 
     # ------------------------------------------------------------------ display / export
+    def sync_figure(self) -> None:
+        """Send the whole current figure to the view (after control changes, before re-display)."""
+        if self.plot is not None:
+            self.plot.sync()
+
     def _repr_mimebundle_(self, **kwargs):
+        self.sync_figure()
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _ipython_display_(self):
         from IPython.display import display
 
+        self.sync_figure()
         display(self.widget)
 
     def export_html(self, path) -> Path:

@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 from plotly.subplots import make_subplots
 
-from ._base import VERMILLION, Explainer
+from ._base import VERMILLION, Explainer, image_source
 
 #: uploads larger than this are refused before decoding
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -53,7 +53,7 @@ class LiveModelExplainer(Explainer):
         self.controls = W.VBox([W.HBox([self.sample, self.upload, self.threshold]), self.info])
         fig = make_subplots(1, 3, subplot_titles=[t for t, _ in TASKS], horizontal_spacing=0.02)
         for c in (1, 2, 3):
-            fig.add_image(z=np.zeros((4, 4, 3), np.uint8), row=1, col=c, hoverinfo="skip")
+            fig.add_image(source=image_source(np.zeros((4, 4, 3), np.uint8)), row=1, col=c, hoverinfo="skip")
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         self._use_figure(fig, 430)
@@ -113,10 +113,10 @@ class LiveModelExplainer(Explainer):
             for i, (title, task) in enumerate(TASKS):
                 r = self._results.get(task)
                 if r is None:
-                    self.fig.data[i].z = np.zeros((4, 4, 3), np.uint8)
+                    self.fig.data[i].source = image_source(np.zeros((4, 4, 3), np.uint8))
                     titles.append(f"{title}: (no model)")
                     continue
-                self.fig.data[i].z = render(r, self.threshold.value)
+                self.fig.data[i].source = image_source(render(r, self.threshold.value))
                 if hasattr(r, "boxes"):
                     n = int((r.scores >= self.threshold.value).sum())
                     titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")
@@ -137,3 +137,4 @@ class LiveModelExplainer(Explainer):
             line += "<br>" + html.escape("; ".join(sorted(notes)))
         self.info.value = f"<span style='font-size:16px'>{line}</span>"
         self.check.value = ""
+        self.sync_figure()

@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from .. import ops
-from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, rect_path
+from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, image_source, rect_path
 
 #: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
 LECTURE_BOXES = [[60, 80, 300, 400], [75, 70, 310, 390], [50, 100, 280, 420], [340, 120, 600, 420],
@@ -33,7 +33,7 @@ class NMSExplainer(Explainer):
             c.observe(lambda _: self.guard(self.refresh), "value")
         self.controls = W.HBox([self.threshold, self.class_aware] + ([self.top_n] if self.source == "live" else []))
         fig = go.Figure()
-        fig.add_image(z=np.full((480, 640, 3), 245, np.uint8), hoverinfo="skip")
+        fig.add_image(source=image_source(np.full((480, 640, 3), 245, np.uint8)), hoverinfo="skip")
         for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
                                     (ORANGE, 5, "solid"), (VERMILLION, 3, "dash")):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
@@ -79,8 +79,7 @@ class NMSExplainer(Explainer):
         same = torch.equal(keep, ref)
         self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same)
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
-        with self.fig.batch_update():
-            self.fig.data[0].z = self._img
+        self.fig.data[0].source = image_source(self._img)
         self._reset_steps()
 
     def n_steps(self) -> int:

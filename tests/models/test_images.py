@@ -64,3 +64,11 @@ def test_upload_bytes():
     assert load_image(_png_bytes()).tensor.shape == (3, 64, 64)
     with pytest.raises(ImageError, match="not an image"):
         load_image(b"GIF89a nonsense")
+
+
+def test_huge_jpeg_file_is_decoded_small(tmp_path):
+    p = tmp_path / "big.jpg"
+    Image.fromarray(np.full((2600, 4100, 3), 128, np.uint8)).save(p, quality=70)
+    r = load_image(p)
+    assert max(r.tensor.shape[1:]) == MAX_SIDE and r.original_size == (2600, 4100)
+    assert "downscaled from 4100x2600" in r.note

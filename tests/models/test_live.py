@@ -71,7 +71,7 @@ def test_segnet_trace(scene):
     assert torch.equal(p2, ref_p) and torch.equal(i2, ref_i)
     # the decoder's transposed conv is exactly conv_transpose2d with the learned kernel
     mod = m.module.up1
-    out = torch.nn.functional.conv_transpose2d(cap["transposed_input"], k, mod.bias, 2, 1, 1)
+    out = torch.nn.functional.conv_transpose2d(cap["transposed_input"], k, mod.bias.detach(), 2, 1, 1)
     torch.testing.assert_close(out, cap["transposed_output"])
 
 

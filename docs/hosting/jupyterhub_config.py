@@ -1,0 +1,21 @@
+# A plain JupyterHub (one machine, no Kubernetes) serving the explainers to a class.
+# jupyterhub -f jupyterhub_config.py
+c = get_config()  # noqa: F821  (provided by JupyterHub)
+
+c.JupyterHub.bind_url = "http://127.0.0.1:8000"          # put nginx/TLS in front of it
+c.Spawner.default_url = "/voila/render/00_tour.ipynb"
+c.Spawner.notebook_dir = "/srv/notebooks"
+c.Spawner.args = ["--VoilaConfiguration.template=explainers", "--VoilaConfiguration.strip_sources=True"]
+c.Spawner.environment = {"EXPLAINERS_OFFLINE": "1", "EXPLAINERS_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+c.Spawner.mem_limit = "1.5G"
+c.Spawner.cpu_limit = 1.0
+# stop idle student servers (pip install jupyterhub-idle-culler)
+c.JupyterHub.services = [{
+    "name": "idle-culler",
+    "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=1800"],
+}]
+c.JupyterHub.load_roles = [{
+    "name": "idle-culler",
+    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    "services": ["idle-culler"],
+}]

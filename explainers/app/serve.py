@@ -1,0 +1,69 @@
+"""``explainers serve``: the notebooks as Voila pages on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+TEMPLATE_ROOT = Path(__file__).resolve().parent / "share" / "jupyter"
+TOUR = "00_tour"
+
+
+def notebook_names() -> list[str]:
+    return sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+
+
+def _free_port(ip: str, preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((ip if ip != "0.0.0.0" else "", port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    raise OSError("no free port")  # pragma: no cover
+
+
+def voila_command(port: int, ip: str = "127.0.0.1", preheat: bool = True) -> list[str]:
+    """The Voila command line serving the notebooks folder (code hidden, offline template)."""
+    cmd = [sys.executable, "-m", "voila", str(NOTEBOOKS_DIR), f"--port={port}", f"--Voila.ip={ip}",
+           "--no-browser", "--template=explainers", "--theme=light", "--strip_sources=True",
+           "--VoilaConfiguration.show_tracebacks=False",
+           "--MappingKernelManager.cull_interval=60", "--MappingKernelManager.cull_idle_timeout=900"]
+    if preheat:
+        # one warm kernel for the tour only (each kernel holds torch and the models in memory)
+        cmd += ["--preheat_kernel=True", "--pool_size=0",
+                '--VoilaKernelManager.kernel_pools_config={"%s.ipynb": {"pool_size": 1}}' % TOUR]
+    return cmd
+
+
+def voila_env() -> dict:
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join([str(TEMPLATE_ROOT)] + ([env["JUPYTER_PATH"]] if env.get("JUPYTER_PATH") else []))
+    return env
+
+
+def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", preheat: bool = True) -> int:
+    names = notebook_names()
+    name = notebook or TOUR
+    name = name[:-6] if name.endswith(".ipynb") else name
+    if name not in names:
+        matches = [n for n in names if name in n]
+        if len(matches) != 1:
+            print(f"explainers serve: no notebook {name!r}; choose from {', '.join(names)}", file=sys.stderr)
+            return 2
+        name = matches[0]
+    if ip not in ("127.0.0.1", "localhost", "::1"):
+        print(f"WARNING: serving on {ip}: anyone who can reach this machine can run the notebooks' code "
+              "in a kernel here. Use it for a class network you trust, behind a proxy with log-in "
+              "(see docs/hosting.md).", file=sys.stderr)
+    port = _free_port(ip, port)
+    host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
+    print(f"cv-explainers: open http://{host}:{port}/voila/render/{name}.ipynb  (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(voila_command(port, ip, preheat), env=voila_env())
+    except KeyboardInterrupt:
+        return 0

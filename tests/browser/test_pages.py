@@ -1,0 +1,136 @@
+"""The Voila pages in a real (headless) Chromium: they load offline, plot, and react.
+
+Selected with ``-m browser``; skipped when Chromium or playwright is missing (CI installs both).
+Screenshots go to ``test-artifacts/screenshots/`` for a person to look at.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from explainers.app.serve import notebook_names, voila_command, voila_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
+PLOT = ".explainers-plot .main-svg"
+DATA = ".explainers-plot .heatmaplayer .hm, .explainers-plot .imagelayer image, .explainers-plot .scatterlayer .trace"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
+            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("voila") / "voila.log", "w")
+    env = voila_env()
+    env["EXPLAINERS_DEVICE"] = "cpu"
+    env["EXPLAINERS_OFFLINE"] = "1"
+    proc = subprocess.Popen(voila_command(port), env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urlopen(base + "/voila/render/02_unpooling.ipynb", timeout=60).read(100)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("voila did not start")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+    page.on("request", lambda r: problems.append(f"request leaves 127.0.0.1: {r.url}")
+            if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")) else None)
+    t0 = time.perf_counter()
+    page.goto(url, timeout=180_000)
+    page.wait_for_selector(PLOT, timeout=180_000)
+    page.wait_for_selector(DATA, timeout=60_000)
+    return page, problems, time.perf_counter() - t0
+
+
+def plot_html(page) -> str:
+    return page.inner_html(".explainers-plot")
+
+
+@pytest.mark.parametrize("name", [n for n in notebook_names() if n != "07_live_model"])
+def test_page_loads_offline_plots_and_reacts(server, browser, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page, problems, seconds = open_page(browser, f"{server}/voila/render/{name}.ipynb")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / f"{name}_0.png"), full_page=True)
+    before = plot_html(page)
+    for _ in range(3):
+        page.get_by_text("step ▶").first.click()
+        page.wait_for_timeout(400)
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / f"{name}_1.png"), full_page=True)
+    assert plot_html(page) != before, "pressing 'step ▶' did not change the plot"
+    assert not problems, problems
+    # no source code on the page
+    assert "from explainers import" not in page.inner_text("body")
+    page.close()
+
+
+def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
+    from PIL import Image
+
+    from explainers.models import make_scene
+
+    path = tmp_path / "scene.png"
+    Image.fromarray(make_scene(10_000_017).image).save(path)
+    page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
+    page.set_input_files("input[type=file]", str(path))
+    page.wait_for_function("() => document.body.innerText.includes('scene.png') || "
+                           "/detection: [1-9][0-9]* object/.test(document.body.innerText)", timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "07_live_model_upload.png"), full_page=True)
+    text = page.inner_text("body")
+    assert "object(s)" in text and "⚠" not in text
+    assert not problems, problems
+    page.close()
+
+
+def test_tour_is_fast_when_warm(server, browser):
+    open_page(browser, f"{server}/voila/render/00_tour.ipynb")[0].close()       # warm up
+    page, problems, seconds = open_page(browser, f"{server}/voila/render/00_tour.ipynb")
+    print(f"warm tour: first plot after {seconds:.1f} s")
+    assert not problems, problems
+    page.close()
