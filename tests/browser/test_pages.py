@@ -117,7 +117,9 @@ def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
     path = tmp_path / "scene.png"
     Image.fromarray(make_scene(10_000_017).image).save(path)
     page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
-    page.set_input_files("input[type=file]", str(path))
+    with page.expect_file_chooser(timeout=60_000) as chooser:
+        page.get_by_text("upload an image").first.click()
+    chooser.value.set_files(str(path))
     page.wait_for_function("() => document.body.innerText.includes('scene.png') || "
                            "/detection: [1-9][0-9]* object/.test(document.body.innerText)", timeout=120_000)
     page.wait_for_timeout(1000)
