@@ -121,6 +121,20 @@ def bench_sliding(quick: bool, dev: torch.device) -> list[dict]:
     return rows
 
 
+def paired(fn_a, fn_b, reps: int, warmup: int = 1) -> tuple[float, float]:
+    """Medians (ms) of two callables timed alternately, so that drift hits both alike."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    ta, tb = [], []
+    for _ in range(reps):
+        for fn, acc in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
+
+
 def _peak_memory_mb(dev: torch.device, fn) -> float:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -143,10 +157,9 @@ def bench_models(quick: bool, dev: torch.device) -> list[dict]:
     reps = 3 if quick else 11
     for task in ("segmentation", "detection", "instance"):
         m = get(task, "shapes", str(dev))
-        plain = timeit(lambda: m(scene.image), reps, 2)
-        traced = timeit(lambda: m.trace(scene.image), reps, 2)
-        rows.append({"model": f"shapes {task}", "input": "224x192", "plain_ms": plain["median_ms"],
-                     "trace_ms": traced["median_ms"], "trace_over_plain": traced["median_ms"] / plain["median_ms"],
+        plain, traced = paired(lambda: m(scene.image), lambda: m.trace(scene.image), reps, 2)
+        rows.append({"model": f"shapes {task}", "input": "224x192", "plain_ms": plain,
+                     "trace_ms": traced, "trace_over_plain": traced / plain,
                      "peak_MB": _peak_memory_mb(dev, lambda: m.trace(scene.image)), "target": "trace <= 1.10x"})
     if quick:
         return rows
@@ -161,12 +174,10 @@ def bench_models(quick: bool, dev: torch.device) -> list[dict]:
     ):
         torch.manual_seed(0)
         m = make_live_model(task, build(), [str(i) for i in range(classes)], "random", dev)
-        r = 2 if task == "instance" and dev.type == "cpu" else 5
-        plain = timeit(lambda: m(img), r, 1)
-        traced = timeit(lambda: m.trace(img), r, 1)
+        r = 4 if task == "instance" and dev.type == "cpu" else 9
+        plain, traced = paired(lambda: m(img), lambda: m.trace(img), r, 1)
         rows.append({"model": f"COCO arch {task} (random weights)", "input": "640x480",
-                     "plain_ms": plain["median_ms"], "trace_ms": traced["median_ms"],
-                     "trace_over_plain": traced["median_ms"] / plain["median_ms"],
+                     "plain_ms": plain, "trace_ms": traced, "trace_over_plain": traced / plain,
                      "peak_MB": _peak_memory_mb(dev, lambda: m.trace(img)), "target": "trace <= 1.10x"})
     return rows
 

@@ -7,7 +7,7 @@ c.Spawner.default_url = "/voila/render/00_tour.ipynb"
 c.Spawner.notebook_dir = "/srv/notebooks"
 c.Spawner.args = ["--VoilaConfiguration.template=explainers", "--VoilaConfiguration.strip_sources=True"]
 c.Spawner.environment = {"EXPLAINERS_OFFLINE": "1", "EXPLAINERS_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
-c.Spawner.mem_limit = "1.5G"
+c.Spawner.mem_limit = "2G"
 c.Spawner.cpu_limit = 1.0
 # stop idle student servers (pip install jupyterhub-idle-culler)
 c.JupyterHub.services = [{

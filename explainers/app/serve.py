@@ -36,7 +36,8 @@ def voila_command(port: int, ip: str = "127.0.0.1", preheat: bool = True) -> lis
     if preheat:
         # one warm kernel for the tour only (each kernel holds torch and the models in memory)
         cmd += ["--preheat_kernel=True", "--pool_size=0",
-                '--VoilaKernelManager.kernel_pools_config={"%s.ipynb": {"pool_size": 1}}' % TOUR]
+                '--VoilaKernelManager.kernel_pools_config='
+                '{"default": {"pool_size": 0}, "%s.ipynb": {"pool_size": 1}}' % TOUR]
     return cmd
 
 

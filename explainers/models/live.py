@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -83,12 +84,16 @@ class SegmentationResult:
 class DetectorTrace:
     """The internals of one detector run, on the image *as the model saw it*.
 
-    Coordinates are in the model's input frame (after its resize), shape notes:
-    ``A`` anchors, ``R`` proposals, ``C`` classes, ``D`` detections.
+    Coordinates are in the model's input frame (after its resize); shape notes:
+    ``A`` anchors, ``R`` proposals, ``C`` classes, ``D`` detections.  What the forward
+    pass produced is captured as it ran (forward hooks); what is *derived* from it
+    (flattened objectness, decoded proposals before the RPN's NMS, per-class boxes
+    before the final NMS) is computed on first access, so tracing costs what running
+    costs.
 
     Attributes:
-        image: original ``(3, H, W)``; ``input_image``: ``(3, h, w)`` resized, before
-            normalisation; ``input_tensor``: the padded, normalised batch ``(1, 3, hp, wp)``.
+        image: original ``(3, H, W)``; ``input_tensor``: the padded, normalised batch
+            ``(1, 3, hp, wp)``; ``input_image``: ``(3, h, w)`` resized, before normalisation.
         scale: ``(h / H, w / W)``.
         features: ``{name: (1, C_f, Hf, Wf)}`` backbone feature maps.
         anchors: ``(A, 4)``; ``anchors_per_level``: counts; ``objectness``: ``(A,)`` logits;
@@ -106,32 +111,90 @@ class DetectorTrace:
     """
 
     image: torch.Tensor
-    input_image: torch.Tensor
     input_tensor: torch.Tensor
     scale: tuple[float, float]
     features: dict
     anchors: torch.Tensor
     anchors_per_level: list[int]
     feature_sizes: list[tuple[int, int]]
-    objectness: torch.Tensor
-    deltas: torch.Tensor
-    proposals_pre_nms: torch.Tensor
-    proposal_scores_pre_nms: torch.Tensor
-    proposal_levels_pre_nms: torch.Tensor
     rpn_nms_threshold: float
     proposals: torch.Tensor
     box_features: torch.Tensor
     class_logits: torch.Tensor
     box_regression: torch.Tensor
-    boxes_pre_nms: torch.Tensor
-    scores_pre_nms: torch.Tensor
-    labels_pre_nms: torch.Tensor
     nms_threshold: float
     detections_per_img: int
     detections: DetectionResult
     mask_logits: torch.Tensor | None = None
     anchor_sizes: tuple = ()
     anchor_ratios: tuple = ()
+    _head: tuple = field(default=(), repr=False)
+    _input_size: tuple = field(default=(0, 0), repr=False)
+    _norm: tuple = field(default=((0.0,), (1.0,)), repr=False)
+    _rpn: object = field(default=None, repr=False)
+    _roi_heads: object = field(default=None, repr=False)
+
+    @cached_property
+    def input_image(self) -> torch.Tensor:
+        h, w = self._input_size
+        mean = torch.tensor(self._norm[0])[:, None, None]
+        std = torch.tensor(self._norm[1])[:, None, None]
+        return (self.input_tensor[0] * std + mean)[:, :h, :w].clamp(0, 1)
+
+    @cached_property
+    def _flat(self):
+        obj, deltas = concat_box_prediction_layers(list(self._head[0]), list(self._head[1]))
+        return obj.reshape(-1), deltas
+
+    @property
+    def objectness(self) -> torch.Tensor:
+        return self._flat[0]
+
+    @property
+    def deltas(self) -> torch.Tensor:
+        return self._flat[1]
+
+    @cached_property
+    def _rpn_pre_nms(self):
+        """The RPN's own selection before its NMS: top-n per level, clipped, small removed, threshold."""
+        rpn, (h, w) = self._rpn, self._input_size
+        with torch.inference_mode():
+            decoded = rpn.box_coder.decode(self.deltas, [self.anchors]).view(-1, 4)
+            obj = self.objectness.reshape(1, -1)
+            levels = torch.cat([torch.full((n,), i, dtype=torch.int64)
+                                for i, n in enumerate(self.anchors_per_level)])[None]
+            top = rpn._get_top_n_idx(obj, self.anchors_per_level)
+            idx = torch.arange(1)[:, None]
+            prob = torch.sigmoid(obj[idx, top][0])
+            lvl, box = levels[idx, top][0], decoded[None][idx, top][0]
+            box = box_ops.clip_boxes_to_image(box, (h, w))
+            ok = box_ops.remove_small_boxes(box, rpn.min_size)
+            box, prob, lvl = box[ok], prob[ok], lvl[ok]
+            ok = torch.where(prob >= rpn.score_thresh)[0]
+            return box[ok], prob[ok], lvl[ok]
+
+    proposals_pre_nms = property(lambda self: self._rpn_pre_nms[0])
+    proposal_scores_pre_nms = property(lambda self: self._rpn_pre_nms[1])
+    proposal_levels_pre_nms = property(lambda self: self._rpn_pre_nms[2])
+
+    @cached_property
+    def _final_pre_nms(self):
+        """What ``RoIHeads.postprocess_detections`` has just before its NMS."""
+        rh, (h, w) = self._roi_heads, self._input_size
+        with torch.inference_mode():
+            boxes = rh.box_coder.decode(self.box_regression, [self.proposals])
+            scores = F.softmax(self.class_logits, -1)
+            boxes = box_ops.clip_boxes_to_image(boxes, (h, w))
+            labels = torch.arange(scores.shape[-1]).view(1, -1).expand_as(scores)
+            boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+            ok = torch.where(scores > rh.score_thresh)[0]
+            boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
+            ok = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            return boxes[ok], scores[ok], labels[ok]
+
+    boxes_pre_nms = property(lambda self: self._final_pre_nms[0])
+    scores_pre_nms = property(lambda self: self._final_pre_nms[1])
+    labels_pre_nms = property(lambda self: self._final_pre_nms[2])
 
     def final_nms(self):
         """Re-run the final class-aware NMS with :mod:`explainers.ops` on the pre-NMS boxes."""
@@ -270,59 +333,24 @@ class Detector(LiveModel):
         image_list = cap["transform"][0]
         h, w = image_list.image_sizes[0]
         H, W = img.tensor.shape[-2:]
-        tens = image_list.tensors.detach()
-        mean = torch.tensor(m.transform.image_mean, device=tens.device)[:, None, None]
-        std = torch.tensor(m.transform.image_std, device=tens.device)[:, None, None]
-        seen = (tens[0] * std + mean)[:, :h, :w].clamp(0, 1)
-        with torch.inference_mode():
-            feats = cap["features"]
-            feats = feats if isinstance(feats, dict) else {"0": feats}
-            objectness_l, deltas_l = cap["rpn_head"]
-            sizes = [tuple(o.shape[-2:]) for o in objectness_l]
-            per_level = [o[0].numel() for o in objectness_l]
-            obj, deltas = concat_box_prediction_layers(list(objectness_l), list(deltas_l))
-            anchors = cap["anchors"][0]
-            rpn = m.rpn
-            decoded = rpn.box_coder.decode(deltas.detach(), [anchors]).view(-1, 4)
-            # the RPN's own selection before its NMS: top-n per level, clipped, small removed, threshold
-            obj1 = obj.detach().reshape(1, -1)
-            levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=obj.device)
-                                for i, n in enumerate(per_level)])[None]
-            top = rpn._get_top_n_idx(obj1, per_level)
-            idx = torch.arange(1, device=obj.device)[:, None]
-            sel_obj, sel_lvl, sel_box = obj1[idx, top][0], levels[idx, top][0], decoded[None][idx, top][0]
-            prob = torch.sigmoid(sel_obj)
-            sel_box = box_ops.clip_boxes_to_image(sel_box, (h, w))
-            ok = box_ops.remove_small_boxes(sel_box, rpn.min_size)
-            sel_box, prob, sel_lvl = sel_box[ok], prob[ok], sel_lvl[ok]
-            ok = torch.where(prob >= rpn.score_thresh)[0]
-            sel_box, prob, sel_lvl = sel_box[ok], prob[ok], sel_lvl[ok]
-            proposals = cap["rpn"][0][0]
-            class_logits, box_regression = cap["box_predictor"]
-            rh = m.roi_heads
-            boxes = rh.box_coder.decode(box_regression, [proposals])
-            scores = F.softmax(class_logits, -1)
-            boxes = box_ops.clip_boxes_to_image(boxes, (h, w))
-            labels = torch.arange(scores.shape[-1], device=scores.device).view(1, -1).expand_as(scores)
-            boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-            ok = torch.where(scores > rh.score_thresh)[0]
-            boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
-            ok = box_ops.remove_small_boxes(boxes, min_size=1e-2)
-            boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
-        gen = m.rpn.anchor_generator
+        feats = cap["features"]
+        feats = feats if isinstance(feats, dict) else {"0": feats}
+        objectness_l, deltas_l = cap["rpn_head"]
+        class_logits, box_regression = cap["box_predictor"]
+        rpn, rh, gen = m.rpn, m.roi_heads, m.rpn.anchor_generator
         return DetectorTrace(
-            image=img.tensor, input_image=_cpu(seen), input_tensor=_cpu(tens), scale=(h / H, w / W),
-            features=_cpu(dict(feats)), anchors=_cpu(anchors), anchors_per_level=per_level, feature_sizes=sizes,
-            objectness=_cpu(obj.reshape(-1)), deltas=_cpu(deltas), proposals_pre_nms=_cpu(sel_box),
-            proposal_scores_pre_nms=_cpu(prob), proposal_levels_pre_nms=_cpu(sel_lvl),
-            rpn_nms_threshold=float(rpn.nms_thresh), proposals=_cpu(proposals),
+            image=img.tensor, input_tensor=_cpu(image_list.tensors), scale=(h / H, w / W),
+            features=_cpu(dict(feats)), anchors=_cpu(cap["anchors"][0]),
+            anchors_per_level=[o[0].numel() for o in objectness_l],
+            feature_sizes=[tuple(o.shape[-2:]) for o in objectness_l],
+            rpn_nms_threshold=float(rpn.nms_thresh), proposals=_cpu(cap["rpn"][0][0]),
             box_features=_cpu(cap["box_features"]), class_logits=_cpu(class_logits),
-            box_regression=_cpu(box_regression), boxes_pre_nms=_cpu(boxes), scores_pre_nms=_cpu(scores),
-            labels_pre_nms=_cpu(labels), nms_threshold=float(rh.nms_thresh),
-            detections_per_img=int(rh.detections_per_img),
-            detections=self._result(img, out, seconds, note),
-            mask_logits=_cpu(cap.get("mask_logits")),
-            anchor_sizes=tuple(gen.sizes), anchor_ratios=tuple(gen.aspect_ratios))
+            box_regression=_cpu(box_regression), nms_threshold=float(rh.nms_thresh),
+            detections_per_img=int(rh.detections_per_img), detections=self._result(img, out, seconds, note),
+            mask_logits=_cpu(cap.get("mask_logits")), anchor_sizes=tuple(gen.sizes),
+            anchor_ratios=tuple(gen.aspect_ratios), _head=(_cpu(objectness_l), _cpu(deltas_l)),
+            _input_size=(h, w), _norm=(tuple(m.transform.image_mean), tuple(m.transform.image_std)),
+            _rpn=rpn, _roi_heads=rh)
 
 
 # ----------------------------------------------------------------------------- segmentation

@@ -102,6 +102,7 @@ class LiveModelExplainer(Explainer):
             self._cache.clear()
             self._cache[key] = {task: m(img.tensor) for task, m in self._models().items()}
         self._results = self._cache[key]
+        self._seg_image = None
         self._draw()
 
     def _draw(self):
@@ -116,7 +117,13 @@ class LiveModelExplainer(Explainer):
                     self.fig.data[i].source = image_source(np.zeros((4, 4, 3), np.uint8))
                     titles.append(f"{title}: (no model)")
                     continue
-                self.fig.data[i].source = image_source(render(r, self.threshold.value))
+                if task == "segmentation":
+                    # the score threshold does not change a label map: draw it once per image
+                    if getattr(self, "_seg_image", None) is None:
+                        self._seg_image = image_source(render(r))
+                    self.fig.data[i].source = self._seg_image
+                else:
+                    self.fig.data[i].source = image_source(render(r, self.threshold.value))
                 if hasattr(r, "boxes"):
                     n = int((r.scores >= self.threshold.value).sum())
                     titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")
