@@ -60,12 +60,9 @@ class AnchorsExplainer(Explainer):
 
         model = self.model or get("detection", "shapes")
         tr = model.trace(self.live_image())
-        if len(tr.feature_sizes) != 1:
-            # several FPN levels: show the finest one
-            pass
         self._img = (tr.input_image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         self._image_size = tuple(tr.input_tensor.shape[-2:])
-        self._feature_size = tr.feature_sizes[0]
+        self._feature_size = tr.feature_sizes[0]   # with an FPN: the finest level
         self._sizes, self._ratios = tuple(tr.anchor_sizes[0]), tuple(tr.anchor_ratios[0])
         n0 = tr.anchors_per_level[0]
         self._rpn = dict(anchors=tr.anchors[:n0], objectness=tr.objectness[:n0], deltas=tr.deltas[:n0],

@@ -37,7 +37,6 @@ class SlidingWindowExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2
         fig.add_image(source=image_source(np.zeros((4, 4, 3), np.uint8)), row=1, col=2, hoverinfo="skip")  # 3
         colours = ["#FFFFFF"] + CLASS_COLOURS[:3]
-        scale = [[i / 4, c] for i, c in enumerate(colours) for _ in (0,)]
         scale = [[0.0, colours[0]], [0.25, colours[0]], [0.25, colours[1]], [0.5, colours[1]],
                  [0.5, colours[2]], [0.75, colours[2]], [0.75, colours[3]], [1.0, colours[3]]]
         fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=3.5, colorscale=scale, showscale=False, row=1, col=3)  # 4

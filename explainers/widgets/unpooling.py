@@ -117,7 +117,7 @@ class UnpoolingExplainer(Explainer):
             self.fig.data[2].update(zmin=lo, zmax=hi)
             title0 = "max pooling: switches" if pin is not None else "(max pooling: max unpooling only)"
             self.fig.layout.annotations[0].text = title0
-            self.fig.layout.annotations[2].text = f"output ({dict(MODES)[mode] if False else mode.replace('_', ' ')})"
+            self.fig.layout.annotations[2].text = f"output ({mode.replace('_', ' ')})"
         self._reset_steps()
 
     def n_steps(self) -> int:
