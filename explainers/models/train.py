@@ -28,7 +28,7 @@ from .shapes import CLASSES, HELD_OUT_SEED, make_scene
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 FILES = {"patch": "patch_classifier", "segmentation": "segnet", "detection": "mask_rcnn"}
-DEFAULT_STEPS = {"patch": 3000, "segmentation": 1500, "detection": 2000}
+DEFAULT_STEPS = {"patch": 3000, "segmentation": 1500, "detection": 1600}
 CROP = 128
 
 
