@@ -8,7 +8,7 @@ import torchvision
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ._base import BLUE, GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, fmt, rect_path
+from ._base import ORANGE, SKY, VERMILLION, Explainer, fmt, rect_path
 
 #: an 8x8 feature map and a region whose corners fall between cells (the lecture's picture)
 LECTURE_FEATURES = (torch.arange(64, dtype=torch.float32).reshape(8, 8) * 7 % 10).tolist()

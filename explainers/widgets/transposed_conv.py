@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ._base import ORANGE, VERMILLION, Explainer, fmt
+from ._base import ORANGE, Explainer, fmt
 
 KERNEL_LABELS = ["x", "y", "z"]
 VECTOR_LABELS = "abcdefghijklmnopqrstuvw"
@@ -84,7 +84,6 @@ class TransposedConvExplainer(Explainer):
         kernel = self._kernel()
         shape = (n,) if d == 1 else (n, n)
         out_shape = ops.output_shape(tuple(kernel.shape), shape, s, p)
-        g = torch.Generator().manual_seed(0)
         if self.source == "live":
             i, o, r, c = self._live_pick
             f = self._feat

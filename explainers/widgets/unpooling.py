@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ._base import BLUE, GREY, ORANGE, VERMILLION, Explainer, fmt
+from ._base import ORANGE, VERMILLION, Explainer, fmt
 
 LECTURE_INPUT = [[1.0, 2.0], [3.0, 4.0]]
 LECTURE_POOL_INPUT = [[1.0, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]

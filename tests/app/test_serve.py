@@ -1,6 +1,5 @@
 import subprocess
 
-from explainers.app import serve as serve_mod
 from explainers.app.serve import TEMPLATE_ROOT, serve, voila_command, voila_env
 from explainers.cli import main
 

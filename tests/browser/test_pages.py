@@ -4,7 +4,6 @@ Selected with ``-m browser``; skipped when Chromium or playwright is missing (CI
 Screenshots go to ``test-artifacts/screenshots/`` for a person to look at.
 """
 import os
-import shutil
 import socket
 import subprocess
 import time

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from explainers.models import get, held_out, make_scene, render
+from explainers.models import get, make_scene, render
 from explainers.ops import anchor_grid, batched_nms_trace, decode_boxes, dense_predict, sliding_window_predict
 from explainers.ops.anchors import RPN_WEIGHTS
 
