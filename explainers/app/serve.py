@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,18 +26,26 @@ def _free_port(ip: str, preferred: int) -> int:
     raise OSError("no free port")  # pragma: no cover
 
 
-def voila_command(port: int, ip: str = "127.0.0.1", preheat: bool = True) -> list[str]:
-    """The Voila command line serving the notebooks folder (code hidden, offline template)."""
-    cmd = [sys.executable, "-m", "voila", str(NOTEBOOKS_DIR), f"--port={port}", f"--Voila.ip={ip}",
-           "--no-browser", "--template=explainers", "--theme=light", "--strip_sources=True",
-           "--VoilaConfiguration.show_tracebacks=False",
-           "--MappingKernelManager.cull_interval=60", "--MappingKernelManager.cull_idle_timeout=900"]
+def voila_args(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_page: str = TOUR,
+               max_kernels: int = 0) -> list[str]:
+    """The server's options: the notebooks folder, code hidden, offline template, kernel cap."""
+    args = [str(NOTEBOOKS_DIR), f"--port={port}", f"--Voila.ip={ip}", "--Voila.port_retries=0",
+            "--no-browser", "--template=explainers", "--theme=light", "--strip_sources=True",
+            "--VoilaConfiguration.show_tracebacks=False",
+            f"--ExplainersVoila.start_page={start_page}", f"--ExplainersVoila.max_kernels={max_kernels}",
+            "--MappingKernelManager.cull_interval=60", "--MappingKernelManager.cull_idle_timeout=900"]
     if preheat:
         # one warm kernel for the tour only (each kernel holds torch and the models in memory)
-        cmd += ["--preheat_kernel=True", "--pool_size=0",
-                '--VoilaKernelManager.kernel_pools_config='
-                '{"default": {"pool_size": 0}, "%s.ipynb": {"pool_size": 1}}' % TOUR]
-    return cmd
+        args += ["--preheat_kernel=True", "--pool_size=0",
+                 '--VoilaKernelManager.kernel_pools_config='
+                 '{"default": {"pool_size": 0}, "%s.ipynb": {"pool_size": 1}}' % TOUR]
+    return args
+
+
+def voila_command(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_page: str = TOUR,
+                  max_kernels: int = 0) -> list[str]:
+    """The command line of the server (:mod:`explainers.app.server`) in a process of its own."""
+    return [sys.executable, "-m", "explainers.app.server"] + voila_args(port, ip, preheat, start_page, max_kernels)
 
 
 def voila_env() -> dict:
@@ -47,7 +54,9 @@ def voila_env() -> dict:
     return env
 
 
-def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", preheat: bool = True) -> int:
+def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", preheat: bool = True,
+          max_kernels: int = 0) -> int:
+    """Run the server in this process until Ctrl-C or SIGTERM (both shut every kernel down)."""
     names = notebook_names()
     name = notebook or TOUR
     name = name[:-6] if name.endswith(".ipynb") else name
@@ -57,14 +66,20 @@ def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", 
             print(f"explainers serve: no notebook {name!r}; choose from {', '.join(names)}", file=sys.stderr)
             return 2
         name = matches[0]
+    if max_kernels < 0:
+        print("explainers serve: --max-kernels must be 1 or more (0 picks one for this machine)", file=sys.stderr)
+        return 2
     if ip not in ("127.0.0.1", "localhost", "::1"):
         print(f"WARNING: serving on {ip}: anyone who can reach this machine can run the notebooks' code "
               "in a kernel here. Use it for a class network you trust, behind a proxy with log-in "
               "(see docs/hosting.md).", file=sys.stderr)
     port = _free_port(ip, port)
-    host = "127.0.0.1" if ip in ("0.0.0.0", "::") else ip
-    print(f"cv-explainers: open http://{host}:{port}/voila/render/{name}.ipynb  (Ctrl-C to stop)", flush=True)
+    os.environ.update(voila_env())
+    print(f"cv-explainers: starting on port {port} ...", flush=True)
+    from .server import ExplainersVoila
+
     try:
-        return subprocess.call(voila_command(port, ip, preheat), env=voila_env())
-    except KeyboardInterrupt:
-        return 0
+        ExplainersVoila.launch_instance(voila_args(port, ip, preheat, name, max_kernels))
+    except KeyboardInterrupt:  # pragma: no cover - Voila handles Ctrl-C itself
+        pass
+    return 0

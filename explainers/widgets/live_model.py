@@ -8,6 +8,7 @@ import numpy as np
 from plotly.subplots import make_subplots
 
 from ._base import VERMILLION, Explainer, image_source
+from ._upload import Upload
 
 #: uploads larger than this are refused before decoding
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -43,12 +44,12 @@ class LiveModelExplainer(Explainer):
         self._samples = sample_images()
         names = list(self._samples)
         self.sample = W.Dropdown(options=names, value=names[0], description="image")
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload an image")
+        self.upload = Upload(accept="image/*", max_bytes=MAX_UPLOAD_BYTES, description="upload an image")
         self.threshold = W.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05, description="min score",
                                        layout=W.Layout(width="300px"))
         self.info = W.HTML()
         self.sample.observe(lambda _: self.guard(self._pick_sample), "value")
-        self.upload.observe(lambda ch: self.guard(self._uploaded, ch["new"]), "value")
+        self.upload.on_upload(lambda name, content, size: self.guard(self._uploaded, name, content, size))
         self.threshold.observe(lambda _: self.guard(self._draw), "value")
         self.controls = W.VBox([W.HBox([self.sample, self.upload, self.threshold]), self.info])
         fig = make_subplots(1, 3, subplot_titles=[t for t, _ in TASKS], horizontal_spacing=0.02)
@@ -58,6 +59,7 @@ class LiveModelExplainer(Explainer):
         fig.update_yaxes(visible=False)
         self._use_figure(fig, 430)
         self._cache: dict = {}
+        self._image_note = ""
         self._results: dict = {}
         self._current = None
         self._image = self.image if self.image is not None else self._samples[names[0]]()
@@ -75,28 +77,25 @@ class LiveModelExplainer(Explainer):
         self._image = self._samples[self.sample.value]()
         self.refresh()
 
-    def _uploaded(self, value):
-        if not value:
-            return
-        item = value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
-        content = item["content"] if isinstance(item, dict) else item.content
-        name = item["name"] if isinstance(item, dict) else item.name
-        size = len(content)
-        if size > MAX_UPLOAD_BYTES:
-            raise ValueError(f"{name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    def _uploaded(self, name: str, content: bytes | None, size: int):
+        """An upload arrived (``content`` is None when the browser found it above the limit)."""
+        if content is None or size > MAX_UPLOAD_BYTES:
+            raise ValueError(f"{name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
+                             "Save it smaller (or as JPEG) and upload it again")
         from ..models import load_image
 
         try:
-            load_image(bytes(content))
+            load_image(content)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-        self._image = bytes(content)
+        self._image = content
         self.refresh()
 
     def refresh(self):
         from ..models import load_image
 
         img = load_image(self._image)                        # fails early, with a clear line
+        self._image_note = img.note
         key = id(self._image)
         if key not in self._cache:
             self._cache.clear()
@@ -133,7 +132,7 @@ class LiveModelExplainer(Explainer):
                 ann.text = t
         sources = {m.source for m in models.values()}
         dev = next(iter(models.values())).device
-        notes = {r.note for r in self._results.values() if r.note}
+        notes = {r.note for r in self._results.values() if r.note} | ({self._image_note} - {""})
         line = f"device: <b>{dev}</b> · weights: {', '.join(sorted(sources))}"
         if all(m.is_shapes for m in models.values()):
             line += (f"<br><span style='color:{VERMILLION}'>Only the bundled shapes models are available here: "

@@ -1,11 +1,25 @@
+"""``explainers serve`` as a process: the URL answers when printed, ``/`` is the start page,
+the kernel cap shows "the server is full", and SIGTERM / Ctrl-C stop everything."""
+import http.client
+import os
+import signal
+import socket
 import subprocess
+import sys
+import time
 
+import psutil
+import pytest
+
+from explainers.app import server as server_module
 from explainers.app.serve import TEMPLATE_ROOT, serve, voila_command, voila_env
+from explainers.app.server import FULL_PAGE, default_max_kernels
 from explainers.cli import main
 
 
 def test_voila_command_is_local_offline_and_hides_code():
     cmd = voila_command(8123)
+    assert cmd[1:3] == ["-m", "explainers.app.server"]
     assert "--Voila.ip=127.0.0.1" in cmd and "--port=8123" in cmd
     assert "--template=explainers" in cmd and "--strip_sources=True" in cmd and "--no-browser" in cmd
     assert any(a.startswith("--preheat_kernel=True") for a in cmd)
@@ -19,13 +33,118 @@ def test_serve_unknown_notebook_is_a_clear_error(capsys):
     assert "choose from" in capsys.readouterr().err
 
 
-def test_serve_runs_voila_and_warns_when_exposed(monkeypatch, capsys):
+def test_serve_runs_voila_in_process_and_warns_when_exposed(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, env=None: calls.append(cmd) or 0)
+    monkeypatch.setattr(server_module.ExplainersVoila, "launch_instance", classmethod(lambda cls, argv: calls.append(argv)))
+    monkeypatch.setattr("os.environ", dict(os.environ))
     assert main(["serve", "--notebook", "nms", "--port", "0"]) == 0
     out = capsys.readouterr()
-    assert "http://127.0.0.1:" in out.out and "06_nms.ipynb" in out.out and "WARNING" not in out.err
-    assert main(["serve", "--ip", "0.0.0.0", "--port", "0", "--no-preheat"]) == 0
+    assert "--ExplainersVoila.start_page=06_nms" in calls[-1] and "WARNING" not in out.err
+    assert main(["serve", "--ip", "0.0.0.0", "--port", "0", "--no-preheat", "--max-kernels", "5"]) == 0
     out = capsys.readouterr()
     assert "WARNING: serving on 0.0.0.0" in out.err
     assert "--Voila.ip=0.0.0.0" in calls[-1] and not any("preheat" in a for a in calls[-1])
+    assert "--ExplainersVoila.max_kernels=5" in calls[-1]
+
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    """Nothing listens on the port, and a new server (SO_REUSEADDR, as tornado binds) can take it."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _start(tmp_path, *args):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "explainers.cli", "serve", "--port", str(port), *args],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "EXPLAINERS_DEVICE": "cpu", "EXPLAINERS_OFFLINE": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "open http" in line:
+            return proc, port, line
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    pytest.fail("explainers serve printed no URL")
+
+
+def _get(port: int, path: str, timeout: float = 300):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read().decode("utf-8", "replace")
+    conn.close()
+    return r, body
+
+
+def _stop(proc, sig) -> list:
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(sig)
+    assert proc.wait(60) == 0
+    gone, alive = psutil.wait_procs(kids, timeout=30)
+    return alive
+
+
+@pytest.mark.slow
+def test_url_answers_when_printed_and_the_cap_says_full_and_sigterm_stops_all(tmp_path):
+    proc, port, line = _start(tmp_path, "--no-preheat", "--max-kernels", "1")
+    try:
+        assert f"http://127.0.0.1:{port}/" in line and "at most 1 pages" in line
+        r, _ = _get(port, "/", timeout=5)           # no retry: it answers as soon as it is printed
+        assert r.status == 302 and r.getheader("Location").endswith("/voila/render/00_tour.ipynb")
+        r, body = _get(port, "/voila/render/02_unpooling.ipynb")
+        assert r.status == 200 and "Unpooling" in body
+        kernels = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+        assert len(kernels) == 1
+        r, body = _get(port, "/voila/render/06_nms.ipynb", timeout=10)   # a second page: over the cap
+        assert r.status == 503 and r.getheader("Retry-After") == "60"
+        assert "The server is full, try again in a minute" in body
+        assert len([p for p in psutil.Process(proc.pid).children(recursive=True)
+                    if "ipykernel" in " ".join(p.cmdline())]) == 1, "a kernel was started beyond the cap"
+    finally:
+        alive = _stop(proc, signal.SIGTERM)         # what `kill PID` sends
+    assert not alive, f"left running after SIGTERM: {alive}"
+    assert _port_free(port)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_and_notebook_option_sets_the_start_page(tmp_path):
+    proc, port, _ = _start(tmp_path, "--no-preheat", "--notebook", "nms")
+    try:
+        r, _ = _get(port, "/", timeout=5)
+        assert r.status == 302 and r.getheader("Location").endswith("/voila/render/06_nms.ipynb")
+    finally:
+        alive = _stop(proc, signal.SIGINT)          # what Ctrl-C sends
+    assert not alive and _port_free(port)
+
+
+def test_bad_serve_arguments_are_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "explainers.cli", "serve", "--notebook", "nope"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no notebook 'nope'" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "explainers.cli", "serve", "--max-kernels", "-3"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--max-kernels" in r.stderr
+
+
+def test_default_cap_follows_memory():
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    n = default_max_kernels()
+    assert n >= 2 and n * 1.2 * 2**30 <= max(total, 4.4 * 2**30)
+    assert "{n}" in FULL_PAGE

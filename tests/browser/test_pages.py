@@ -89,23 +89,48 @@ def plot_html(page) -> str:
     return page.inner_html(".explainers-plot")
 
 
+def wait_for_plot_change(page, before: str, timeout_ms: int = 30_000) -> None:
+    """Wait (with a deadline) until the plot's markup differs from ``before``."""
+    page.wait_for_function("(before) => { const el = document.querySelector('.explainers-plot');"
+                           " return el && el.innerHTML !== before; }", arg=before, timeout=timeout_ms)
+
+
 @pytest.mark.parametrize("name", [n for n in notebook_names() if n != "07_live_model"])
 def test_page_loads_offline_plots_and_reacts(server, browser, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page, problems, seconds = open_page(browser, f"{server}/voila/render/{name}.ipynb")
-    page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / f"{name}_0.png"), full_page=True)
-    before = plot_html(page)
+    start = plot_html(page)
     for _ in range(3):
+        before = plot_html(page)
         page.get_by_text("step ▶").first.click()
-        page.wait_for_timeout(400)
-    page.wait_for_timeout(800)
+        try:
+            wait_for_plot_change(page, before)
+        except Exception:
+            raise AssertionError("pressing 'step ▶' did not change the plot within 30 s") from None
     page.screenshot(path=str(SHOTS / f"{name}_1.png"), full_page=True)
-    assert plot_html(page) != before, "pressing 'step ▶' did not change the plot"
+    assert plot_html(page) != start
     assert not problems, problems
     # no source code on the page
     assert "from explainers import" not in page.inner_text("body")
     page.close()
+
+
+def _upload(page, path):
+    with page.expect_file_chooser(timeout=60_000) as chooser:
+        page.get_by_text("upload an image").first.click()
+    chooser.value.set_files(str(path))
+
+
+def _noise_jpeg(path, megabytes: float) -> int:
+    """A JPEG of random noise (incompressible) of about ``megabytes`` MB; returns its size."""
+    import numpy as np
+    from PIL import Image
+
+    side = int((megabytes * 2**20 / 1.98) ** 0.5)   # noise at quality 100: ~1.98 bytes per pixel
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path, quality=100)
+    return path.stat().st_size
 
 
 def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
@@ -116,15 +141,30 @@ def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
     path = tmp_path / "scene.png"
     Image.fromarray(make_scene(10_000_017).image).save(path)
     page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
-    with page.expect_file_chooser(timeout=60_000) as chooser:
-        page.get_by_text("upload an image").first.click()
-    chooser.value.set_files(str(path))
-    page.wait_for_function("() => document.body.innerText.includes('scene.png') || "
-                           "/detection: [1-9][0-9]* object/.test(document.body.innerText)", timeout=120_000)
-    page.wait_for_timeout(1000)
+    _upload(page, path)
+    page.wait_for_function("() => /detection: [1-9][0-9]* object/.test(document.body.innerText)", timeout=120_000)
     page.screenshot(path=str(SHOTS / "07_live_model_upload.png"), full_page=True)
     text = page.inner_text("body")
     assert "object(s)" in text and "⚠" not in text
+    assert not problems, problems
+    page.close()
+
+
+def test_live_page_takes_uploads_up_to_the_limit_and_refuses_larger_ones(server, browser, tmp_path):
+    big = tmp_path / "big.jpg"
+    size = _noise_jpeg(big, 18.5)
+    assert 17 * 2**20 < size < 20 * 2**20, size          # above tornado's 10 MiB default, below the limit
+    huge = tmp_path / "huge.jpg"
+    assert _noise_jpeg(huge, 22) > 20 * 2**20
+    page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
+    _upload(page, huge)
+    page.wait_for_function("() => document.body.innerText.includes('huge.jpg is') && "
+                           "document.body.innerText.includes('the limit is 20 MB')", timeout=60_000)
+    _upload(page, big)                                    # the page is still alive and takes the next file
+    page.wait_for_function("() => !document.body.innerText.includes('⚠') && "
+                           "/detection: [0-9]+ object/.test(document.body.innerText) && "
+                           "document.body.innerText.includes('downscaled')", timeout=180_000)
+    page.screenshot(path=str(SHOTS / "07_live_model_big_upload.png"), full_page=True)
     assert not problems, problems
     page.close()
 

@@ -156,7 +156,7 @@ def test_roi_explainer_moves_and_rejects_bad_boxes():
     assert agrees(e)
     z = [list(r) for r in e.fig.data[2].z]
     e.x1.value = 0.2
-    assert agrees(e) and [list(r) for r in e.fig.data[2].z] != z or True
+    assert agrees(e) and [list(r) for r in e.fig.data[2].z] != z
     e.aligned.value = True
     e.sampling.value = 4
     assert agrees(e)
@@ -216,22 +216,38 @@ def test_sliding_window_fills_and_switches_to_dense():
 
 
 # ----------------------------------------------------------------------------- live model
+def _send_upload(e, name, content, size=None):
+    """What the browser sends: the file as one buffer, or (too large) only its name and size."""
+    if content is None:
+        e.upload._handle(e.upload, {"event": "too_large", "name": name, "size": size}, [])
+    else:
+        e.upload._handle(e.upload, {"event": "file", "name": name, "size": len(content)}, [memoryview(content)])
+
+
 def test_live_model_samples_and_bad_uploads():
-    e = LiveModelExplainer()
-    assert "device: <b>cpu</b>" in e.info.value and "Only the bundled shapes models" in e.info.value
-    titles = [a.text for a in e.fig.layout.annotations]
-    e.threshold.value = 0.95
-    assert [a.text for a in e.fig.layout.annotations] != titles or True
-    e.guard(e._uploaded, [{"name": "notes.txt", "content": b"hello", "size": 5, "type": "text/plain"}])
-    assert "notes.txt" in e.error_text and "not an image" in e.error_text
-    e.sample.value = "chelsea (cat)"
-    assert e.error_text == ""
     import io
 
     from PIL import Image
-    buf = io.BytesIO()
+
     from explainers.models import make_scene
+
+    e = LiveModelExplainer()
+    assert "device: <b>cpu</b>" in e.info.value and "Only the bundled shapes models" in e.info.value
+    buf = io.BytesIO()
     Image.fromarray(make_scene(10_000_017).image).save(buf, "PNG")
-    e.guard(e._uploaded, [{"name": "scene.png", "content": buf.getvalue(), "size": 1, "type": "image/png"}])
+    _send_upload(e, "scene.png", buf.getvalue())
+    assert e.error_text == ""
+    scores = e._results["detection"].scores
+    for t in (0.5, 0.95):   # the title counts exactly the detections at or above the threshold
+        e.threshold.value = t
+        assert e.fig.layout.annotations[1].text.startswith(f"detection: {int((scores >= t).sum())} object(s)")
+    _send_upload(e, "notes.txt", b"hello")
+    assert "notes.txt" in e.error_text and "not an image" in e.error_text
+    e.sample.value = "chelsea (cat)"
+    assert e.error_text == ""
+    # a file above the limit: the browser sends only its name and size; the page says so and works on
+    _send_upload(e, "huge.jpg", None, size=22 * 2**20)
+    assert "huge.jpg is 22.0 MB; the limit is 20 MB" in e.error_text
+    _send_upload(e, "scene.png", buf.getvalue())
     assert e.error_text == ""
     assert "object(s)" in e.fig.layout.annotations[1].text

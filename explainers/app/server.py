@@ -1,0 +1,159 @@
+"""The Voila server behind ``explainers serve``: Voila, plus what a lecture and a class need.
+
+* ``/`` opens the tour (or the one notebook asked for), not a file listing;
+* the URL is printed only once the server answers it;
+* at most ``max_kernels`` pages run at once (each page is a kernel holding torch and the
+  models, about 1 GB); beyond that a visitor gets a plain "the server is full" page that
+  retries by itself, and nothing is started;
+* the websocket accepts messages up to ``MAX_MESSAGE_BYTES``, so an upload up to the live
+  page's limit (20 MB) arrives (tornado's default of 10 MiB silently closed the socket);
+* SIGTERM and Ctrl-C stop the server and shut every kernel down (Voila's own handling, in
+  this process: there is no child server left to hold the port).
+
+Run as ``python -m explainers.app.server NOTEBOOKS_DIR --port=... [voila options]``; the extra
+options are ``--ExplainersVoila.max_kernels=N`` and ``--ExplainersVoila.start_page=NAME``.
+"""
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import sys
+
+import tornado.web
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.utils import url_path_join
+from traitlets import Int, Unicode
+from voila.app import Voila
+from voila.tornado.handler import TornadoVoilaHandler
+
+#: the largest websocket message the server takes (uploads travel as one message)
+MAX_MESSAGE_BYTES = 64 * 2**20
+#: memory one page's kernel is planned with (measured 1.0-1.07 GB, docs/hosting.md)
+KERNEL_BYTES = int(1.2 * 2**30)
+
+FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
+<title>The server is full</title></head>
+<body style="font-family:sans-serif;font-size:22px;max-width:40em;margin:3em auto;line-height:1.5">
+<h1 style="font-size:30px">The server is full, try again in a minute</h1>
+<p>{n} pages are open, the most this server runs at once. This page tries again by itself every
+minute. Closing a tab of these pages you no longer use frees a place.</p></body></html>"""
+
+
+def default_max_kernels() -> int:
+    """Pages this machine holds at once: its memory, less 2 GB for the rest, over ~1.2 GB a page."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 4
+    return max(2, int((total - 2 * 2**30) // KERNEL_BYTES))
+
+
+class ServerFull(tornado.web.HTTPError):
+    def __init__(self, n: int):
+        super().__init__(503, reason="Server full")
+        self.n = n
+
+
+class CappedKernelManager(AsyncMappingKernelManager):
+    """A kernel manager that refuses to start a page's kernel beyond ``max_kernels``.
+
+    Kernels Voila preheats for its pool (``VOILA_PREHEAT=True``) are not refused: the pool is
+    small and fixed (``--pool_size``), and refusing them would break the pool.
+    """
+
+    max_kernels = Int(0, config=True, help="most kernels at once (0: no limit)")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._starting = 0
+
+    def running(self) -> int:
+        return len(self.list_kernel_ids()) + self._starting
+
+    def is_full(self) -> bool:
+        return bool(self.max_kernels) and self.running() >= self.max_kernels
+
+    async def start_kernel(self, *args, **kwargs):
+        preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
+        if not preheat and self.is_full():
+            raise ServerFull(self.running())
+        self._starting += 1        # counted before the first await: simultaneous requests see it
+        try:
+            return await super().start_kernel(*args, **kwargs)
+        finally:
+            self._starting -= 1
+
+
+class CappedVoilaHandler(TornadoVoilaHandler):
+    """Voila's page handler, answering "the server is full" instead of starting a kernel."""
+
+    async def get(self, path=None):
+        if getattr(self.kernel_manager, "is_full", lambda: False)():
+            raise ServerFull(self.kernel_manager.running())
+        await super().get(path)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, ServerFull):
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.set_header("Retry-After", "60")
+            self.finish(FULL_PAGE.format(n=html.escape(str(exc.n))))
+            return
+        super().write_error(status_code, **kwargs)
+
+
+class ExplainersVoila(Voila):
+    """Voila serving the notebooks folder, with the start page at ``/`` and a kernel cap."""
+
+    name = "explainers-voila"
+    max_kernels = Int(0, config=True, help="most pages (kernels) at once; 0 picks one for this machine's memory")
+    start_page = Unicode("00_tour", config=True, help="the notebook ``/`` opens")
+
+    def init_settings(self):
+        cap = self.max_kernels or default_max_kernels()
+        self.voila_configuration.multi_kernel_manager_class = CappedKernelManager
+        self.config.CappedKernelManager.max_kernels = cap
+        settings = super().init_settings()
+        self.kernel_manager.max_kernels = cap
+        return settings
+
+    def init_handlers(self):
+        handlers = []
+        for pattern, handler, *rest in super().init_handlers():
+            if handler is TornadoVoilaHandler:
+                handler = CappedVoilaHandler
+            handlers.append((pattern, handler, *rest))
+        start = url_path_join(self.server_url, "voila", "render", f"{self.start_page}.ipynb")
+        return [(self.server_url.rstrip("/") + "/?", tornado.web.RedirectHandler, {"url": start, "permanent": False})] + handlers
+
+    def start(self):
+        self.tornado_settings = {"websocket_max_message_size": MAX_MESSAGE_BYTES, **self.tornado_settings}
+        tornado.ioloop.IOLoop.current().add_callback(self._announce)
+        super().start()
+
+    async def _announce(self):
+        """Print the URL once the server answers it (a redirect to the start page)."""
+        from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+        host = "127.0.0.1" if self.ip in ("", "0.0.0.0", "::") else self.ip
+        url = f"http://{host}:{self.port}{self.base_url}"
+        client = AsyncHTTPClient()
+        for _ in range(300):
+            try:
+                await client.fetch(url, follow_redirects=False, request_timeout=5)
+                break
+            except HTTPClientError as exc:  # 302 arrives as an "error" without follow_redirects
+                if exc.code < 500:
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        print(f"cv-explainers: open {url}  (Ctrl-C to stop; at most {self.kernel_manager.max_kernels} "
+              "pages at once)", flush=True)
+
+
+main = ExplainersVoila.launch_instance
+
+if __name__ == "__main__":
+    sys.exit(main())
