@@ -13,8 +13,23 @@ def _bytes(v: str) -> float:
     return float(m.group(1)) * {"K": 2**10, "M": 2**20, "G": 2**30}[m.group(2)]
 
 
+#: authenticators that let anyone in (any name, any password, or one shared password)
+OPEN_AUTHENTICATORS = {"dummy", "null", "shared-password", "tmp", "jupyterhub.auth.DummyAuthenticator",
+                       "tmpauthenticator.TmpAuthenticator", "jupyterhub.authenticators.shared.SharedPasswordAuthenticator"}
+
+
+def check_fails_closed(authenticator_class, auth: dict) -> None:
+    assert authenticator_class, "no authenticator configured (JupyterHub's default depends on the chart)"
+    name = authenticator_class if isinstance(authenticator_class, str) else authenticator_class.__name__
+    assert name not in OPEN_AUTHENTICATORS and "dummy" not in name.lower(), f"{name} lets anyone in"
+    assert auth.get("allow_all") is False, "Authenticator.allow_all must be False (fail closed)"
+    assert not auth.get("admin_users"), "no admin user in an example: the course names its own"
+
+
 def test_z2jh_values():
     values = yaml.safe_load((DOCS / "hosting" / "z2jh-values.yaml").read_text())
+    cfg = values["hub"]["config"]
+    check_fails_closed(cfg["JupyterHub"]["authenticator_class"], cfg["Authenticator"])
     su = values["singleuser"]
     assert su["defaultUrl"] == "/voila/render/00_tour.ipynb"
     assert su["extraEnv"]["EXPLAINERS_OFFLINE"] == "1"
@@ -37,6 +52,27 @@ def test_plain_jupyterhub_config_runs():
     exec(compile(code, "jupyterhub_config.py", "exec"), {"get_config": lambda: c})
     assert c.Spawner.default_url == "/voila/render/00_tour.ipynb"
     assert c.Spawner.environment["EXPLAINERS_OFFLINE"] == "1"
+    check_fails_closed(c.JupyterHub.authenticator_class, c.Authenticator)
+    # a spawner that enforces mem_limit / cpu_limit (LocalProcessSpawner ignores them)
+    assert c.JupyterHub.spawner_class in ("systemdspawner.SystemdSpawner", "systemd", "dockerspawner.DockerSpawner")
+    assert any("websocket_max_message_size" in a for a in c.Spawner.args)
+
+
+def test_the_checks_reject_an_open_authenticator():
+    import pytest
+
+    for bad in (("dummy", {"allow_all": False}), ("generic-oauth", {"allow_all": True}),
+                ("generic-oauth", {"allow_all": False, "admin_users": ["lecturer"]}), (None, {})):
+        with pytest.raises(AssertionError):
+            check_fails_closed(*bad)
+
+
+def test_dockerfile_installs_like_the_newcomer_test():
+    text = (DOCS / "hosting" / "Dockerfile").read_text()
+    assert "download.pytorch.org/whl/cpu" in text                 # the CPU build first
+    assert re.search(r"pip install --no-cache-dir /tmp/cv-explainers\b", text)   # `pip install .`: no -e, no extras
+    assert "[test]" not in text and " -e " not in text
+    assert "websocket_max_message_size" in text
 
 
 def test_hosting_doc_mentions_the_files_and_a_measured_memory():
