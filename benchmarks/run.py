@@ -218,22 +218,12 @@ def bench_scale(quick: bool, dev: torch.device) -> list[dict]:
 
 def bench_widgets(quick: bool, dev: torch.device) -> list[dict]:
     """Python time of one animation step and one control change per explainer (no browser)."""
-    from explainers import widgets as w
+    from explainers.registry import EXPLAINERS, move_control
 
-    changes = {
-        "SlidingWindowExplainer": lambda e, i: setattr(e.dense, "value", not e.dense.value),
-        "UnpoolingExplainer": lambda e, i: setattr(e.mode, "value", ["nearest", "max", "bilinear", "bed_of_nails"][i % 4]),
-        "TransposedConvExplainer": lambda e, i: setattr(e.padding, "value", i % 2),
-        "AnchorsExplainer": lambda e, i: setattr(e.view, "value", ["anchors", "before", "after", "nms"][i % 4])
-        if e.source == "live" else e._nudge(1),
-        "RoIPoolAlignExplainer": lambda e, i: setattr(e.x1, "value", 1.0 + 0.1 * (i % 5)),
-        "NMSExplainer": lambda e, i: setattr(e.threshold, "value", 0.3 + 0.05 * (i % 5)),
-        "LiveModelExplainer": lambda e, i: setattr(e.threshold, "value", 0.3 + 0.05 * (i % 5)),
-    }
     rows = []
     reps = 5 if quick else 25
-    for name in w.__all__:
-        cls = getattr(w, name)
+    for entry in EXPLAINERS:
+        name, cls = entry.name, entry.load()
         for source in (["lecture"] if quick else ["lecture", "live"]):
             t0 = time.perf_counter()
             e = cls(source=source)
@@ -246,7 +236,7 @@ def bench_widgets(quick: bool, dev: torch.device) -> list[dict]:
                 steps.append(time.perf_counter() - t)
             for i in range(reps):
                 t = time.perf_counter()
-                changes[name](e, i)
+                move_control(e, i)
                 ctrl.append(time.perf_counter() - t)
             steps.sort()
             ctrl.sort()

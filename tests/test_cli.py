@@ -25,8 +25,8 @@ def test_readme_has_exactly_two_setup_commands():
 def test_list_names_every_explainer(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name, _ in EXPLAINERS:
-        assert name in out
+    for e in EXPLAINERS:
+        assert e.name in out and e.blurb in out
 
 
 def test_console_script_entry_point_runs():

@@ -5,26 +5,18 @@ import html
 
 import ipywidgets as W
 
-from .. import EXPLAINERS
+from ..registry import EXPLAINERS, entry
 
-NOTEBOOK_OF = {"SlidingWindowExplainer": "01_sliding_window", "UnpoolingExplainer": "02_unpooling",
-               "TransposedConvExplainer": "03_transposed_conv", "AnchorsExplainer": "04_anchors_rpn",
-               "RoIPoolAlignExplainer": "05_roi_pool_align", "NMSExplainer": "06_nms",
-               "LiveModelExplainer": "07_live_model"}
-LABELS = {"SlidingWindowExplainer": "1 sliding window", "UnpoolingExplainer": "2 unpooling",
-          "TransposedConvExplainer": "3 transposed conv", "AnchorsExplainer": "4 anchors & RPN",
-          "RoIPoolAlignExplainer": "5 RoI Pool / Align", "NMSExplainer": "6 NMS",
-          "LiveModelExplainer": "7 live model"}
 #: the first page shown: quick to build (no model), so the first plot appears fast
 FIRST = "UnpoolingExplainer"
 
 
 class Tour:
-    """Buttons for the seven explainers; the chosen one is shown below (built on first use)."""
+    """A button per explainer of the registry; the chosen one is shown below (built on first use)."""
 
     def __init__(self, first: str = FIRST):
         self._built: dict = {}
-        self.pick = W.ToggleButtons(options=[(LABELS[n], n) for n, _ in EXPLAINERS], value=first,
+        self.pick = W.ToggleButtons(options=[(e.label, e.name) for e in EXPLAINERS], value=first,
                                     style={"button_width": "150px"})
         self.blurb = W.HTML()
         self.body = W.VBox([])
@@ -34,16 +26,12 @@ class Tour:
         self._show(first)
 
     def _show(self, name: str) -> None:
-        import explainers
-
-        line = dict(EXPLAINERS)[name]
-        nb = NOTEBOOK_OF[name]
-        self.blurb.value = (f"<p style='font-size:17px;margin:6px 0'>{html.escape(line)} "
-                            f"&middot; <a href='{nb}.ipynb' target='_blank'>open on its own page</a></p>")
+        e = entry(name)
+        self.blurb.value = (f"<p style='font-size:17px;margin:6px 0'>{html.escape(e.blurb)} "
+                            f"&middot; <a href='{e.notebook}.ipynb' target='_blank'>open on its own page</a></p>")
         try:
             if name not in self._built:
-                self._built[name] = getattr(explainers, name)(source="live" if name == "AnchorsExplainer"
-                                                              else "lecture")
+                self._built[name] = e.load()(source=e.tour_source)
             self._built[name].sync_figure()
             self.body.children = [self._built[name].widget]
             self.error.value = ""

@@ -1,11 +1,15 @@
-"""The seven explainer widgets (ipywidgets + plotly), in lecture order."""
-from .anchors import AnchorsExplainer
-from .live_model import LiveModelExplainer
-from .nms import NMSExplainer
-from .roi import RoIPoolAlignExplainer
-from .sliding_window import SlidingWindowExplainer
-from .transposed_conv import TransposedConvExplainer
-from .unpooling import UnpoolingExplainer
+"""The explainer widgets (ipywidgets + plotly), in lecture order, as listed in
+:mod:`explainers.registry` (each loads on first use)."""
+from ..registry import BY_NAME as _BY_NAME
 
-__all__ = ["SlidingWindowExplainer", "UnpoolingExplainer", "TransposedConvExplainer", "AnchorsExplainer",
-           "RoIPoolAlignExplainer", "NMSExplainer", "LiveModelExplainer"]
+__all__ = list(_BY_NAME)
+
+
+def __getattr__(name):
+    if name in _BY_NAME:
+        return _BY_NAME[name].load()
+    raise AttributeError(f"module 'explainers.widgets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_BY_NAME))

@@ -7,6 +7,7 @@ Jupyter kernel"), which a test run inside the dev environment (with the test ext
 It builds a venv with torch (minutes), so it runs when ``EXPLAINERS_NEWCOMER=1`` (CI sets it).
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,19 +52,25 @@ def _port_free(port: int) -> bool:
 def fresh_venv(tmp_path_factory):
     if os.environ.get("EXPLAINERS_NEWCOMER") != "1":
         pytest.skip("builds a fresh venv with torch (minutes): set EXPLAINERS_NEWCOMER=1 (CI does)")
-    venv = tmp_path_factory.mktemp("newcomer") / "venv"
+    tmp = tmp_path_factory.mktemp("newcomer")
+    # the checkout as a fresh clone holds it (no venv, no build/ left over from an earlier build)
+    src = tmp / "cv-explainers"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "test-artifacts", "__pycache__", ".hypothesis",
+        ".pytest_cache", "results.json"))
+    venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
     t0 = time.perf_counter()
-    # exactly the README's first command (its `pip install .`), run from the checkout
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-input", "."], cwd=ROOT,
+    # exactly the README's first command (its `pip install .`), run in the project's folder
+    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-input", "."], cwd=src,
                        env=_clean_env(), capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     print(f"newcomer install: {time.perf_counter() - t0:.0f} s")
     where = subprocess.run([str(py), "-c", "import explainers; print(explainers.__file__)"], cwd="/",
                            env=_clean_env(), capture_output=True, text=True, timeout=120)
     assert where.returncode == 0, where.stderr
-    assert str(venv) in where.stdout and str(ROOT) not in where.stdout, "not a non-editable install"
+    assert str(venv) in where.stdout and str(src) not in where.stdout, "not a non-editable install"
     return venv
 
 

@@ -12,8 +12,9 @@ from explainers.widgets import (AnchorsExplainer, LiveModelExplainer, NMSExplain
                                 SlidingWindowExplainer, TransposedConvExplainer, UnpoolingExplainer)
 from explainers.widgets.nms import LECTURE_BOXES, LECTURE_LABELS, LECTURE_SCORES
 
-ALL = [SlidingWindowExplainer, UnpoolingExplainer, TransposedConvExplainer, AnchorsExplainer,
-       RoIPoolAlignExplainer, NMSExplainer, LiveModelExplainer]
+from explainers.registry import EXPLAINERS, move_control
+
+ALL = [e.load() for e in EXPLAINERS]
 
 
 def agrees(e):
@@ -24,6 +25,24 @@ def agrees(e):
 def test_importable_from_the_package():
     for cls in ALL:
         assert getattr(explainers, cls.__name__) is cls
+        assert cls.__name__ in explainers.__all__ and cls.__name__ in dir(explainers)
+    with pytest.raises(AttributeError):
+        explainers.NoSuchExplainer  # noqa: B018
+
+
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_registry_rows_point_at_real_things(entry):
+    from explainers.app import NOTEBOOKS_DIR
+
+    cls = entry.load()
+    nb = (NOTEBOOKS_DIR / f"{entry.notebook}.ipynb").read_text()
+    assert entry.name in nb, f"{entry.notebook} does not show {entry.name}"
+    assert entry.module == cls.__module__.rsplit(".", 1)[1]
+    assert entry.tour_source in ("lecture", "live") and entry.label and entry.blurb
+    e = cls(source=entry.tour_source)
+    for i in range(len(entry.values)):
+        move_control(e, i)
+        assert getattr(e, entry.control).value == entry.values[i]
 
 
 @pytest.mark.parametrize("cls", ALL)
