@@ -31,6 +31,22 @@ from .images import LoadedImage, load_image
 from .nets import PatchClassifier, SegNet
 
 
+#: ``RoIHeads.postprocess_detections`` removes boxes smaller than this; a literal in torchvision's
+#: source (``remove_small_boxes(boxes, min_size=1e-2)``), not a module attribute
+ROI_HEADS_MIN_SIZE = 1e-2
+
+
+def _private(obj, name: str, owner: str):
+    """A private torchvision method the trace relies on, or a clear error if this version lacks it."""
+    import torchvision
+
+    fn = getattr(obj, name, None)
+    if fn is None:
+        raise RuntimeError(f"torchvision {torchvision.__version__}'s {owner} has no {name}(): the detector trace "
+                           "follows torchvision 0.16 to 0.29; please report this version")
+    return fn
+
+
 # ----------------------------------------------------------------------------- results
 @dataclass
 class DetectionResult:
@@ -156,14 +172,22 @@ class DetectorTrace:
 
     @cached_property
     def _rpn_pre_nms(self):
-        """The RPN's own selection before its NMS: top-n per level, clipped, small removed, threshold."""
+        """The RPN's own selection before its NMS: top-n per level, clipped, small removed, threshold.
+
+        A transcription (no hook can see inside a method) of the lines before ``batched_nms`` in
+        ``torchvision.models.detection.rpn.RegionProposalNetwork.filter_proposals`` (torchvision
+        0.16 to 0.29.1). Every constant is read from the model (``min_size``, ``score_thresh``,
+        ``pre_nms_top_n`` through ``_get_top_n_idx``); ``tests/models/test_live.py`` re-runs the
+        RPN's NMS on this and requires the model's own proposals, so a drift fails a test.
+        """
         rpn, (h, w) = self._rpn, self._input_size
+        top_n = _private(rpn, "_get_top_n_idx", "RegionProposalNetwork")
         with torch.inference_mode():
             decoded = rpn.box_coder.decode(self.deltas, [self.anchors]).view(-1, 4)
             obj = self.objectness.reshape(1, -1)
             levels = torch.cat([torch.full((n,), i, dtype=torch.int64)
                                 for i, n in enumerate(self.anchors_per_level)])[None]
-            top = rpn._get_top_n_idx(obj, self.anchors_per_level)
+            top = top_n(obj, self.anchors_per_level)
             idx = torch.arange(1)[:, None]
             prob = torch.sigmoid(obj[idx, top][0])
             lvl, box = levels[idx, top][0], decoded[None][idx, top][0]
@@ -179,7 +203,14 @@ class DetectorTrace:
 
     @cached_property
     def _final_pre_nms(self):
-        """What ``RoIHeads.postprocess_detections`` has just before its NMS."""
+        """What ``RoIHeads.postprocess_detections`` has just before its NMS.
+
+        A transcription of ``torchvision.models.detection.roi_heads.RoIHeads.postprocess_detections``
+        up to its ``batched_nms`` (torchvision 0.16 to 0.29.1): ``score_thresh`` is read from the
+        model; the small-box size is a literal there (:data:`ROI_HEADS_MIN_SIZE`, checked against
+        torchvision's source by a test). The test that re-runs the final NMS on this and requires
+        the model's own detections fails on any drift.
+        """
         rh, (h, w) = self._roi_heads, self._input_size
         with torch.inference_mode():
             boxes = rh.box_coder.decode(self.box_regression, [self.proposals])
@@ -189,7 +220,7 @@ class DetectorTrace:
             boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
             ok = torch.where(scores > rh.score_thresh)[0]
             boxes, scores, labels = boxes[ok], scores[ok], labels[ok]
-            ok = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            ok = box_ops.remove_small_boxes(boxes, min_size=ROI_HEADS_MIN_SIZE)
             return boxes[ok], scores[ok], labels[ok]
 
     boxes_pre_nms = property(lambda self: self._final_pre_nms[0])
@@ -210,6 +241,19 @@ class SegmentationTrace:
     result: SegmentationResult
     logits: torch.Tensor
     captured: dict = field(default_factory=dict)
+
+
+class _Capture:
+    """Forward hooks that keep a module's output (or first input) under a name."""
+
+    def __init__(self):
+        self.values: dict = {}
+
+    def output(self, module: torch.nn.Module, name: str):
+        return module.register_forward_hook(lambda mod, inp, out: self.values.__setitem__(name, out))
+
+    def first_input(self, module: torch.nn.Module, name: str):
+        return module.register_forward_hook(lambda mod, inp, out: self.values.__setitem__(name, inp[0]))
 
 
 def _cpu(x):
@@ -297,25 +341,14 @@ class Detector(LiveModel):
 
     @staticmethod
     def _traced_forward(module, dev, t):
-        cap: dict = {}
-
-        def keep(name):
-            def hook(mod, inp, out):
-                cap[name] = out
-            return hook
-
+        cap = _Capture()
         rh = module.roi_heads
-        handles = [
-            module.transform.register_forward_hook(keep("transform")),
-            module.backbone.register_forward_hook(keep("features")),
-            module.rpn.head.register_forward_hook(keep("rpn_head")),
-            module.rpn.anchor_generator.register_forward_hook(keep("anchors")),
-            module.rpn.register_forward_hook(keep("rpn")),
-            rh.box_roi_pool.register_forward_hook(keep("box_features")),
-            rh.box_predictor.register_forward_hook(keep("box_predictor")),
-        ]
+        handles = [cap.output(module.transform, "transform"), cap.output(module.backbone, "features"),
+                   cap.output(module.rpn.head, "rpn_head"), cap.output(module.rpn.anchor_generator, "anchors"),
+                   cap.output(module.rpn, "rpn"), cap.output(rh.box_roi_pool, "box_features"),
+                   cap.output(rh.box_predictor, "box_predictor")]
         if getattr(rh, "mask_predictor", None) is not None:
-            handles.append(rh.mask_predictor.register_forward_hook(keep("mask_logits")))
+            handles.append(cap.output(rh.mask_predictor, "mask_logits"))
         try:
             _sync(dev)
             t0 = time.perf_counter()
@@ -326,7 +359,7 @@ class Detector(LiveModel):
         finally:
             for h in handles:
                 h.remove()
-        return cap, out, seconds
+        return cap.values, out, seconds
 
     def _build_trace(self, img: LoadedImage, cap: dict, out: dict, seconds: float, note: str) -> DetectorTrace:
         m = self.module
@@ -360,19 +393,46 @@ class Segmenter(LiveModel):
     #: torchvision's segmentation models expect ImageNet normalisation
     MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-    def _forward(self, module, dev, t, capture):
+    def _forward(self, module, dev, t):
         x = t.to(dev)[None]
         _sync(dev)
         t0 = time.perf_counter()
         with torch.inference_mode():
             if isinstance(module, SegNet):
-                logits = module(x, capture)
+                logits = module(x)
             else:
                 mean = torch.tensor(self.MEAN, device=dev)[:, None, None]
                 std = torch.tensor(self.STD, device=dev)[:, None, None]
                 logits = module((x - mean) / std)["out"]
         _sync(dev)
         return logits, time.perf_counter() - t0
+
+    def _traced_forward(self, module, dev, t):
+        """The plain forward pass with forward hooks on SegNet's modules (nothing else changes)."""
+        if not isinstance(module, SegNet):
+            return self._forward(module, dev, t), {}
+        cap = _Capture()
+        handles = [cap.output(module.enc1, "e1"), cap.output(module.enc2, "e2"), cap.output(module.enc3, "e3"),
+                   cap.output(module.pool1, "pool1"), cap.output(module.pool2, "pool2"),
+                   cap.output(module.pool3, "pool3"), cap.output(module.bottleneck, "bottleneck"),
+                   cap.output(module.unpool3, "u3"), cap.output(module.unpool2, "u2"),
+                   cap.output(module.dec3, "d3"), cap.output(module.dec2, "d2"), cap.output(module.dec1, "d1"),
+                   cap.output(module.up1, "transposed_output"), cap.first_input(module.normalize, "padded_input")]
+        try:
+            res = self._forward(module, dev, t)
+        finally:
+            for h in handles:
+                h.remove()
+        c = cap.values
+        return res, {
+            "encoder_features": [c["e1"], c["e2"], c["e3"]],
+            "pooled": [c[f"pool{i}"][0] for i in (1, 2, 3)],
+            "pool_indices": [c[f"pool{i}"][1] for i in (1, 2, 3)],
+            "bottleneck": c["bottleneck"], "unpooled": [c["u3"], c["u2"]],
+            "decoder_features": [c["d3"], c["d2"], c["d1"]],
+            "transposed_input": c["d2"], "transposed_output": c["transposed_output"],
+            "transposed_kernel": module.up1.weight.detach(), "padded_input": c["padded_input"],
+        }
 
     def _result(self, img, logits, seconds, note):
         logits = _cpu(logits)[0]
@@ -383,13 +443,12 @@ class Segmenter(LiveModel):
 
     def __call__(self, image) -> SegmentationResult:
         img = load_image(image)
-        (logits, seconds), note = self._run(self._forward, img.tensor, None)
+        (logits, seconds), note = self._run(self._forward, img.tensor)
         return self._result(img, logits, seconds, note)
 
     def trace(self, image) -> SegmentationTrace:
         img = load_image(image)
-        cap: dict = {}
-        (logits, seconds), note = self._run(self._forward, img.tensor, cap)
+        ((logits, seconds), cap), note = self._run(self._traced_forward, img.tensor)
         return SegmentationTrace(self._result(img, logits, seconds, note), _cpu(logits)[0], _cpu(cap))
 
 

@@ -95,39 +95,32 @@ class SegNet(nn.Module):
         self.enc2 = nn.Sequential(_block(c, 2 * c), _block(2 * c, 2 * c))
         self.enc3 = nn.Sequential(_block(2 * c, 4 * c), _block(4 * c, 4 * c))
         self.bottleneck = nn.Sequential(_block(4 * c, 4 * c, 2), _block(4 * c, 4 * c, 4))
+        # pooling and unpooling as modules (no parameters), so forward hooks can watch them
+        self.pool1, self.pool2, self.pool3 = (nn.MaxPool2d(2, return_indices=True) for _ in range(3))
+        self.unpool3, self.unpool2 = nn.MaxUnpool2d(2), nn.MaxUnpool2d(2)
         self.dec3 = _block(4 * c, 2 * c)
         self.dec2 = _block(2 * c, c)
         self.up1 = nn.ConvTranspose2d(c, c, 3, stride=2, padding=1, output_padding=1)
         self.dec1 = _block(2 * c, c)
         self.classifier = nn.Conv2d(c, num_classes, 1)
 
-    def forward(self, x: torch.Tensor, capture: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
         ph, pw = (-H) % 8, (-W) % 8
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         e1 = self.enc1(self.normalize(x))
-        p1, i1 = F.max_pool2d(e1, 2, return_indices=True)
+        p1, i1 = self.pool1(e1)
         e2 = self.enc2(p1)
-        p2, i2 = F.max_pool2d(e2, 2, return_indices=True)
+        p2, i2 = self.pool2(e2)
         e3 = self.enc3(p2)
-        p3, i3 = F.max_pool2d(e3, 2, return_indices=True)
+        p3, i3 = self.pool3(e3)
         b = self.bottleneck(p3)
-        u3 = F.max_unpool2d(b, i3, 2, output_size=e3.shape[-2:])
-        d3 = self.dec3(u3)
-        u2 = F.max_unpool2d(d3, i2, 2, output_size=e2.shape[-2:])
-        d2 = self.dec2(u2)
+        d3 = self.dec3(self.unpool3(b, i3, e3.shape[-2:]))
+        d2 = self.dec2(self.unpool2(d3, i2, e2.shape[-2:]))
         u1 = self.up1(d2)
         d1 = self.dec1(torch.cat([u1, e1], 1))
-        out = self.classifier(d1)[..., :H, :W]
-        if capture is not None:
-            capture.update({
-                "encoder_features": [e1, e2, e3], "pooled": [p1, p2, p3], "pool_indices": [i1, i2, i3],
-                "bottleneck": b, "unpooled": [u3, u2], "decoder_features": [d3, d2, d1],
-                "transposed_input": d2, "transposed_output": u1,
-                "transposed_kernel": self.up1.weight.detach(), "padded_input": x,
-            })
-        return out
+        return self.classifier(d1)[..., :H, :W]
 
 
 class SmallBackbone(nn.Module):

@@ -89,3 +89,30 @@ def test_render_overlays(scene):
         out = render(get(task, "shapes")(scene.image))
         assert out.shape == scene.image.shape and out.dtype == np.uint8
         assert not np.array_equal(out, scene.image)
+
+
+def test_transcribed_torchvision_constants_still_hold():
+    """The two places that follow torchvision's source (not hooks) still match that source."""
+    import inspect
+
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    from explainers.models.live import ROI_HEADS_MIN_SIZE
+
+    post = inspect.getsource(RoIHeads.postprocess_detections)
+    assert "remove_small_boxes(boxes, min_size=1e-2)" in post and ROI_HEADS_MIN_SIZE == 1e-2
+    filt = inspect.getsource(RegionProposalNetwork.filter_proposals)
+    for line in ("self._get_top_n_idx(objectness, num_anchors_per_level)", "torch.sigmoid(objectness)",
+                 "remove_small_boxes(boxes, self.min_size)", "scores >= self.score_thresh"):
+        assert line in filt, f"torchvision's filter_proposals changed: {line!r} is gone"
+
+
+def test_segnet_trace_uses_hooks_only(scene):
+    """Tracing SegNet changes nothing in its forward pass and leaves no hook behind."""
+    m = get("segmentation", "shapes")
+    tr = m.trace(scene.image)
+    assert all(not mod._forward_hooks for mod in m.module.modules())
+    assert torch.equal(tr.captured["unpooled"][0],
+                       torch.nn.functional.max_unpool2d(tr.captured["bottleneck"], tr.captured["pool_indices"][2], 2,
+                                                        output_size=tr.captured["encoder_features"][2].shape[-2:]))
