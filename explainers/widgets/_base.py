@@ -101,8 +101,11 @@ class Explainer:
         return 1
 
     def frame(self, k: int) -> dict:
-        """``{"data": {trace_index: {prop: value}}, "layout": {...}}`` for step ``k``."""
-        return {"data": {}, "layout": {}}
+        """``{"data": {trace_index: {prop: value}}, "layout": {...}, "caption": html}`` for step ``k``.
+
+        A pure function of ``k`` and the parameters: it reads the explainer's state and
+        changes nothing (:meth:`show_step` applies it, :meth:`export_html` records it)."""
+        return {"data": {}, "layout": {}, "caption": ""}
 
     def _use_figure(self, fig, height: int = 520) -> go.Figure:
         """Make ``fig`` (e.g. from ``make_subplots``) this explainer's figure."""
@@ -182,6 +185,7 @@ class Explainer:
     def show_step(self, k: int) -> None:
         fr = self.frame(k)
         self.push(fr.get("data"), fr.get("layout"))
+        self.caption.value = f"<span style='font-size:16px'>{fr.get('caption', '')}</span>"
 
     # ------------------------------------------------------------------ display / export
     def sync_figure(self) -> None:
@@ -224,5 +228,4 @@ class Explainer:
             sliders=[dict(active=self.step.value, steps=steps, x=0.15, len=0.85, y=-0.05,
                           currentvalue=dict(prefix="step "))])
         base.write_html(str(path), include_plotlyjs=True, full_html=True, auto_play=False)
-        self.show_step(self.step.value)  # frame() may set the caption; put the current one back
         return path

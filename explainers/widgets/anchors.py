@@ -134,9 +134,8 @@ class AnchorsExplainer(Explainer):
         Hf, Wf = self._feature_size
         if self.source == "live" and self.view.value != "anchors":
             boxes, msg = self._proposals()
-            self.caption.value = f"<span style='font-size:16px'>{msg}</span>"
             return {"data": {2: dict(zip("xy", rect_path(boxes.tolist()))), 3: {"x": [], "y": []},
-                             6: {"x": [], "y": []}}}
+                             6: {"x": [], "y": []}}, "caption": msg}
         r, c = divmod(k, Wf)
         cell = at.cell_anchors(r, c)
         cx, cy = at.centres[r * Wf + c].tolist()
@@ -145,8 +144,8 @@ class AnchorsExplainer(Explainer):
             K = at.per_cell
             p = torch.sigmoid(self._rpn["objectness"][(r * Wf + c) * K:(r * Wf + c + 1) * K])
             obj = "; objectness of its anchors: " + ", ".join(f"{v:.2f}" for v in p.tolist())
-        self.caption.value = (f"<span style='font-size:16px'>cell ({r}, {c}) centred at ({cx}, {cy}): "
-                              f"{len(cell)} anchors = sizes {list(self._sizes)} x aspect ratios (h/w) "
-                              f"{list(self._ratios)}{obj}</span>")
+        caption = (f"cell ({r}, {c}) centred at ({cx}, {cy}): {len(cell)} anchors = sizes {list(self._sizes)} "
+                   f"x aspect ratios (h/w) {list(self._ratios)}{obj}")
         return {"data": {2: dict(zip("xy", rect_path(cell.tolist()))), 3: {"x": [cx], "y": [cy]},
-                         6: {"x": [c], "y": [r]} if self._rpn is not None else {"x": [], "y": []}}}
+                         6: {"x": [c], "y": [r]} if self._rpn is not None else {"x": [], "y": []}},
+                "caption": caption}

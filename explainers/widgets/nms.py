@@ -119,5 +119,4 @@ class NMSExplainer(Explainer):
                    f"and are suppressed (dashed)")
             if k == self.n_steps() - 1:
                 msg += f"; done: {int((state == 1).sum())} kept"
-        self.caption.value = f"<span style='font-size:16px'>{msg}</span>"
-        return {"data": data}
+        return {"data": data, "caption": msg}

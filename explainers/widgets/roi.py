@@ -150,8 +150,8 @@ class RoIPoolAlignExplainer(Explainer):
         at, pt = self._at, self._pt
         ph, pw, gh, gw = at.points.shape[:4]
         if gh * gw == 0:
-            self.caption.value = "<span style='font-size:16px'>this region is empty: RoI Align outputs zeros</span>"
-            return {"data": {10: {"x": [], "y": []}, 11: {"x": [], "y": [], "text": []}, 12: {"x": [], "y": []}}}
+            return {"data": {10: {"x": [], "y": []}, 11: {"x": [], "y": [], "text": []}, 12: {"x": [], "y": []}},
+                    "caption": "this region is empty: RoI Align outputs zeros"}
         i, rest = divmod(k, pw * gh * gw)
         j, rest = divmod(rest, gh * gw)
         a, b = divmod(rest, gw)
@@ -161,12 +161,12 @@ class RoIPoolAlignExplainer(Explainer):
         x0, y0, x1, y1 = pt.bins[i, j].tolist()
         value = at.samples[self.channel.value, i, j, a, b].item()
         terms = " + ".join(f"{wt:.2f}·f({nx},{ny})" for (nx, ny), wt in zip(nb, w) if wt)
-        self.caption.value = (
-            f"<span style='font-size:16px'>bin ({i}, {j}), sample {a * gw + b + 1}/{gh * gw} at "
+        caption = (
+            f"bin ({i}, {j}), sample {a * gw + b + 1}/{gh * gw} at "
             f"({x:.2f}, {y:.2f}): f = {terms or '0 (outside the map)'} = {fmt(value)}; "
             f"weights max(0, 1-|x-x_i|)·max(0, 1-|y-y_j|). RoI Pool's bin ({i}, {j}) covers whole cells "
-            f"x {x0}..{x1 - 1}, y {y0}..{y1 - 1}.</span>")
-        return {"data": {
+            f"x {x0}..{x1 - 1}, y {y0}..{y1 - 1}.")
+        return {"caption": caption, "data": {
             10: {"x": [x], "y": [y]},
             11: {"x": [n[0] for n in nb], "y": [n[1] for n in nb], "text": [f"{wt:.2f}" for wt in w]},
             12: dict(zip("xy", rect_path([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)]))),

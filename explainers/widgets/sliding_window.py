@@ -122,10 +122,9 @@ class SlidingWindowExplainer(Explainer):
         z = [[flat[i * nW + j] if i * nW + j <= k else None for j in range(nW)] for i in range(nH)]
         probs = self._probs[:, r, c]
         name = self._model.classes[int(self._labels[r, c])]
-        self.caption.value = (f"<span style='font-size:16px'>window {k + 1}/{self.n_steps()} at ({x1}, {y1}): "
-                              f"its centre pixel ({cx}, {cy}) is <b>{name}</b> "
-                              f"(p = {probs.max():.2f})</span>")
-        return {"data": {
+        caption = (f"window {k + 1}/{self.n_steps()} at ({x1}, {y1}): its centre pixel ({cx}, {cy}) is "
+                   f"<b>{name}</b> (p = {probs.max():.2f})")
+        return {"caption": caption, "data": {
             1: {"x": [x1, x2, x2, x1, x1], "y": [y1, y1, y2, y2, y1]},
             2: {"x": [cx], "y": [cy]},
             3: {"source": image_source(self._img_u8[y1:y2, x1:x2])},

@@ -129,6 +129,7 @@ class TransposedConvExplainer(Explainer):
 
     def frame(self, k: int) -> dict:
         tr, d = self._tr, self.dims.value
+        note = ""
         copy = tr.contributions[k]
         total = tr.partial_sums[k]
         if d == 1:
@@ -147,11 +148,9 @@ class TransposedConvExplainer(Explainer):
             nz = copy.nonzero()[:, 0].tolist()
             hx, hy = nz, [0] * len(nz)
             ylab = dict(tickmode="array", tickvals=[0, 1], ticktext=["this copy", "running sum"])
-            if self._symbolic and self._pad:
-                cropped = sums[self._pad:-self._pad]
-                if k == self.n_steps() - 1:
-                    self._crop_note = (f" The {self._pad} padding position(s) at each end are cropped: "
-                                       f"output = [{', '.join(cropped)}].")
+            if self._symbolic and self._pad and k == self.n_steps() - 1:
+                note = (f" The {self._pad} padding position(s) at each end are cropped: "
+                        f"output = [{', '.join(sums[self._pad:-self._pad])}].")
         else:
             z = total.tolist()
             text = [[fmt(v) for v in row] for row in total.tolist()]
@@ -165,9 +164,6 @@ class TransposedConvExplainer(Explainer):
             5: {"x": hx, "y": hy},
         }
         ylabel = self._ylabels[k]
-        note = getattr(self, "_crop_note", "") if k == self.n_steps() - 1 else ""
-        self._crop_note = ""
-        self.caption.value = (f"<span style='font-size:16px'>step {k + 1}/{self.n_steps()}: input element "
-                              f"{ylabel} scales a copy of the filter placed at {len(nz)} output cell(s); "
-                              f"where copies overlap they add up.{note}</span>")
-        return {"data": data, "layout": {"yaxis3": ylab}}
+        caption = (f"step {k + 1}/{self.n_steps()}: input element {ylabel} scales a copy of the filter placed "
+                   f"at {len(nz)} output cell(s); where copies overlap they add up.{note}")
+        return {"data": data, "layout": {"yaxis3": ylab}, "caption": caption}

@@ -172,5 +172,4 @@ class UnpoolingExplainer(Explainer):
             caption = f"input ({r}, {c}) = {fmt(x[r, c].item())} {verb[mode]} {len(targets)} output cell(s)"
         else:
             caption = "done: every output cell is filled"
-        self.caption.value = f"<span style='font-size:16px'>{caption}</span>"
-        return {"data": data}
+        return {"data": data, "caption": caption}

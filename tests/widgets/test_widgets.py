@@ -270,3 +270,19 @@ def test_live_model_samples_and_bad_uploads():
     _send_upload(e, "scene.png", buf.getvalue())
     assert e.error_text == ""
     assert "object(s)" in e.fig.layout.annotations[1].text
+
+
+@pytest.mark.parametrize("cls", [c for c in ALL if c.__name__ != "LiveModelExplainer"])
+def test_frames_are_pure_functions_of_the_step(cls, tmp_path):
+    """frame(k) changes nothing (caption, figure, attributes) and gives the same answer twice."""
+    e = cls()
+    e.step.value = min(1, e.n_steps() - 1)
+    caption, fig = e.caption.value, json.dumps(e.fig.to_dict(), default=str)
+    attrs = {k: repr(v) for k, v in vars(e).items() if not k.startswith("__")}
+    order = list(range(e.n_steps()))[::-1][:40]
+    first = [json.dumps(e.frame(k), default=str) for k in order]
+    assert [json.dumps(e.frame(k), default=str) for k in order] == first
+    assert all('"caption"' in f for f in first)
+    e.export_html(tmp_path / "a.html")
+    assert e.caption.value == caption and json.dumps(e.fig.to_dict(), default=str) == fig
+    assert {k: repr(v) for k, v in vars(e).items() if not k.startswith("__")} == attrs
