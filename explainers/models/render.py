@@ -13,7 +13,8 @@ def colour(i: int) -> tuple[int, int, int]:
     return PALETTE[i % len(PALETTE)]
 
 
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A ``(3, H, W)`` float image in [0, 1] as an ``(H, W, 3)`` uint8 array (for drawing)."""
     return (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
 
 
@@ -23,7 +24,7 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarr
 
     from .live import DetectionResult, SegmentationResult
 
-    base = _to_uint8(result.image).astype(np.float32)
+    base = to_uint8(result.image).astype(np.float32)
     H, W = base.shape[:2]
     if isinstance(result, SegmentationResult):
         lab = result.labels

@@ -33,7 +33,7 @@ def rect_path(boxes) -> tuple[list, list]:
     return xs, ys
 
 
-def image_source(img: np.ndarray) -> str:
+def png_uri(img: np.ndarray) -> str:
     """An ``(H, W, 3)`` uint8 array as a PNG data URI (a go.Image ``source``: small to send)."""
     from PIL import Image
 

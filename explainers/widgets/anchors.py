@@ -10,7 +10,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
 from .. import ops
-from ._base import GREY, ORANGE, SKY, VERMILLION, Explainer, image_source, rect_path
+from ..models.render import to_uint8
+from ._base import GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: the slide: a 3 x 640 x 480 image gives 512 x 20 x 15 features; K = 3 sizes x 3 ratios
 LECTURE = dict(image_size=(640, 480), feature_size=(20, 15), sizes=(64, 128, 256), ratios=(0.5, 1.0, 2.0))
@@ -34,7 +35,7 @@ class AnchorsExplainer(Explainer):
         self.controls = W.HBox([self.view, self.top_k] if self.source == "live" else [])
         right = "objectness (best anchor per cell)" if self.source == "live" else "the K anchor shapes"
         fig = make_subplots(1, 2, column_widths=[0.62, 0.38], subplot_titles=("image and feature grid", right))
-        fig.add_image(source=image_source(np.full((8, 8, 3), 245, np.uint8)), row=1, col=1, hoverinfo="skip")          # 0
+        fig.add_image(source=png_uri(np.full((8, 8, 3), 245, np.uint8)), row=1, col=1, hoverinfo="skip")          # 0
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREY, width=0.7), row=1, col=1)    # 1 grid
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=2.5), row=1, col=1)  # 2 boxes
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=12, color=VERMILLION), row=1, col=1)  # 3 centre
@@ -60,7 +61,7 @@ class AnchorsExplainer(Explainer):
 
         model = self.model or get("detection", "shapes")
         tr = model.trace(self.live_image())
-        self._img = (tr.input_image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self._img = to_uint8(tr.input_image)
         self._image_size = tuple(tr.input_tensor.shape[-2:])
         self._feature_size = tr.feature_sizes[0]   # with an FPN: the finest level
         self._sizes, self._ratios = tuple(tr.anchor_sizes[0]), tuple(tr.anchor_ratios[0])
@@ -96,7 +97,7 @@ class AnchorsExplainer(Explainer):
             grid_y += [r * sy - sy / 2, r * sy - sy / 2, None]
         K = at.per_cell
         with self.fig.batch_update():
-            self.fig.data[0].source = image_source(self._img)
+            self.fig.data[0].source = png_uri(self._img)
             self.fig.data[1].update(x=grid_x, y=grid_y)
             if self._rpn is not None:
                 obj = torch.sigmoid(self._rpn["objectness"]).reshape(Hf, Wf, K).max(-1).values

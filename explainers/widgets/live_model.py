@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 from plotly.subplots import make_subplots
 
-from ._base import VERMILLION, Explainer, image_source
+from ._base import VERMILLION, Explainer, png_uri
 from ._upload import Upload
 
 #: uploads larger than this are refused before decoding
@@ -54,7 +54,7 @@ class LiveModelExplainer(Explainer):
         self.controls = W.VBox([W.HBox([self.sample, self.upload, self.threshold]), self.info])
         fig = make_subplots(1, 3, subplot_titles=[t for t, _ in TASKS], horizontal_spacing=0.02)
         for c in (1, 2, 3):
-            fig.add_image(source=image_source(np.zeros((4, 4, 3), np.uint8)), row=1, col=c, hoverinfo="skip")
+            fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=c, hoverinfo="skip")
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         self._use_figure(fig, 430)
@@ -113,16 +113,16 @@ class LiveModelExplainer(Explainer):
             for i, (title, task) in enumerate(TASKS):
                 r = self._results.get(task)
                 if r is None:
-                    self.fig.data[i].source = image_source(np.zeros((4, 4, 3), np.uint8))
+                    self.fig.data[i].source = png_uri(np.zeros((4, 4, 3), np.uint8))
                     titles.append(f"{title}: (no model)")
                     continue
                 if task == "segmentation":
                     # the score threshold does not change a label map: draw it once per image
                     if getattr(self, "_seg_image", None) is None:
-                        self._seg_image = image_source(render(r))
+                        self._seg_image = png_uri(render(r))
                     self.fig.data[i].source = self._seg_image
                 else:
-                    self.fig.data[i].source = image_source(render(r, self.threshold.value))
+                    self.fig.data[i].source = png_uri(render(r, self.threshold.value))
                 if hasattr(r, "boxes"):
                     n = int((r.scores >= self.threshold.value).sum())
                     titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")

@@ -8,7 +8,8 @@ import torch
 import torchvision
 
 from .. import ops
-from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, image_source, rect_path
+from ..models.render import to_uint8
+from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
 LECTURE_BOXES = [[60, 80, 300, 400], [75, 70, 310, 390], [50, 100, 280, 420], [340, 120, 600, 420],
@@ -33,7 +34,7 @@ class NMSExplainer(Explainer):
             c.observe(lambda _: self.guard(self.refresh), "value")
         self.controls = W.HBox([self.threshold, self.class_aware] + ([self.top_n] if self.source == "live" else []))
         fig = go.Figure()
-        fig.add_image(source=image_source(np.full((480, 640, 3), 245, np.uint8)), hoverinfo="skip")
+        fig.add_image(source=png_uri(np.full((480, 640, 3), 245, np.uint8)), hoverinfo="skip")
         for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
                                     (ORANGE, 5, "solid"), (VERMILLION, 3, "dash")):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
@@ -57,7 +58,7 @@ class NMSExplainer(Explainer):
         tr = model.trace(self.live_image())
         self._all = (tr.boxes_pre_nms, tr.scores_pre_nms, tr.labels_pre_nms)
         self._classes = model.classes
-        self._img = (tr.input_image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self._img = to_uint8(tr.input_image)
         self.threshold.value = tr.nms_threshold
         if len(tr.scores_pre_nms) == 0:
             raise ValueError("the detector found no candidate boxes on this image (nothing to suppress)")
@@ -79,7 +80,7 @@ class NMSExplainer(Explainer):
         same = torch.equal(keep, ref)
         self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same)
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
-        self.fig.data[0].source = image_source(self._img)
+        self.fig.data[0].source = png_uri(self._img)
         self._reset_steps()
 
     def n_steps(self) -> int:

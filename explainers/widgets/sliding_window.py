@@ -7,7 +7,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ._base import CLASS_COLOURS, ORANGE, VERMILLION, Explainer, image_source
+from ..models.render import to_uint8
+from ._base import CLASS_COLOURS, ORANGE, VERMILLION, Explainer, png_uri
 
 LECTURE_SEED, LECTURE_SIZE = 10_000_011, 120
 
@@ -32,10 +33,10 @@ class SlidingWindowExplainer(Explainer):
         self.controls = W.HBox([self.window, self.stride_ctl, self.dense])
         fig = make_subplots(1, 4, column_widths=[0.32, 0.18, 0.32, 0.18], horizontal_spacing=0.05,
                             subplot_titles=("image and window", "the window", "label map", "class scores"))
-        fig.add_image(source=image_source(np.zeros((4, 4, 3), np.uint8)), row=1, col=1, hoverinfo="skip")  # 0
+        fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=1, hoverinfo="skip")  # 0
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)     # 1
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2
-        fig.add_image(source=image_source(np.zeros((4, 4, 3), np.uint8)), row=1, col=2, hoverinfo="skip")  # 3
+        fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=2, hoverinfo="skip")  # 3
         colours = ["#FFFFFF"] + CLASS_COLOURS[:3]
         scale = [[0.0, colours[0]], [0.25, colours[0]], [0.25, colours[1]], [0.5, colours[1]],
                  [0.5, colours[2]], [0.75, colours[2]], [0.75, colours[3]], [1.0, colours[3]]]
@@ -59,7 +60,7 @@ class SlidingWindowExplainer(Explainer):
         else:
             img = load_image(self.live_image(), max_side=128).tensor  # sliding windows are slow on purpose: keep it small
         self._img = img
-        self._img_u8 = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self._img_u8 = to_uint8(img)
         self.window.value = self._model.window
         self.stride_ctl.value = self._model.stride
 
@@ -82,7 +83,7 @@ class SlidingWindowExplainer(Explainer):
                                 f"{total} pixels with {rf}x{rf} windows: set window {rf} and stride {total} "
                                 f"to compare them cell by cell</span>")
         with self.fig.batch_update():
-            self.fig.data[0].source = image_source(self._img_u8)
+            self.fig.data[0].source = png_uri(self._img_u8)
             self.fig.layout.annotations[2].text = f"label map ({labels.shape[1]}x{labels.shape[0]} windows)"
             self.fig.data[6].x = list(self._model.classes)
         self.dense.value = False
@@ -127,7 +128,7 @@ class SlidingWindowExplainer(Explainer):
         return {"caption": caption, "data": {
             1: {"x": [x1, x2, x2, x1, x1], "y": [y1, y1, y2, y2, y1]},
             2: {"x": [cx], "y": [cy]},
-            3: {"source": image_source(self._img_u8[y1:y2, x1:x2])},
+            3: {"source": png_uri(self._img_u8[y1:y2, x1:x2])},
             4: {"z": z},
             5: {"x": [c], "y": [r]},
             6: {"y": probs.tolist()},
