@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import anywidget
+from ipywidgets import widget_serialization
 import plotly
 import plotly.graph_objects as go
 import plotly.io.json as pjson
@@ -33,21 +34,41 @@ function merge(target, src) {
   return target;
 }
 
-function render({ model, el }) {
+async function plotlyReady(deadlineMs) {
+  // plotly.js arrives once per page, with the PlotlyJS widget; wait for it with a deadline
+  const t0 = Date.now();
+  while (!window.Plotly) {
+    if (Date.now() - t0 > deadlineMs) throw new Error("plotly.js did not load");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return window.Plotly;
+}
+
+async function render({ model, el }) {
   const div = document.createElement("div");
   div.className = "explainers-plot";
+  div.style.width = "100%";
   el.appendChild(div);
+  const Plotly = await plotlyReady(60000);
   let state = null;
   let rev = 0;
+  let height = 520;
   const draw = () => {
     rev += 1;
+    // The figure's height is fixed and the div holds it: `responsive` then only follows the
+    // width. Without this, a window resize (fullscreen, moving to the projector) let plotly
+    // size the plot to an empty container, and the next step drew it at 0 px.
+    state.layout.height = height;
+    state.layout.autosize = true;
+    div.style.height = height + "px";
     state.layout.datarevision = rev;
-    window.Plotly.react(div, state.data, state.layout, model.get("config"));
+    Plotly.react(div, state.data, state.layout, model.get("config"));
   };
   const full = () => {
     state = JSON.parse(JSON.stringify(model.get("figure")));
     state.data = state.data || [];
     state.layout = state.layout || {};
+    height = state.layout.height || height;
     draw();
   };
   const patch = () => {
@@ -57,22 +78,44 @@ function render({ model, el }) {
       merge(state.data[Number(i)], props);
     }
     merge(state.layout, p.layout || {});
+    if (p.layout && p.layout.height) height = p.layout.height;
     draw();
   };
   full();
   model.on("change:figure", full);
   model.on("change:patch", patch);
-  return () => window.Plotly.purge(div);
+  return () => Plotly.purge(div);
 }
 export default { render };
 """
 
 
 @functools.lru_cache(maxsize=1)
-def _esm() -> str:
+def _plotly_js() -> str:
     src = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
     # run plotly.js's UMD wrapper as a plain script: it defines window.Plotly
-    return "if (!window.Plotly) {\nconst module = undefined;\n" + src + "\n}\n" + _JS
+    return "if (!window.Plotly) {\nconst module = undefined;\n" + src + "\n}\nexport default {};\n"
+
+
+class PlotlyJS(anywidget.AnyWidget):
+    """plotly.js (from the installed plotly package), sent to the page once per kernel: every
+    :class:`PlotView` refers to the same instance instead of carrying 4.6 MB of script each."""
+
+    _esm = traitlets.Unicode().tag(sync=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(_esm=_plotly_js(), **kwargs)
+
+
+_LOADER: PlotlyJS | None = None
+
+
+def plotly_js() -> PlotlyJS:
+    """The kernel's one :class:`PlotlyJS` widget."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = PlotlyJS()
+    return _LOADER
 
 
 def _jsonable(obj):
@@ -82,13 +125,14 @@ def _jsonable(obj):
 class PlotView(anywidget.AnyWidget):
     """Shows a ``go.Figure``; :meth:`apply` updates traces/layout in place (no re-creation)."""
 
-    _esm = traitlets.Unicode().tag(sync=True)
+    _esm = traitlets.Unicode(_JS).tag(sync=True)
+    plotly = traitlets.Instance(PlotlyJS).tag(sync=True, **widget_serialization)
     figure = traitlets.Dict().tag(sync=True)
     patch = traitlets.Dict().tag(sync=True)
     config = traitlets.Dict({"displaylogo": False, "responsive": True}).tag(sync=True)
 
     def __init__(self, fig: go.Figure, **kwargs):
-        super().__init__(_esm=_esm(), **kwargs)
+        super().__init__(plotly=plotly_js(), **kwargs)
         self.fig = fig
         self._n = 0
         self.sync()

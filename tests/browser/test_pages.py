@@ -95,19 +95,26 @@ def wait_for_plot_change(page, before: str, timeout_ms: int = 30_000) -> None:
                            " return el && el.innerHTML !== before; }", arg=before, timeout=timeout_ms)
 
 
+def step_forward_back_forward(page, check=lambda: True) -> None:
+    """"step ▶", "◀ step", "step ▶": each must change the plot (every page has at least 2 steps)."""
+    for button in ("step ▶", "◀ step", "step ▶"):
+        before = plot_html(page)
+        page.get_by_text(button).first.click()
+        try:
+            wait_for_plot_change(page, before)
+        except Exception:
+            raise AssertionError(f"pressing '{button}' did not change the plot within 30 s") from None
+        ok = check()
+        assert ok is True, ok
+
+
 @pytest.mark.parametrize("name", [n for n in notebook_names() if n != "07_live_model"])
 def test_page_loads_offline_plots_and_reacts(server, browser, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page, problems, seconds = open_page(browser, f"{server}/voila/render/{name}.ipynb")
     page.screenshot(path=str(SHOTS / f"{name}_0.png"), full_page=True)
     start = plot_html(page)
-    for _ in range(3):
-        before = plot_html(page)
-        page.get_by_text("step ▶").first.click()
-        try:
-            wait_for_plot_change(page, before)
-        except Exception:
-            raise AssertionError("pressing 'step ▶' did not change the plot within 30 s") from None
+    step_forward_back_forward(page)
     page.screenshot(path=str(SHOTS / f"{name}_1.png"), full_page=True)
     assert plot_html(page) != start
     assert not problems, problems
@@ -131,6 +138,50 @@ def _noise_jpeg(path, megabytes: float) -> int:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path, quality=100)
     return path.stat().st_size
+
+
+@pytest.mark.parametrize("name", [n for n in notebook_names() if n not in ("00_tour", "07_live_model")])
+def test_plot_keeps_its_height_after_window_resizes(server, browser, name):
+    """Fullscreen or moving to the projector is a resize; the plot must not collapse afterwards."""
+    page, problems, _ = open_page(browser, f"{server}/voila/render/{name}.ipynb")
+    height = lambda: page.eval_on_selector(PLOT, "el => el.getBoundingClientRect().height")  # noqa: E731
+    drawn = height()
+    assert drawn > 300, drawn
+    for w, h in ((1280, 720), (1280, 1150), (1280, 720), (1920, 1080), (1280, 720)):
+        page.set_viewport_size({"width": w, "height": h})
+        page.wait_for_function(f"() => window.innerWidth === {w} && window.innerHeight === {h}", timeout=10_000)
+    step_forward_back_forward(page, check=lambda: abs(height() - drawn) < 2 or
+                              f"the plot is {height()} px high after resizes, {drawn} px before")
+    width = page.eval_on_selector(PLOT, "el => el.getBoundingClientRect().width")
+    assert 600 < width <= 1280, width
+    page.screenshot(path=str(SHOTS / f"{name}_after_resizes.png"))
+    assert not problems, problems
+    page.close()
+
+
+def test_plotly_js_is_sent_once_per_page(server, browser):
+    """The tour shows several explainers; plotly.js (4.6 MB) travels once, not once per plot."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    copies = []
+
+    def count(payload):
+        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8", "replace")
+        copies.extend([1] * text.count("if (!window.Plotly)"))
+
+    def watch(ws):
+        ws.on("framereceived", count)
+    page.on("websocket", watch)
+    response = page.goto(f"{server}/voila/render/00_tour.ipynb", timeout=180_000)
+    page.wait_for_selector(DATA, timeout=180_000)
+    count(response.text())                     # widget state may come inside the page itself
+    for label, text in (("6 NMS", "non-maximum"), ("3 transposed conv", "transposed convolution")):
+        page.get_by_text(label).first.click()
+        page.wait_for_function("(t) => document.body.innerText.toLowerCase().includes(t) && "
+                               "document.querySelectorAll('.explainers-plot .main-svg').length >= 1", arg=text,
+                               timeout=60_000)
+    page.wait_for_selector(DATA, timeout=60_000)
+    assert len(copies) == 1, f"plotly.js arrived {len(copies)} times"
+    page.close()
 
 
 def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
