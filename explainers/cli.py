@@ -10,26 +10,107 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+
+#: output extensions the overlay can be written as (PIL picks the format from the extension)
+OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 def _list(_args) -> int:
     from . import EXPLAINERS, __version__
 
     print(f"cv-explainers {__version__}: the explainers, in lecture order")
-    for name, line in EXPLAINERS:
-        print(f"  {name:<24} {line}")
+    for e in EXPLAINERS:
+        print(f"  {e.name:<24} {e.blurb}")
     return 0
 
 
 def _serve(args) -> int:
     from .app import serve
 
-    return serve(args.port, args.notebook, args.ip, preheat=not args.no_preheat)
+    return serve(args.port, args.notebook, args.ip, preheat=not args.no_preheat, max_kernels=args.max_kernels)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line: ``explainers detect: argument --threshold: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a score from 0 to 1, e.g. 0.5") from None
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not a score from 0 to 1; give e.g. 0.5")
+    return value
+
+
+def _output_problem(image: str, output: str) -> str | None:
+    """Why ``output`` cannot take the overlay of ``image``, or None; checked before any model loads."""
+    from PIL import Image
+
+    if not output:
+        return "the output path is empty; give one such as -o result.png"
+    if os.path.isdir(output) or output.endswith(("/", os.sep)):
+        return f"the output {output} is a folder; give a file in it, e.g. -o {os.path.join(output, 'result.png')}"
+    Image.init()
+    saveable = [e for e in OUTPUT_EXTENSIONS if Image.registered_extensions().get(e) in Image.SAVE]
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in saveable:
+        return (f"cannot write {output}: the output must end in one of {' '.join(saveable)} "
+                f"(got {ext or 'no extension'})")
+    if os.path.exists(image) and (os.path.realpath(image) == os.path.realpath(output) or
+                                  (os.path.exists(output) and os.path.samefile(image, output))):
+        return f"the output {output} is the input image; it would be overwritten: give another name with -o"
+    folder = os.path.dirname(os.path.realpath(output))
+    if not os.path.isdir(folder):
+        return f"cannot write {output}: the folder {os.path.dirname(output) or folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {output}: the folder {os.path.dirname(output) or folder} is not writable"
+    return None
+
+
+def _save_whole(picture, output: str) -> None:
+    """Write ``picture`` (uint8 H x W x 3) to ``output`` all at once: a temporary file, then a rename.
+
+    An interrupted or failed write leaves no half-written picture, and never touches
+    an existing ``output`` until the new one is complete.
+    """
+    from PIL import Image
+
+    dest = os.path.realpath(output)  # a symlinked output is written through, as before
+    folder, base = os.path.split(dest)
+    ext = os.path.splitext(base)[1].lower()
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=ext, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(picture).save(f, format=Image.registered_extensions()[ext])
+        if os.path.exists(dest):
+            mode = os.stat(dest).st_mode & 0o7777
+        else:  # mkstemp makes 0600 files: give the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _run_model(args, task: str) -> int:
-    from PIL import Image
+    problem = _output_problem(args.image, args.output)  # before torch is even imported
+    if problem:
+        print(f"explainers {args.command}: {problem}", file=sys.stderr)
+        return 2
 
     from .models import ImageError, ModelUnavailable, load, load_image, render
 
@@ -37,7 +118,7 @@ def _run_model(args, task: str) -> int:
         image = load_image(args.image)          # a bad image fails before any model loads
         model = load(task, args.weights)
         result = model(image.tensor)
-        Image.fromarray(render(result, args.threshold)).save(args.output)
+        _save_whole(render(result, args.threshold), args.output)
     except (ImageError, ModelUnavailable, ValueError) as exc:
         print(f"explainers {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -85,8 +166,8 @@ def _download(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="explainers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="explainers", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="open the tour of all explainers as a Voila page on 127.0.0.1")
     p.add_argument("--port", type=int, default=8866, help="port (a free one is taken if it is busy)")
@@ -94,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ip", default="127.0.0.1",
                    help="address to listen on; anything but 127.0.0.1 exposes the pages (a warning is printed)")
     p.add_argument("--no-preheat", action="store_true", help="do not keep a warm kernel for the tour")
+    p.add_argument("--max-kernels", type=int, default=0,
+                   help="most pages open at once (each about 1 GB); beyond it visitors see 'the server is full'. "
+                        "Default: what this machine's memory holds")
     p.set_defaults(func=_serve)
     p = sub.add_parser("list", help="list the explainers")
     p.set_defaults(func=_list)
@@ -101,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                                ("segment", _segment, "semantic segmentation of an image")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("image")
-        p.add_argument("-o", "--output", default=f"{name}.png")
+        p.add_argument("-o", "--output", default=f"{name}.png",
+                       help=f"the picture to write (default {name}.png): {', '.join(OUTPUT_EXTENSIONS)}; "
+                            "never the input image")
         p.add_argument("--weights", default="auto", help="auto, shapes, coco (voc) or a checkpoint path")
-        p.add_argument("--threshold", type=float, default=0.5, help="score threshold for drawing boxes")
+        p.add_argument("--threshold", type=_threshold, default=0.5,
+                       help="score threshold for drawing boxes, from 0 to 1 (default 0.5)")
         if name == "detect":
             p.add_argument("--instance", action="store_true", help="also draw instance masks (Mask R-CNN)")
         p.set_defaults(func=fn)

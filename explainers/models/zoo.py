@@ -154,6 +154,11 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
     from .live import make_live_model
 
     task = _check_task(task)
+    if not isinstance(weights, (str, os.PathLike)) or not str(weights).strip():
+        got = repr(weights) if weights is None or isinstance(weights, (bool, int, float, str)) else \
+            f"a {type(weights).__name__}"
+        raise ValueError(f'weights must be "auto", "shapes", "coco" ("voc" for segmentation) or the path of a '
+                         f'checkpoint file; got {got}')
     dev = torch.device(device) if device is not None else default_device()
     notice = ""
     if isinstance(weights, (str, os.PathLike)) and str(weights) == "auto":

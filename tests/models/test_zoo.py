@@ -135,3 +135,14 @@ def test_cuda_oom_retries_once_on_cpu():
     out, note = m._run(fn, 1)
     assert out == 2 and "ran on the CPU" in note and len(calls) == 2
     assert calls[1] is not m.module
+
+
+@pytest.mark.parametrize("weights, got", [(None, "got None"), (3, "got 3"), ("", "got ''"), (b"coco", "a bytes"),
+                                          (["coco"], "a list")])
+def test_weights_of_the_wrong_kind_are_a_clear_error(weights, got):
+    with pytest.raises(ValueError) as err:
+        load("detection", weights)
+    msg = str(err.value)
+    assert msg.startswith('weights must be "auto", "shapes", "coco" ("voc" for segmentation) or the path of a '
+                          'checkpoint file') and msg.endswith(got) and "\n" not in msg, msg
+    assert not isinstance(err.value, TypeError)
