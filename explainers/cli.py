@@ -130,7 +130,7 @@ def _run_model(args, task: str) -> int:
         found = ", ".join(f"{n} {s:.2f}" for n, s in zip(r.names, r.scores.tolist())) or "nothing"
     else:
         found = ", ".join(result.present) or "background only"
-    print(f"{task} ({model.source}, {model.device}, {result.seconds * 1e3:.0f} ms): {found}")
+    print(f"{task} ({model.weights}, {model.device}, {result.seconds * 1e3:.0f} ms): {found}")
     for note in (image.note, result.note):
         if note:
             print(f"note: {note}")

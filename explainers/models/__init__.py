@@ -1,6 +1,6 @@
 """The live model zoo.
 
-* :func:`device` - where models run (CUDA, MPS, CPU; ``$EXPLAINERS_DEVICE`` overrides).
+* :func:`default_device` - where models run (CUDA, MPS, CPU; ``$EXPLAINERS_DEVICE`` overrides).
 * :func:`load` - a model for ``"segmentation"``, ``"detection"``, ``"instance"`` or ``"patch"``,
   with bundled shapes weights, torchvision's COCO/VOC weights, or a checkpoint file.
 * :func:`get` - the same, loaded once per process and cached (what widgets use).
@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import functools
 
-from .device import device
+import os
+
+from .device import default_device
 from .images import MAX_SIDE, MIN_SIDE, ImageError, load_image
-from .live import (Detector, DetectionResult, DetectorTrace, LiveModel, PatchModel, SegmentationResult,
-                   SegmentationTrace, Segmenter)
+from .live import Detector, LiveModel, PatchModel, Segmenter
+from .results import DetectionResult, Result, SegmentationResult
+from .traces import DetectorTrace, SegmentationTrace
 from .render import render
 from .shapes import CLASSES, ShapesDataset, held_out, make_scene
 from .zoo import TASKS, ModelUnavailable, download, load
 
 
 @functools.lru_cache(maxsize=None)
-def _cached(task: str, weights: str, dev: str):
-    return load(task, weights, dev)
+def _cached(task: str, weights: str, device: str):
+    return load(task, weights, device)
 
 
-def get(task: str, weights: str = "auto", device_name: str | None = None) -> LiveModel:
+def get(task: str, weights: str = "auto", device: str | None = None) -> LiveModel:
     """:func:`load`, cached per ``(task, weights, device)`` for the life of the process."""
-    return _cached(task, str(weights), str(device_name or device()))
+    if not isinstance(weights, (str, os.PathLike)):
+        return load(task, weights, device)          # not cacheable: load() says what is wrong
+    return _cached(task, os.fspath(weights), str(device or default_device()))
 
 
 def segment(image, weights: str = "auto") -> SegmentationResult:
@@ -46,8 +51,8 @@ def instance_segment(image, weights: str = "auto") -> DetectionResult:
 
 
 __all__ = [
-    "device", "load", "get", "segment", "detect", "instance_segment", "render", "download",
+    "default_device", "load", "get", "segment", "detect", "instance_segment", "render", "download",
     "TASKS", "CLASSES", "ModelUnavailable", "ImageError", "MIN_SIDE", "MAX_SIDE", "load_image",
-    "LiveModel", "Detector", "Segmenter", "PatchModel", "DetectionResult", "SegmentationResult",
+    "LiveModel", "Detector", "Segmenter", "PatchModel", "Result", "DetectionResult", "SegmentationResult",
     "DetectorTrace", "SegmentationTrace", "ShapesDataset", "held_out", "make_scene",
 ]

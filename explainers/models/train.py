@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .device import device as pick_device
+from .device import default_device
 from .evaluate import evaluate_detector, evaluate_patch, evaluate_segnet
 from .nets import PatchClassifier, SegNet, small_mask_rcnn
 from .shapes import CLASSES, HELD_OUT_SEED, make_scene
@@ -85,7 +85,7 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
     steps = int(steps or DEFAULT_STEPS[task])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    dev = pick_device()
+    device = default_device()
     data = ScenePool(pool, progress)
     if task == "patch":
         model, batch = PatchClassifier(), 8
@@ -100,18 +100,18 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
         opt = torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
         warmup = 200
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, steps, warmup))
-    model.to(dev).train()
+    model.to(device).train()
     t0 = time.perf_counter()
     done = 0
     bar = tqdm(range(steps), desc=f"train {task}", disable=not progress)
     for step in bar:
         if task == "detection":
             imgs, targets = data.detection_batch(rng, batch)
-            losses = model([i.to(dev) for i in imgs], [{k: v.to(dev) for k, v in t.items()} for t in targets])
+            losses = model([i.to(device) for i in imgs], [{k: v.to(device) for k, v in t.items()} for t in targets])
             loss = sum(losses.values())
         else:
             x, y = data.crops(rng, batch)
-            x, y = x.to(dev), y.to(dev)
+            x, y = x.to(device), y.to(device)
             logits = model(x)
             if task == "patch":
                 y = model.centre_targets(y)
@@ -142,7 +142,7 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
                  "augmentation": "random 128x128 crops and horizontal flips" if task != "detection"
                  else "horizontal flips; images resized to a 128 px short side by the model"},
         "training": {"steps": done, "planned_steps": steps, "batch": batch, "seed": seed,
-                     "optimizer": type(opt).__name__, "seconds": round(seconds, 1), "device": str(dev),
+                     "optimizer": type(opt).__name__, "seconds": round(seconds, 1), "device": str(device),
                      "threads": torch.get_num_threads(), "torch": torch.__version__,
                      "machine": platform.machine()},
         "held_out": metrics,

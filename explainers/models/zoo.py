@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .device import device as default_device
+from .device import default_device
 from .nets import PatchClassifier, SegNet, small_mask_rcnn
 from .shapes import CLASSES
 
@@ -146,7 +146,7 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
             torch's cache), ``"auto"`` (COCO when already cached or configured with
             ``$EXPLAINERS_WEIGHTS_<TASK>``, else shapes with a one-line notice), or a
             path to a checkpoint (a state dict of either architecture).
-        device: default :func:`explainers.models.device`.
+        device: default :func:`explainers.models.default_device`.
 
     Returns:
         :class:`explainers.models.live.LiveModel`.
@@ -159,7 +159,7 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
             f"a {type(weights).__name__}"
         raise ValueError(f'weights must be "auto", "shapes", "coco" ("voc" for segmentation) or the path of a '
                          f'checkpoint file; got {got}')
-    dev = torch.device(device) if device is not None else default_device()
+    device = torch.device(device) if device is not None else default_device()
     notice = ""
     if isinstance(weights, (str, os.PathLike)) and str(weights) == "auto":
         local = local_weights_path(task)
@@ -176,18 +176,18 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
                     _notified.add(task)
                     print(notice, file=sys.stderr)
     if str(weights) == "shapes":
-        model, classes, source = _load_shapes(task), list(CLASSES), "shapes"
+        model, classes, weights_name = _load_shapes(task), list(CLASSES), "shapes"
     elif str(weights) in ("coco", "voc"):
         if task == "patch":
             raise ValueError("the patch classifier only exists as bundled shapes weights")
         if str(weights) == "voc" and task != "segmentation":
             raise ValueError('weights="voc" exists for semantic segmentation only; use "coco"')
         model, classes = _load_coco(task, str(weights))
-        source = str(weights)
+        weights_name = str(weights)
     else:
         model, classes, arch = _load_checkpoint(task, Path(weights))
-        source = f"checkpoint:{Path(weights).name}" + ("" if arch == "coco" else " (shapes architecture)")
-    return make_live_model(task, model, classes, source, dev, notice)
+        weights_name = f"checkpoint:{Path(weights).name}" + ("" if arch == "coco" else " (shapes architecture)")
+    return make_live_model(task, model, classes, weights_name, device, notice)
 
 
 def download(task: str) -> Path:

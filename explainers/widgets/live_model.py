@@ -130,10 +130,10 @@ class LiveModelExplainer(Explainer):
                     titles.append(f"{title}: {', '.join(r.present[1:]) or 'background'}, {r.seconds * 1e3:.0f} ms")
             for ann, t in zip(self.fig.layout.annotations, titles):
                 ann.text = t
-        sources = {m.source for m in models.values()}
-        dev = next(iter(models.values())).device
+        weights = {m.weights for m in models.values()}
+        device = next(iter(models.values())).device
         notes = {r.note for r in self._results.values() if r.note} | ({self._image_note} - {""})
-        line = f"device: <b>{dev}</b> · weights: {', '.join(sorted(sources))}"
+        line = f"device: <b>{device}</b> · weights: {', '.join(sorted(weights))}"
         if all(m.is_shapes for m in models.values()):
             line += (f"<br><span style='color:{VERMILLION}'>Only the bundled shapes models are available here: "
                      "they know circles, squares and triangles, nothing else (a cat will not be found). "

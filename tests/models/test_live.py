@@ -98,7 +98,7 @@ def test_transcribed_torchvision_constants_still_hold():
     from torchvision.models.detection.roi_heads import RoIHeads
     from torchvision.models.detection.rpn import RegionProposalNetwork
 
-    from explainers.models.live import ROI_HEADS_MIN_SIZE
+    from explainers.models.traces import ROI_HEADS_MIN_SIZE
 
     post = inspect.getsource(RoIHeads.postprocess_detections)
     assert "remove_small_boxes(boxes, min_size=1e-2)" in post and ROI_HEADS_MIN_SIZE == 1e-2

@@ -4,26 +4,26 @@ import pytest
 import torch
 
 from explainers import models
-from explainers.models import ModelUnavailable, device, load
+from explainers.models import ModelUnavailable, default_device, load
 from explainers.models.live import LiveModel
 from explainers.models.zoo import SHAPES_FILES, WEIGHTS_DIR, _online, coco_cache_file
 
 
 def test_device_choice(monkeypatch):
     monkeypatch.setenv("EXPLAINERS_DEVICE", "cpu")
-    assert device() == torch.device("cpu")
+    assert default_device() == torch.device("cpu")
     monkeypatch.delenv("EXPLAINERS_DEVICE")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available() and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         expected = "mps"
-    assert device().type == expected
+    assert default_device().type == expected
     monkeypatch.setenv("EXPLAINERS_DEVICE", "warp-drive")
     with pytest.raises(ValueError, match="not a device name"):
-        device()
+        default_device()
     if not torch.cuda.is_available():
         monkeypatch.setenv("EXPLAINERS_DEVICE", "cuda")
         with pytest.raises(ValueError, match="no usable CUDA"):
-            device()
+            default_device()
 
 
 def test_bundled_weights_are_small_and_present():
@@ -38,7 +38,7 @@ def test_bundled_weights_are_small_and_present():
 @pytest.mark.parametrize("task", ["segmentation", "detection", "instance", "patch"])
 def test_load_shapes(task):
     m = load(task, "shapes")
-    assert isinstance(m, LiveModel) and m.source == "shapes" and m.classes[1:] == ["circle", "square", "triangle"]
+    assert isinstance(m, LiveModel) and m.weights == "shapes" and m.classes[1:] == ["circle", "square", "triangle"]
     assert m.device == torch.device("cpu")
     assert all(p.device.type == "cpu" for p in m.module.parameters())
     assert not m.module.training
@@ -58,7 +58,7 @@ def test_coco_offline_is_a_clear_error_and_quick():
 def test_auto_without_cache_falls_back_to_shapes_with_notice(capsys):
     models.zoo._notified.discard("segmentation")
     m = load("segmentation", "auto")
-    assert m.source == "shapes" and "explainers download segmentation" in m.notice
+    assert m.weights == "shapes" and "explainers download segmentation" in m.notice
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "COCO weights are not cached" in err
 
@@ -74,12 +74,12 @@ def test_auto_uses_cached_coco_weights():
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ref.state_dict(), path)
     m = load("segmentation", "auto")
-    assert m.source == "coco" and m.classes == list(categories)
+    assert m.weights == "coco" and m.classes == list(categories)
     for (k, a), b in zip(ref.state_dict().items(), m.module.state_dict().values()):
         assert torch.equal(a, b), k
     res = m(torch.rand(3, 64, 80))
     assert res.labels.shape == (64, 80) and res.probabilities.shape == (len(categories), 64, 80)
-    assert load("segmentation", "voc").source == "voc"
+    assert load("segmentation", "voc").weights == "voc"
 
 
 def test_local_checkpoint_paths(tmp_path, monkeypatch):
@@ -87,13 +87,13 @@ def test_local_checkpoint_paths(tmp_path, monkeypatch):
     p = tmp_path / "mine.pt"
     torch.save(shapes.module.state_dict(), p)
     m = load("instance", p)
-    assert "shapes architecture" in m.source
+    assert "shapes architecture" in m.weights
     img = models.make_scene(7).image
     assert torch.equal(m(img).boxes, shapes(img).boxes)
     # a wrapped checkpoint {"state_dict": ...} and the env var for "auto"
     torch.save({"state_dict": shapes.module.state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
     monkeypatch.setenv("EXPLAINERS_WEIGHTS_DETECTION", str(tmp_path / "wrapped.pt"))
-    assert load("detection", "auto").source.startswith("checkpoint:wrapped.pt")
+    assert load("detection", "auto").weights.startswith("checkpoint:wrapped.pt")
 
 
 @pytest.mark.parametrize("content, msg", [
