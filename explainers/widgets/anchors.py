@@ -10,6 +10,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
 from .. import ops
+from ..models.live_inputs import anchor_level
 from ..models.render import to_uint8
 from ._base import GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
@@ -63,12 +64,11 @@ class AnchorsExplainer(Explainer):
         tr = model.trace(self.live_image())
         self._img = to_uint8(tr.input_image)
         self._image_size = tuple(tr.input_tensor.shape[-2:])
-        self._feature_size = tr.feature_sizes[0]   # with an FPN: the finest level
-        self._sizes, self._ratios = tuple(tr.anchor_sizes[0]), tuple(tr.anchor_ratios[0])
-        n0 = tr.anchors_per_level[0]
-        self._rpn = dict(anchors=tr.anchors[:n0], objectness=tr.objectness[:n0], deltas=tr.deltas[:n0],
-                         proposals=tr.proposals, real_anchors=tr.anchors[:n0])
-        self.top_k.max = min(300, n0)
+        lv = anchor_level(tr, 0)                       # with an FPN: the finest level
+        self._feature_size, self._sizes, self._ratios = lv.feature_size, lv.sizes, lv.ratios
+        self._rpn = dict(anchors=lv.anchors, objectness=lv.objectness, deltas=lv.deltas,
+                         proposals=tr.proposals, real_anchors=lv.anchors)
+        self.top_k.max = min(300, len(lv.anchors))
 
     def refresh(self):
         anchors, at = ops.anchor_grid(self._image_size, self._feature_size, self._sizes, self._ratios)

@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from .. import ops
+from ..models.live_inputs import top_candidates
 from ..models.render import to_uint8
 from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
@@ -56,6 +57,7 @@ class NMSExplainer(Explainer):
 
         model = self.model or get("detection", "shapes")
         tr = model.trace(self.live_image())
+        self._trace = tr
         self._all = (tr.boxes_pre_nms, tr.scores_pre_nms, tr.labels_pre_nms)
         self._classes = model.classes
         self._img = to_uint8(tr.input_image)
@@ -66,8 +68,7 @@ class NMSExplainer(Explainer):
     def refresh(self):
         boxes, scores, labels = self._all
         if self.source == "live":
-            order = torch.argsort(scores, descending=True)[: self.top_n.value]
-            boxes, scores, labels = boxes[order], scores[order], labels[order]
+            boxes, scores, labels = top_candidates(self._trace, self.top_n.value)
         thr = self.threshold.value
         if self.class_aware.value:
             keep, tr = ops.batched_nms_trace(boxes, scores, labels, thr)

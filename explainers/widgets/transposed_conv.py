@@ -7,6 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
+from ..models.live_inputs import strongest_kernel
 from ._base import ORANGE, Explainer, fmt
 
 KERNEL_LABELS = ["x", "y", "z"]
@@ -52,14 +53,9 @@ class TransposedConvExplainer(Explainer):
         model = self.model or get("segmentation", "shapes")
         if not isinstance(getattr(model, "module", None), SegNet):
             raise ValueError("the live transposed convolution comes from the shapes SegNet's decoder")
-        cap = model.trace(self.live_image()).captured
-        w = cap["transposed_kernel"]                       # (C_in, C_out, 3, 3)
-        i, o = divmod(int(w.flatten(2).norm(dim=-1).argmax()), w.shape[1])
-        self._kernel2d = w[i, o]
-        feat = cap["transposed_input"][0, i]
-        r, c = divmod(int(feat.abs().argmax()), feat.shape[1])
-        self._feat = feat
-        self._live_pick = (i, o, r, c)
+        pick = strongest_kernel(model.trace(self.live_image()).captured)
+        self._kernel2d, self._feat = pick.kernel, pick.features
+        self._live_pick = (pick.c_in, pick.c_out, *pick.peak)
         self.ksize.disabled = True
 
     def _switch_dims(self):

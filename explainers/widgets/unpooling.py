@@ -7,6 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
+from ..models.live_inputs import strongest_channel, unpooling_crop
 from ._base import ORANGE, VERMILLION, Explainer, fmt
 
 LECTURE_INPUT = [[1.0, 2.0], [3.0, 4.0]]
@@ -56,14 +57,9 @@ class UnpoolingExplainer(Explainer):
         model = self.model or get("segmentation", "shapes")
         if not isinstance(model, Segmenter) or not isinstance(model.module, SegNet):
             raise ValueError("live unpooling needs the shapes SegNet (its decoder uses max unpooling)")
-        cap = model.trace(self.live_image()).captured
-        self._e3 = cap["encoder_features"][2][0]     # (C, H, W) what pool 3 saw
-        self._i3 = cap["pool_indices"][2][0]         # its switches
-        self._b = cap["bottleneck"][0]               # what the decoder unpools
-        self._u3 = cap["unpooled"][0][0]             # the decoder's own unpooling output
-        self.channel.max = self._e3.shape[0] - 1
-        # the most active channel first
-        self.channel.value = int(self._b.abs().flatten(1).max(1).values.argmax())
+        self._captured = model.trace(self.live_image()).captured
+        self.channel.max = self._captured["bottleneck"].shape[1] - 1
+        self.channel.value = strongest_channel(self._captured["bottleneck"][0])   # the most active first
 
     def _data(self):
         """(pool_input or None, input, switches or None, reference output or None)."""
@@ -74,21 +70,10 @@ class UnpoolingExplainer(Explainer):
                 return None, x, None, None
             pin = torch.tensor(LECTURE_POOL_INPUT)
             return pin, x, ops.max_pool_with_switches(pin)[1], None
-        c = self.channel.value
-        H, W_ = self._e3.shape[-2:]
-        # an 8x8 crop of the pooled feature map around the channel's strongest decoder input
-        b = self._b[c]
-        hb, wb = b.shape
-        r, q = divmod(int(b.abs().argmax()), wb)
-        y0 = max(0, min(r - 2, hb - 4))
-        x0 = max(0, min(q - 2, wb - 4))
-        x = b[y0:y0 + 4, x0:x0 + 4]
-        pin = self._e3[c, 2 * y0:2 * y0 + 8, 2 * x0:2 * x0 + 8]
-        idx = self._i3[c, y0:y0 + 4, x0:x0 + 4]
-        local = (idx // W_ - 2 * y0) * 8 + (idx % W_ - 2 * x0)       # switches inside the crop
-        real = self._u3[c, 2 * y0:2 * y0 + 8, 2 * x0:2 * x0 + 8]
-        return (pin if mode == "max" else None), x, (local if mode == "max" else None), \
-            (real if mode == "max" else None)
+        crop = unpooling_crop(self._captured, self.channel.value)
+        if mode != "max":
+            return None, crop.input, None, None
+        return crop.pool_input, crop.input, crop.switches, crop.output
 
     def refresh(self):
         mode = self.mode.value
