@@ -6,6 +6,11 @@ cell of one feature map, exactly as
 values, same order: cell by cell in row-major order, and inside a cell aspect
 ratio by aspect ratio, size by size).  ``encode_boxes`` / ``decode_boxes`` are
 the box corrections ``(dx, dy, dw, dh)`` of ``torchvision``'s ``BoxCoder``.
+
+Size limit: ``anchor_grid`` builds ``Hf * Wf * K * 4`` coordinates, at most
+``MAX_ELEMENTS`` (``explainers/ops/_checks.py``; a 1000x1000 feature map with
+9 anchors per cell is 36 million, too many); a larger call raises
+``ValueError`` first.  The box coder returns tensors the size of its inputs.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from ._checks import as_tensor, check_boxes, pair, positive
+from ._checks import MAX_ELEMENTS, as_tensor, check_boxes, check_size, pair, positive
 
 #: weights of the box head of torchvision's Faster R-CNN (``RoIHeads``); the RPN uses (1, 1, 1, 1)
 FASTER_RCNN_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -71,6 +76,8 @@ def base_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], dtype=t
         raise ValueError("give at least one anchor size and one aspect ratio")
     if (s <= 0).any() or (r <= 0).any():
         raise ValueError("anchor sizes and aspect ratios must be positive")
+    check_size(s.numel() * r.numel() * 4, MAX_ELEMENTS,
+               f"the base anchors ({r.numel()} aspect ratios x {s.numel()} sizes x 4)", "give fewer sizes or ratios")
     h_ratios = torch.sqrt(r)
     w_ratios = 1 / h_ratios
     ws = (w_ratios[:, None] * s[None, :]).reshape(-1)
@@ -91,6 +98,10 @@ def anchor_grid(image_size, feature_size, sizes: Sequence[float] = (32, 64, 128)
     Returns:
         ``(anchors, trace)`` with anchors ``(Hf * Wf * K, 4)`` in ``(x1, y1, x2, y2)``,
         equal to ``AnchorGenerator((sizes,), (aspect_ratios,))`` on that level.
+
+    Raises:
+        ValueError: for bad arguments, or when the anchors would have more than
+            ``MAX_ELEMENTS`` coordinates.
     """
     H, W = (positive(v, "image size") for v in pair(tuple(image_size)[-2:], "image_size"))
     Hf, Wf = (positive(v, "feature size") for v in pair(tuple(feature_size)[-2:], "feature_size"))
@@ -98,6 +109,9 @@ def anchor_grid(image_size, feature_size, sizes: Sequence[float] = (32, 64, 128)
         raise ValueError(f"the feature map ({Hf}x{Wf}) cannot be larger than the image ({H}x{W})")
     sy, sx = H // Hf, W // Wf
     base = base_anchors(sizes, aspect_ratios, dtype)
+    K = base.shape[0]
+    check_size(Hf * Wf * K * 4, MAX_ELEMENTS, f"the anchors ({Hf}x{Wf} cells x {K} anchors x 4 coordinates)",
+               "use a smaller feature map or fewer sizes and aspect ratios")
     shift_y, shift_x = torch.meshgrid(torch.arange(Hf, dtype=torch.int32) * sy,
                                       torch.arange(Wf, dtype=torch.int32) * sx, indexing="ij")
     shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)

@@ -6,6 +6,14 @@ kernel placed where output ``o`` reads the input; entries that fall on the
 zero padding are dropped.  The transposed convolution is ``X.T @ y``: every
 input element scales a copy of the kernel placed in the output, and where
 copies overlap they add up.
+
+Size limits (``explainers/ops/_checks.py``): the matrix has
+``prod(output_shape) * prod(input_shape)`` entries and the table of kernel
+taps ``prod(output_shape) * prod(kernel_shape)``; each may not exceed
+``MAX_ELEMENTS`` (a 64x64 input with a 3x3 kernel gives a 3844 x 4096 matrix,
+fine; 300x300 would need 8 billion entries).  The symbolic matrix of
+``conv_matrix_labels`` (Python strings) is limited to ``MAX_LABELS`` entries.
+A larger call raises ``ValueError`` before allocating.
 """
 from __future__ import annotations
 
@@ -15,7 +23,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_tensor, non_negative, pair, positive, shape_tuple
+from ._checks import (MAX_ELEMENTS, MAX_LABELS, as_tensor, check_size, non_negative, pair, positive, prod,
+                      shape_tuple)
 
 
 def _geometry(kernel: torch.Tensor, input_shape, stride, padding):
@@ -44,7 +53,18 @@ def _geometry(kernel: torch.Tensor, input_shape, stride, padding):
 
 def output_shape(kernel_shape: Sequence[int], input_shape, stride=1, padding=0) -> tuple[int, ...]:
     """Output size of the convolution: ``floor((n + 2p - k) / s) + 1`` per axis."""
-    return _geometry(torch.zeros(tuple(kernel_shape)), input_shape, stride, padding)[4]
+    kernel = torch.zeros(()).expand(tuple(kernel_shape))   # a shape only: nothing is allocated
+    return _geometry(kernel, input_shape, stride, padding)[4]
+
+
+def _check_matrix(input_shape, kernel_shape, out_shape, limit=MAX_ELEMENTS, what="the convolution matrix") -> None:
+    """``ValueError`` if the matrix or the table of kernel taps would be too big."""
+    rows, cols = prod(out_shape), prod(input_shape)
+    check_size(rows * cols, limit, f"{what} for input_shape {tuple(input_shape)} ({rows:,} x {cols:,})",
+               "use a smaller input_shape (it is meant for small examples) or a larger stride")
+    check_size(rows * prod(kernel_shape), MAX_ELEMENTS,
+               f"the table of kernel taps ({rows:,} outputs x {prod(kernel_shape):,} taps)",
+               "use a smaller kernel, input_shape or padding")
 
 
 def _tap_positions(input_shape, kernel_shape, stride, padding, out_shape):
@@ -84,11 +104,16 @@ def conv_matrix(kernel, input_shape, stride=1, padding=0) -> torch.Tensor:
         ``X`` of shape ``(prod(output_shape), prod(input_shape))`` with
         ``X @ x.flatten() == F.conv2d(x[None, None], kernel[None, None], stride=stride,
         padding=padding).flatten()`` (``conv1d`` for 1D).
+
+    Raises:
+        ValueError: for bad arguments, or if ``X`` (or the table of kernel taps)
+            would have more than ``MAX_ELEMENTS`` entries.
     """
     k = as_tensor(kernel, "kernel")
     if not k.is_floating_point():
         k = k.to(torch.float32)
     shape, ks, s, p, out = _geometry(k, input_shape, stride, padding)
+    _check_matrix(shape, ks, out)
     rows, cols, taps, valid = _tap_positions(shape, ks, s, p, out)
     X = torch.zeros(int(torch.tensor(out).prod()), int(torch.tensor(shape).prod()), dtype=k.dtype)
     X[rows[valid], cols[valid]] = k.reshape(-1)[taps[valid]]
@@ -104,7 +129,8 @@ def conv_matrix_labels(kernel_labels, input_shape, stride=1, padding=0, padded: 
     *padded* input, as on the lecture slide: kernel ``(x, y, z)``, input 4,
     stride 2, padding 1 gives ``[["x","y","z","0","0","0"], ["0","0","x","y","z","0"]]``
     (columns ``0, a, b, c, d, 0``).  Without it the padding columns are dropped,
-    which is the matrix ``conv_matrix`` computes.
+    which is the matrix ``conv_matrix`` computes.  At most ``MAX_LABELS``
+    entries (``ValueError`` beyond).
     """
     labels = kernel_labels
     nd = 2 if labels and isinstance(labels[0], (list, tuple)) else 1
@@ -114,9 +140,12 @@ def conv_matrix_labels(kernel_labels, input_shape, stride=1, padding=0, padded: 
     if padded:
         pads = pair(padding, "padding") if nd == 2 else (pair(padding, "padding")[0],)
         shape = tuple(n + 2 * pd for n, pd in zip(shape_tuple(input_shape, "input_shape"), pads))
-        X = conv_matrix(ids, shape, stride, 0)
+        padding = 0
     else:
-        X = conv_matrix(ids, input_shape, stride, padding)
+        shape = input_shape
+    geometry = _geometry(ids, shape, stride, padding)
+    _check_matrix(geometry[0], geometry[1], geometry[4], MAX_LABELS, "the symbolic matrix")
+    X = conv_matrix(ids, shape, stride, padding)
     return [[flat[int(v) - 1] if v > 0 else zero for v in row] for row in X.tolist()]
 
 
@@ -177,6 +206,11 @@ def conv_transpose_via_matrix(y, kernel, input_shape, stride=1, padding=0) -> tu
 
     Returns:
         ``(output, trace)``; see :class:`ConvTransposeTrace`.
+
+    Raises:
+        ValueError: for bad arguments, or if the matrix (and so each of the
+            trace's ``contributions`` and ``partial_sums``) would have more than
+            ``MAX_ELEMENTS`` entries.
     """
     k = as_tensor(kernel, "kernel")
     if not k.is_floating_point():
@@ -185,6 +219,7 @@ def conv_transpose_via_matrix(y, kernel, input_shape, stride=1, padding=0) -> tu
     yt = as_tensor(y, "y").to(k.dtype)
     if tuple(yt.shape) != out:
         raise ValueError(f"y must have the convolution's output shape {out}, got {tuple(yt.shape)}")
+    _check_matrix(shape, ks, out, what="the matrix (and each of the contributions and partial sums)")
     X = conv_matrix(k, shape, s, p)
     yf = yt.reshape(-1)
     contributions = (yf[:, None] * X).reshape((yf.numel(),) + shape)
@@ -195,11 +230,13 @@ def conv_transpose_via_matrix(y, kernel, input_shape, stride=1, padding=0) -> tu
 
 
 def reference_conv_transpose(y, kernel, input_shape, stride=1, padding=0) -> torch.Tensor:
-    """``F.conv_transpose1d/2d`` with the ``output_padding`` that gives ``input_shape``."""
+    """``F.conv_transpose1d/2d`` with the ``output_padding`` that gives ``input_shape``
+    (at most ``MAX_ELEMENTS`` elements)."""
     k = as_tensor(kernel, "kernel")
     if not k.is_floating_point():
         k = k.to(torch.float32)
     shape, ks, s, p, _ = _geometry(k, input_shape, stride, padding)
+    check_size(prod(shape), MAX_ELEMENTS, f"the output ({'x'.join(map(str, shape))})", "use a smaller input_shape")
     op = tuple((n + 2 * pd - kk) % st for n, kk, st, pd in zip(shape, ks, s, p))
     yt = as_tensor(y, "y").to(k.dtype)[None, None]
     fn = F.conv_transpose1d if k.dim() == 1 else F.conv_transpose2d
@@ -207,10 +244,15 @@ def reference_conv_transpose(y, kernel, input_shape, stride=1, padding=0) -> tor
 
 
 def reference_conv(x, kernel, stride=1, padding=0) -> torch.Tensor:
-    """``F.conv1d/2d`` on one channel."""
+    """``F.conv1d/2d`` on one channel: ``x`` is ``(L,)`` or ``(H, W)`` like the kernel
+    (output at most ``MAX_ELEMENTS`` elements)."""
     k = as_tensor(kernel, "kernel")
     if not k.is_floating_point():
         k = k.to(torch.float32)
-    xt = as_tensor(x, "x").to(k.dtype)[None, None]
+    xt = as_tensor(x, "x").to(k.dtype)
+    if not isinstance(padding, str):   # torch also accepts "same" / "valid", which never grow the output
+        out = _geometry(k, tuple(xt.shape), stride, padding)[4]
+        check_size(prod(out), MAX_ELEMENTS, f"the output ({'x'.join(map(str, out))})", "use less padding")
+    xt = xt[None, None]
     fn = F.conv1d if k.dim() == 1 else F.conv2d
     return fn(xt, k[None, None], stride=stride, padding=padding)[0, 0]

@@ -4,15 +4,22 @@ Sort the boxes by score.  Repeatedly take the best box that is still alive,
 keep it, and suppress every later box whose IoU with it is *above* the
 threshold.  The class-aware variant only lets boxes of the same class
 suppress each other.
+
+Size limits (``explainers/ops/_checks.py``): ``nms_trace`` and
+``batched_nms_trace`` take at most ``MAX_NMS_BOXES`` boxes and store full IoU
+rows for at most ``MAX_TRACE_ENTRIES`` (candidate, IoU) pairs (the first
+steps); ``box_iou`` builds at most ``MAX_ELEMENTS`` corner coordinates.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ._checks import as_tensor, check_boxes, check_scores, check_threshold
+from ._checks import (MAX_ELEMENTS, MAX_NMS_BOXES, MAX_TRACE_ENTRIES, as_tensor, check_boxes, check_scores,
+                      check_size, check_threshold)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -24,10 +31,14 @@ def box_iou(boxes1, boxes2) -> torch.Tensor:
     """Intersection over union of every pair: ``(N, 4), (M, 4) -> (N, M)``.
 
     ``IoU = area(A & B) / (area(A) + area(B) - area(A & B))``; equals
-    ``torchvision.ops.box_iou``.
+    ``torchvision.ops.box_iou``.  It builds ``(N, M, 2)`` corner tensors, so
+    ``2 * N * M`` may not exceed ``MAX_ELEMENTS`` (see ``_checks``).
     """
     a = check_boxes(boxes1, "boxes1")
     b = check_boxes(boxes2, "boxes2").to(a.dtype)
+    check_size(2 * a.shape[0] * b.shape[0], MAX_ELEMENTS,
+               f"box_iou of {a.shape[0]:,} x {b.shape[0]:,} boxes (its corner tensors)",
+               "compare fewer boxes at a time, e.g. boxes1 in chunks")
     area1, area2 = box_area(a), box_area(b)
     lt = torch.max(a[:, None, :2], b[:, :2])
     rb = torch.min(a[:, None, 2:], b[:, 2:])
@@ -38,8 +49,15 @@ def box_iou(boxes1, boxes2) -> torch.Tensor:
 
 @dataclass
 class NMSStep:
-    """One step: ``kept`` survives; ``candidates`` are the boxes still alive after it
-    (in score order) with their ``ious`` against it; ``suppressed`` are those above the threshold."""
+    """One step: ``kept`` survives and ``suppressed`` are the boxes it removes.
+
+    In a *detailed* step (the first ``NMSTrace.detailed_steps`` ones),
+    ``candidates`` are all the boxes still undecided after it that it is compared
+    with (its class only, for the class-aware variant), in score order, and
+    ``ious`` their IoU with it.  In the later steps, kept brief so that a trace
+    of many boxes stays small, ``candidates`` are just the ``suppressed`` boxes
+    and ``ious`` their IoUs.  Arrays are ``(M,)`` box indices / IoUs.
+    """
 
     kept: int
     candidates: np.ndarray
@@ -57,7 +75,12 @@ class NMSTrace:
         keep: ``(K,)`` kept indices, by decreasing score.
         suppressed_by: ``(N,)`` index of the box that suppressed each box, ``-1`` if kept.
         suppressed_at: ``(N,)`` step at which each box was suppressed, ``-1`` if kept.
+        iou_threshold: the threshold used.
         labels: class of each box for the class-aware variant, else None.
+        detailed_steps: how many leading steps carry their full IoU row (all
+            candidates); they hold at most ``MAX_TRACE_ENTRIES`` (candidate, IoU)
+            pairs together, the later steps only their suppressed boxes.  Every
+            step is detailed unless there are thousands of boxes.
     """
 
     order: np.ndarray
@@ -67,6 +90,7 @@ class NMSTrace:
     suppressed_at: np.ndarray
     iou_threshold: float
     labels: np.ndarray | None = None
+    detailed_steps: int = 0
 
     def state_after(self, k: int) -> np.ndarray:
         """Status of every box after ``k`` steps: 0 undecided, 1 kept, 2 suppressed."""
@@ -78,56 +102,104 @@ class NMSTrace:
         return state
 
 
+def _iou_row(table: np.ndarray) -> np.ndarray:
+    """``(5, R) -> (R - 1,)``: IoU of the first box of ``table`` (rows x1, y1, x2, y2, area)
+    with each of the others, with exactly torchvision's float operations:
+    ``inter / (area_i + area_j - inter)``."""
+    x1, y1, x2, y2, area = table[:, 0]
+    rest = table[:, 1:]
+    w = np.minimum(rest[2], x2) - np.maximum(rest[0], x1)
+    h = np.minimum(rest[3], y2) - np.maximum(rest[1], y1)
+    np.maximum(w, 0, out=w)
+    np.maximum(h, 0, out=h)
+    inter = np.multiply(w, h, out=w)
+    return inter / ((area + rest[4]) - inter)
+
+
 _FULL_MATRIX_MAX = 2048
 
 
+def _all_ious(table: np.ndarray) -> np.ndarray:
+    """``(5, N) -> (N, N)``: every IoU at once, with the same float operations as
+    :func:`_iou_row` (in torch, which is faster here than numpy); used for
+    ``N <= 2048`` (16 MB), where it beats computing one row per step."""
+    x1, y1, x2, y2, area = torch.from_numpy(table)
+    w = (torch.min(x2[:, None], x2[None, :]) - torch.max(x1[:, None], x1[None, :])).clamp_(min=0)
+    h = (torch.min(y2[:, None], y2[None, :]) - torch.max(y1[:, None], y1[None, :])).clamp_(min=0)
+    inter = w.mul_(h)
+    return (inter / ((area[:, None] + area[None, :]) - inter)).numpy()
+
+
+def _class_groups(order: np.ndarray, labels: np.ndarray | None) -> list[np.ndarray]:
+    """``order`` split by class, each part still in score order (one part without labels)."""
+    if labels is None or order.size == 0:
+        return [order] if order.size else []
+    lab = labels[order]
+    by_class = np.argsort(lab, kind="stable")        # stable: score order inside a class
+    cuts = np.flatnonzero(np.diff(lab[by_class])) + 1
+    return np.split(order[by_class], cuts)
+
+
 def _nms_core(boxes: torch.Tensor, scores: torch.Tensor, thr: float, labels: np.ndarray | None) -> NMSTrace:
+    """Greedy NMS, one pool of undecided boxes per class.
+
+    Each step keeps the best undecided box over all classes (the pool whose
+    first box ranks highest) and compares it with the rest of its own pool
+    only; suppressed boxes leave the pool.  Memory: the pools (``O(N)``), the
+    suppressed boxes (``O(N)``) and the full IoU rows of the first steps (at
+    most ``MAX_TRACE_ENTRIES``); time: ``O(kept x pool size)``.
+    """
     n = boxes.shape[0]
     # torchvision sorts with a stable descending sort
     order = torch.sort(scores, stable=True, descending=True)[1].numpy()
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
     b = boxes.detach().cpu().numpy()
-    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, i]) for i in range(4))
-    areas = (x2 - x1) * (y2 - y1)
-    dtype = b.dtype.type
-    zero = dtype(0)
-    # all IoUs at once when that is cheap (same float operations, in the same order)
-    full = None
-    if n <= _FULL_MATRIX_MAX:
-        tb = boxes.detach().cpu()
-        ta = box_area(tb)
-        w = (torch.min(tb[:, None, 2], tb[None, :, 2]) - torch.max(tb[:, None, 0], tb[None, :, 0])).clamp_(min=0)
-        h = (torch.min(tb[:, None, 3], tb[None, :, 3]) - torch.max(tb[:, None, 1], tb[None, :, 1])).clamp_(min=0)
-        inter = w.mul_(h)
-        full = (inter / ((ta[:, None] + ta[None, :]) - inter)).numpy()
-    alive = np.ones(n, dtype=bool)
-    suppressed_by = np.full(n, -1, dtype=np.int64)
-    suppressed_at = np.full(n, -1, dtype=np.int64)
-    steps: list[NMSStep] = []
-    keep = []
-    rest = order  # boxes not yet decided, in score order
-    while rest.size:
-        i = int(rest[0])
-        rest = rest[1:]
-        keep.append(i)
-        cand = rest[labels[rest] == labels[i]] if labels is not None else rest
-        if full is not None:
-            iou = full[i][cand]
+    table = np.stack([b[:, 0], b[:, 1], b[:, 2], b[:, 3], (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])])
+    tr = NMSTrace(order, [], torch.zeros(0, dtype=torch.int64), np.full(n, -1, dtype=np.int64),
+                  np.full(n, -1, dtype=np.int64), thr, labels)
+    with np.errstate(invalid="ignore", divide="ignore"):   # 0 / 0 for two empty boxes: NaN, as in torch
+        full = _all_ious(table) if n <= _FULL_MATRIX_MAX else None
+        # each pool: (R,) box indices in score order and, without the full matrix, their (5, R) table
+        pools = [(g, None if full is not None else table[:, g]) for g in _class_groups(order, labels)]
+        _greedy(tr, pools, rank, full)
+    tr.keep = torch.as_tensor(np.asarray([st.kept for st in tr.steps], dtype=np.int64))
+    return tr
+
+
+def _greedy(tr: NMSTrace, pools: list, rank: np.ndarray, full: np.ndarray | None) -> None:
+    """Run the steps, filling ``tr.steps``, ``suppressed_by``/``_at`` and ``detailed_steps``."""
+    heap = [(int(rank[idx[0]]), k) for k, (idx, _) in enumerate(pools)]
+    heapq.heapify(heap)
+    budget = int(MAX_TRACE_ENTRIES)
+    while heap:
+        _, k = heapq.heappop(heap)
+        idx, tab = pools[k]
+        i, cand = int(idx[0]), idx[1:]
+        iou = full[i, cand] if full is not None else _iou_row(tab)
+        hit = iou > tr.iou_threshold
+        gone = cand[hit]
+        step = len(tr.steps)
+        if tr.detailed_steps == step and iou.size <= budget:
+            budget -= iou.size
+            tr.detailed_steps += 1
+            tr.steps.append(NMSStep(i, cand, iou, gone))
         else:
-            # exactly torchvision's float arithmetic: inter / (area_i + area_j - inter)
-            w = np.maximum(zero, np.minimum(x2[i], x2[cand]) - np.maximum(x1[i], x1[cand]))
-            h = np.maximum(zero, np.minimum(y2[i], y2[cand]) - np.maximum(y1[i], y1[cand]))
-            inter = w * h
-            with np.errstate(invalid="ignore", divide="ignore"):
-                iou = inter / (areas[i] + areas[cand] - inter)
-        gone = cand[iou > thr]
+            tr.steps.append(NMSStep(i, gone, iou[hit], gone))
+        tab = None if tab is None else tab[:, 1:]
         if gone.size:
-            alive[gone] = False
-            suppressed_by[gone] = i
-            suppressed_at[gone] = len(steps)
-            rest = rest[alive[rest]]
-        steps.append(NMSStep(i, cand, iou, gone))
-    keep_t = torch.as_tensor(np.asarray(keep, dtype=np.int64))
-    return NMSTrace(order, steps, keep_t, suppressed_by, suppressed_at, thr, labels)
+            tr.suppressed_by[gone] = i
+            tr.suppressed_at[gone] = step
+            alive = ~hit
+            cand, tab = cand[alive], (None if tab is None else tab[:, alive])
+        pools[k] = (cand, tab)
+        if cand.size:
+            heapq.heappush(heap, (int(rank[cand[0]]), k))
+
+
+def _check_count(n: int) -> None:
+    check_size(n, MAX_NMS_BOXES, "the NMS trace", "keep only the best-scoring boxes first, e.g. "
+               "top = scores.topk(10_000).indices, and pass boxes[top], scores[top] (and labels[top])", unit="boxes")
 
 
 def nms_trace(boxes, scores, iou_threshold: float = 0.5) -> tuple[torch.Tensor, NMSTrace]:
@@ -141,8 +213,13 @@ def nms_trace(boxes, scores, iou_threshold: float = 0.5) -> tuple[torch.Tensor, 
     Returns:
         ``(keep, trace)``: ``keep`` ``(K,)`` int64 indices by decreasing score,
         equal to ``torchvision.ops.nms(boxes, scores, iou_threshold)``.
+
+    Limits: at most ``MAX_NMS_BOXES`` boxes (``ValueError`` beyond); the trace
+    keeps full IoU rows for its first steps only (``NMSTrace.detailed_steps``),
+    so 10**5 boxes take well under 1 GB.
     """
     b = check_boxes(boxes)
+    _check_count(b.shape[0])
     s = check_scores(scores, b.shape[0])
     thr = check_threshold(iou_threshold)
     tr = _nms_core(b, s, thr, None)
@@ -157,9 +234,15 @@ def batched_nms_trace(boxes, scores, labels, iou_threshold: float = 0.5) -> tupl
 
     Returns:
         ``(keep, trace)``, ``keep`` by decreasing score, equal to
-        ``torchvision.ops.batched_nms(boxes, scores, labels, iou_threshold)``.
+        ``torchvision.ops.batched_nms(boxes, scores, labels, iou_threshold)``
+        (including its order of equal scores, which may differ from the order
+        of ``trace.steps``).
+
+    Limits: as :func:`nms_trace`.  Each class is its own pool, so the time is
+    that of one NMS per class.
     """
     b = check_boxes(boxes)
+    _check_count(b.shape[0])
     s = check_scores(scores, b.shape[0])
     lab = as_tensor(labels, "labels").reshape(-1)
     if lab.shape[0] != b.shape[0]:
@@ -168,4 +251,19 @@ def batched_nms_trace(boxes, scores, labels, iou_threshold: float = 0.5) -> tupl
         raise ValueError("labels must be integer class indices")
     thr = check_threshold(iou_threshold)
     tr = _nms_core(b, s, thr, lab.long().numpy())
+    tr.keep = _batched_keep_order(tr.keep, s, b.numel())
     return tr.keep, tr
+
+
+def _batched_keep_order(keep: torch.Tensor, scores: torch.Tensor, numel: int) -> torch.Tensor:
+    """``keep`` in the order ``torchvision.ops.batched_nms`` returns it.
+
+    Above 4,000 coordinates (1,000 boxes) on the CPU, torchvision runs one NMS
+    per class and sorts the kept indices by score with an *unstable* sort, which
+    may order boxes with equal scores differently from the steps; making the same
+    call gives the identical result.  The steps themselves stay in greedy order.
+    """
+    if numel <= 4000 or keep.numel() == 0:
+        return keep
+    kept = keep.sort().values
+    return kept[scores[kept].sort(descending=True)[1]]

@@ -11,6 +11,11 @@ and the bin's output is the mean of its samples.  Cell ``(i, j)`` has its
 centre at ``(x_i, y_j) = (i, j)`` with ``aligned=False`` (torchvision's default,
 as in the original Mask R-CNN); ``aligned=True`` shifts the box by half a cell
 so that cell centres sit at ``i + 0.5`` in box coordinates.
+
+Size limit: the trace holds, for each of the ``ph * pw * gh * gw`` sampling
+points, 4 neighbours with 2 coordinates and ``C`` values each, so
+``4 * (C + 2) * ph * pw * gh * gw`` may not exceed ``MAX_ELEMENTS``
+(``explainers/ops/_checks.py``); a larger call raises ``ValueError`` first.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import MAX_ELEMENTS, check_size
 from ._roi import roi_args
 
 
@@ -76,6 +82,11 @@ def roi_align_trace(features, box, output_size, spatial_scale: float = 1.0, samp
         ``(output, trace)`` with output ``(C, ph, pw)`` equal to
         ``torchvision.ops.roi_align(features[None], [box[None]], output_size,
         spatial_scale, sampling_ratio, aligned)[0]``.
+
+    Raises:
+        ValueError: for bad arguments, or when the trace would exceed
+            ``MAX_ELEMENTS`` (``4 * (C + 2) * ph * pw * gh * gw``; with the adaptive
+            ``sampling_ratio`` a large box on a fine map has many samples per bin).
     """
     f, b, (ph, pw), scale = roi_args(features, box, output_size, spatial_scale)
     sampling_ratio = int(sampling_ratio)
@@ -85,6 +96,8 @@ def roi_align_trace(features, box, output_size, spatial_scale: float = 1.0, samp
     dt = f.dtype
     offset = torch.tensor(0.5 if aligned else 0.0, dtype=dt)
     scaled = b * torch.tensor(scale, dtype=dt) - offset
+    if not torch.isfinite(scaled).all():
+        raise ValueError(f"box x spatial_scale overflows {dt} ({b.tolist()} x {scale}); use image coordinates")
     x1, y1, x2, y2 = scaled.unbind()
     roi_w, roi_h = x2 - x1, y2 - y1
     if not aligned:
@@ -92,6 +105,9 @@ def roi_align_trace(features, box, output_size, spatial_scale: float = 1.0, samp
     bin_h, bin_w = roi_h / ph, roi_w / pw
     gh = sampling_ratio if sampling_ratio > 0 else int(math.ceil(float(roi_h / ph)))
     gw = sampling_ratio if sampling_ratio > 0 else int(math.ceil(float(roi_w / pw)))
+    check_size(4 * (C + 2) * ph * pw * gh * gw, MAX_ELEMENTS,
+               f"the RoI Align trace ({C} channels x {ph}x{pw} bins x {gh}x{gw} samples x 4 neighbours)",
+               "use a smaller output_size, a fixed sampling_ratio such as 2, or fewer channels")
     count = max(gh * gw, 1)
 
     py = torch.arange(ph, dtype=dt)[:, None, None, None]

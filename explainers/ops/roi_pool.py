@@ -5,6 +5,11 @@ and *snapped*: each corner is rounded to a whole cell.  The snapped region is
 cut into ``output_size`` bins whose edges are rounded again (floor for the
 start, ceil for the end), and each bin keeps its maximum.  Those two roundings
 are the misalignment RoI Align removes.
+
+Size limits (``explainers/ops/_checks.py``): the bins are visited in a Python
+loop, at most ``MAX_LOOP_STEPS`` of them (``ph * pw``), and the output and
+arg-max tables (``C * ph * pw``) are limited to ``MAX_ELEMENTS``; a larger call
+raises ``ValueError`` first.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import MAX_ELEMENTS, MAX_LOOP_STEPS, check_size
 from ._roi import c_round, roi_args
 
 
@@ -58,9 +64,17 @@ def roi_pool_trace(features, box, output_size, spatial_scale: float = 1.0) -> tu
     Returns:
         ``(output, trace)``, output ``(C, ph, pw)`` equal to
         ``torchvision.ops.roi_pool(features[None], [box[None]], output_size, spatial_scale)[0]``.
+
+    Raises:
+        ValueError: for bad arguments, for more than ``MAX_LOOP_STEPS`` bins or an
+            output of more than ``MAX_ELEMENTS`` elements.
     """
     f, b, (ph, pw), scale = roi_args(features, box, output_size, spatial_scale)
     C, H, W = f.shape
+    check_size(ph * pw, MAX_LOOP_STEPS, f"RoI Pool's loop over {ph}x{pw} bins", "use a smaller output_size",
+               unit="steps")
+    check_size(C * ph * pw, MAX_ELEMENTS, f"the RoI Pool output ({C} channels x {ph}x{pw} bins)",
+               "use a smaller output_size or fewer channels")
     scaled = b * torch.tensor(scale, dtype=f.dtype)
     sx1, sy1, sx2, sy2 = (int(v) for v in c_round(scaled).tolist())
     roi_w = max(sx2 - sx1 + 1, 1)

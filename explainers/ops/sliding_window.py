@@ -8,6 +8,13 @@ image.  For a network made only of unpadded convolutions, pooling and 1x1
 first when the window equals the network's receptive field and the stride
 equals its total stride, because overlapping windows share their features;
 it just computes each shared feature once.  Both report what they cost.
+
+Size limits (``explainers/ops/_checks.py``): ``sliding_window_predict``
+classifies at most ``MAX_WINDOWS`` windows (each is a forward pass: that is
+the slowness being shown) and a batch of windows holds at most
+``MAX_ELEMENTS`` values; ``dense_predict`` runs on at most ``MAX_PIXELS``
+pixels (the network's activations grow with the image).  A larger call raises
+``ValueError`` before running the network.
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import as_tensor, pair, positive
+from ._checks import MAX_ELEMENTS, MAX_PIXELS, MAX_WINDOWS, as_tensor, check_size, pair, positive
 
 
 @dataclass
@@ -155,6 +162,10 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
         ``(labels, trace)``; labels ``(nH, nW)`` with ``nH = (H - wh) // stride + 1``.
         With ``window, stride = network_geometry(net)`` and an unpadded network
         this equals ``dense_predict(net, image)[0]``.
+
+    Raises:
+        ValueError: for bad arguments, for more than ``MAX_WINDOWS`` windows, or
+            a batch of more than ``MAX_ELEMENTS`` values.
     """
     img = _as_chw(image)
     C, H, W = img.shape
@@ -163,13 +174,18 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
     positive(int(batch_size), "batch_size")
     if wh > H or ww > W:
         raise ValueError(f"the window ({wh}x{ww}) is larger than the image ({H}x{W}); use a smaller window")
+    n = ((H - wh) // sh + 1) * ((W - ww) // sw + 1)
+    check_size(n, MAX_WINDOWS, f"the sliding-window pass ({wh}x{ww} windows, stride {sh}x{sw}, {H}x{W} image)",
+               "use a larger stride or a smaller image (dense_predict does the whole image in one pass)",
+               unit="windows")
+    check_size(min(n, int(batch_size)) * C * wh * ww, MAX_ELEMENTS,
+               f"a batch of {min(n, int(batch_size)):,} windows of {C}x{wh}x{ww}", "use a smaller batch_size")
     nH, nW, boxes, centres = _windows(H, W, (wh, ww), (sh, sw))
     dev = _device(net)
     x = img.to(dev)
     patches = x.unfold(1, wh, sh).unfold(2, ww, sw)            # (C, nH, nW, wh, ww), a view
     patches = patches.permute(1, 2, 0, 3, 4).reshape(nH * nW, C, wh, ww) if nH * nW <= batch_size else \
         patches.permute(1, 2, 0, 3, 4)
-    n = nH * nW
     outs = []
     batches = range(0, n, batch_size)
     if progress:
@@ -219,8 +235,15 @@ def dense_predict(net: nn.Module, image) -> tuple[torch.Tensor, torch.Tensor, Co
 
     Returns:
         ``(labels (nH, nW), scores (K, nH, nW), cost)``.
+
+    Raises:
+        ValueError: if the image has more than ``MAX_PIXELS`` pixels, or is too
+            small for the network.
     """
     img = _as_chw(image)
+    H, W = img.shape[-2:]
+    check_size(H * W, MAX_PIXELS, f"a {W}x{H} image", "downscale it first (the live models use at most "
+               "1024x1024), since the network's activations grow with the pixels", unit="pixels")
     dev = _device(net)
     x = img.to(dev)[None]
     with torch.inference_mode(), _MacCounter(net) as counter:

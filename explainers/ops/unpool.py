@@ -8,6 +8,10 @@ cell fills).
 
 Faithful to ``torch.nn.functional.interpolate(mode="nearest")``,
 ``F.max_unpool2d`` and ``F.interpolate(mode="bilinear", align_corners=False)``.
+
+Size limit: the trace tables have ``N * C * Ho * Wo * K`` entries (``K = 4``
+for bilinear, else 1), at most ``MAX_ELEMENTS`` (``explainers/ops/_checks.py``);
+a larger call raises ``ValueError`` before allocating.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_tensor, pair, positive
+from ._checks import MAX_ELEMENTS, as_tensor, check_size, pair, positive, prod
 
 MODES = ("nearest", "bed_of_nails", "max", "bilinear")
 
@@ -118,6 +122,10 @@ def unpool(x, mode: str, scale: int = 2, indices=None, output_size=None) -> tupl
         mode="nearest")``, ``F.max_unpool2d(x, indices, scale, output_size=...)``
         and ``F.interpolate(x, scale_factor=scale, mode="bilinear",
         align_corners=False)`` respectively.
+
+    Raises:
+        ValueError: for a bad argument, or when the trace would exceed
+            ``MAX_ELEMENTS`` entries (``N * C * Ho * Wo``, times 4 for bilinear).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
@@ -132,6 +140,10 @@ def unpool(x, mode: str, scale: int = 2, indices=None, output_size=None) -> tupl
         positive(Ho, "output height")
         positive(Wo, "output width")
         sf = None
+    K = 4 if mode == "bilinear" else 1
+    check_size(prod((N, C, Ho, Wo, K)), MAX_ELEMENTS,
+               f"the {mode} unpooling trace ({N}x{C}x{Ho}x{Wo} output cells x {K} source(s) each)",
+               "use a smaller scale or output_size, or fewer channels")
     flat = t.reshape(N, C, H * W)
 
     if mode == "nearest":
@@ -203,6 +215,9 @@ def max_pool_with_switches(x, kernel: int = 2) -> tuple[torch.Tensor, torch.Tens
         ``(pooled, indices)``, both shaped like ``x`` with sizes
         ``(H // kernel, W // kernel)``; ``indices`` are flat ``h * W + w``
         positions in ``x``, ready for ``unpool(..., mode="max")``.
+
+    Raises ``ValueError`` if the blocks it copies (about the size of ``x``)
+    exceed ``MAX_ELEMENTS``.
     """
     k = positive(pair(kernel, "kernel")[0], "kernel")
     t, dim = _to_4d(x)
@@ -210,6 +225,8 @@ def max_pool_with_switches(x, kernel: int = 2) -> tuple[torch.Tensor, torch.Tens
     if H < k or W < k:
         raise ValueError(f"a {k}x{k} max pooling needs an input of at least {k}x{k}, got {H}x{W}")
     Hp, Wp = H // k, W // k
+    check_size(prod((N, C, Hp, Wp, k, k)), MAX_ELEMENTS, f"the {k}x{k} blocks of a {N}x{C}x{H}x{W} input",
+               "pool a smaller input (a crop, or fewer channels)")
     blocks = t[..., : Hp * k, : Wp * k].reshape(N, C, Hp, k, Wp, k).permute(0, 1, 2, 4, 3, 5)
     blocks = blocks.reshape(N, C, Hp, Wp, k * k)
     # NaN counts as the maximum in torch's max pooling
@@ -228,9 +245,14 @@ def reference_unpool(x: torch.Tensor, mode: str, scale: int = 2, indices=None, o
 
     ``"bed_of_nails"`` has no torch operator of its own; it is a transposed
     convolution with a one-hot ``scale x scale`` kernel (1 at the top-left),
-    which is what the reference computes.
+    which is what the reference computes.  Its output is limited to
+    ``MAX_ELEMENTS`` elements, like :func:`unpool`'s trace.
     """
     t, dim = _to_4d(x)
+    N, C, H, W = t.shape
+    Ho, Wo = (H * scale, W * scale) if output_size is None else tuple(output_size)[-2:]
+    check_size(prod((N, C, Ho, Wo)), MAX_ELEMENTS, f"the reference {mode} unpooling output ({N}x{C}x{Ho}x{Wo})",
+               "use a smaller scale or output_size, or fewer channels")
     if mode == "nearest":
         out = F.interpolate(t, scale_factor=scale, mode="nearest") if output_size is None \
             else F.interpolate(t, size=tuple(output_size)[-2:], mode="nearest")
@@ -241,7 +263,6 @@ def reference_unpool(x: torch.Tensor, mode: str, scale: int = 2, indices=None, o
         ind, _ = _to_4d(indices)
         out = F.max_unpool2d(t, ind.long(), scale, output_size=None if output_size is None else tuple(output_size)[-2:])
     elif mode == "bed_of_nails":
-        N, C, H, W = t.shape
         k = torch.zeros(C, 1, scale, scale, dtype=t.dtype)
         k[:, :, 0, 0] = 1
         out = F.conv_transpose2d(t, k, stride=scale, groups=C)
