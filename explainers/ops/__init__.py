@@ -6,26 +6,31 @@ torch / torchvision operator on the same inputs (see ``tests/ops``).
 
 Pure computation: nothing here imports a widget or a model.
 """
-from .anchors import (AnchorTrace, BBOX_XFORM_CLIP, FASTER_RCNN_WEIGHTS, RPN_WEIGHTS, anchor_grid,
-                      base_anchors, decode_boxes, encode_boxes)
+from .anchors import AnchorTrace, anchor_grid, base_anchors
+from .boxes import (BBOX_XFORM_CLIP, FASTER_RCNN_WEIGHTS, RPN_WEIGHTS, box_area, box_iou, clip_boxes, decode_boxes,
+                    encode_boxes)
 from .conv_matrix import (ConvTransposeTrace, conv_matrix, conv_matrix_labels, conv_transpose_via_matrix,
-                          output_shape, reference_conv, reference_conv_transpose, symbolic_matvec,
-                          transpose_labels)
-from .nms import NMSStep, NMSTrace, batched_nms_trace, box_area, box_iou, nms_trace
+                          output_shape, symbolic_matvec, transpose_labels)
+from .nms import NMSStep, NMSTrace, batched_nms_trace, nms_trace
+from .reference import (reference_anchors, reference_conv, reference_conv_transpose, reference_decode_boxes,
+                        reference_nms, reference_roi_align, reference_roi_pool, reference_unpool)
 from .roi_align import RoIAlignTrace, bilinear_weight, roi_align_trace
 from .roi_pool import RoIPoolTrace, roi_pool_trace
 from .sliding_window import Cost, SlidingWindowTrace, dense_predict, network_geometry, sliding_window_predict
 from .unpool import MODES as UNPOOL_MODES
-from .unpool import UnpoolTrace, max_pool_with_switches, reference_unpool, unpool
+from .unpool import UnpoolTrace, max_pool_with_switches, unpool
 
 __all__ = [
-    "AnchorTrace", "BBOX_XFORM_CLIP", "FASTER_RCNN_WEIGHTS", "RPN_WEIGHTS", "anchor_grid", "base_anchors",
-    "decode_boxes", "encode_boxes",
+    "AnchorTrace", "anchor_grid", "base_anchors",
+    "BBOX_XFORM_CLIP", "FASTER_RCNN_WEIGHTS", "RPN_WEIGHTS", "box_area", "box_iou", "clip_boxes", "decode_boxes",
+    "encode_boxes",
     "ConvTransposeTrace", "conv_matrix", "conv_matrix_labels", "conv_transpose_via_matrix", "output_shape",
-    "reference_conv", "reference_conv_transpose", "symbolic_matvec", "transpose_labels",
-    "NMSStep", "NMSTrace", "batched_nms_trace", "box_area", "box_iou", "nms_trace",
+    "symbolic_matvec", "transpose_labels",
+    "NMSStep", "NMSTrace", "batched_nms_trace", "nms_trace",
+    "reference_anchors", "reference_conv", "reference_conv_transpose", "reference_decode_boxes", "reference_nms",
+    "reference_roi_align", "reference_roi_pool", "reference_unpool",
     "RoIAlignTrace", "bilinear_weight", "roi_align_trace",
     "RoIPoolTrace", "roi_pool_trace",
     "Cost", "SlidingWindowTrace", "dense_predict", "network_geometry", "sliding_window_predict",
-    "UNPOOL_MODES", "UnpoolTrace", "max_pool_with_switches", "reference_unpool", "unpool",
+    "UNPOOL_MODES", "UnpoolTrace", "max_pool_with_switches", "unpool",
 ]

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import (MAX_ELEMENTS, MAX_LABELS, as_tensor, check_size, non_negative, pair, positive, prod,
                       shape_tuple)
@@ -227,32 +226,3 @@ def conv_transpose_via_matrix(y, kernel, input_shape, stride=1, padding=0) -> tu
     output = (X.T @ yf).reshape(shape)
     op = tuple((n + 2 * pd - kk) % st for n, kk, st, pd in zip(shape, ks, s, p))
     return output, ConvTransposeTrace(X, yt, contributions, partial, output, s, p, op)
-
-
-def reference_conv_transpose(y, kernel, input_shape, stride=1, padding=0) -> torch.Tensor:
-    """``F.conv_transpose1d/2d`` with the ``output_padding`` that gives ``input_shape``
-    (at most ``MAX_ELEMENTS`` elements)."""
-    k = as_tensor(kernel, "kernel")
-    if not k.is_floating_point():
-        k = k.to(torch.float32)
-    shape, ks, s, p, _ = _geometry(k, input_shape, stride, padding)
-    check_size(prod(shape), MAX_ELEMENTS, f"the output ({'x'.join(map(str, shape))})", "use a smaller input_shape")
-    op = tuple((n + 2 * pd - kk) % st for n, kk, st, pd in zip(shape, ks, s, p))
-    yt = as_tensor(y, "y").to(k.dtype)[None, None]
-    fn = F.conv_transpose1d if k.dim() == 1 else F.conv_transpose2d
-    return fn(yt, k[None, None], stride=s, padding=p, output_padding=op)[0, 0]
-
-
-def reference_conv(x, kernel, stride=1, padding=0) -> torch.Tensor:
-    """``F.conv1d/2d`` on one channel: ``x`` is ``(L,)`` or ``(H, W)`` like the kernel
-    (output at most ``MAX_ELEMENTS`` elements)."""
-    k = as_tensor(kernel, "kernel")
-    if not k.is_floating_point():
-        k = k.to(torch.float32)
-    xt = as_tensor(x, "x").to(k.dtype)
-    if not isinstance(padding, str):   # torch also accepts "same" / "valid", which never grow the output
-        out = _geometry(k, tuple(xt.shape), stride, padding)[4]
-        check_size(prod(out), MAX_ELEMENTS, f"the output ({'x'.join(map(str, out))})", "use less padding")
-    xt = xt[None, None]
-    fn = F.conv1d if k.dim() == 1 else F.conv2d
-    return fn(xt, k[None, None], stride=stride, padding=padding)[0, 0]

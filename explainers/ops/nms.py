@@ -18,33 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import (MAX_ELEMENTS, MAX_NMS_BOXES, MAX_TRACE_ENTRIES, as_tensor, check_boxes, check_scores,
+from ._checks import (MAX_NMS_BOXES, MAX_TRACE_ENTRIES, as_tensor, check_boxes, check_scores,
                       check_size, check_threshold)
-
-
-def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` areas of ``(N, 4)`` boxes."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def box_iou(boxes1, boxes2) -> torch.Tensor:
-    """Intersection over union of every pair: ``(N, 4), (M, 4) -> (N, M)``.
-
-    ``IoU = area(A & B) / (area(A) + area(B) - area(A & B))``; equals
-    ``torchvision.ops.box_iou``.  It builds ``(N, M, 2)`` corner tensors, so
-    ``2 * N * M`` may not exceed ``MAX_ELEMENTS`` (see ``_checks``).
-    """
-    a = check_boxes(boxes1, "boxes1")
-    b = check_boxes(boxes2, "boxes2").to(a.dtype)
-    check_size(2 * a.shape[0] * b.shape[0], MAX_ELEMENTS,
-               f"box_iou of {a.shape[0]:,} x {b.shape[0]:,} boxes (its corner tensors)",
-               "compare fewer boxes at a time, e.g. boxes1 in chunks")
-    area1, area2 = box_area(a), box_area(b)
-    lt = torch.max(a[:, None, :2], b[:, :2])
-    rb = torch.min(a[:, None, 2:], b[:, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area1[:, None] + area2 - inter)
 
 
 @dataclass

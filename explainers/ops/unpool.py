@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import MAX_ELEMENTS, as_tensor, check_size, pair, positive, prod
 
@@ -238,37 +237,3 @@ def max_pool_with_switches(x, kernel: int = 2) -> tuple[torch.Tensor, torch.Tens
     cols = torch.arange(Wp)[None, :] * k + bx
     indices = rows * W + cols
     return _from_4d(pooled, dim), _from_4d(indices, dim)
-
-
-def reference_unpool(x: torch.Tensor, mode: str, scale: int = 2, indices=None, output_size=None) -> torch.Tensor:
-    """The torch operator each mode must equal (used by tests and check lines).
-
-    ``"bed_of_nails"`` has no torch operator of its own; it is a transposed
-    convolution with a one-hot ``scale x scale`` kernel (1 at the top-left),
-    which is what the reference computes.  Its output is limited to
-    ``MAX_ELEMENTS`` elements, like :func:`unpool`'s trace.
-    """
-    t, dim = _to_4d(x)
-    N, C, H, W = t.shape
-    Ho, Wo = (H * scale, W * scale) if output_size is None else tuple(output_size)[-2:]
-    check_size(prod((N, C, Ho, Wo)), MAX_ELEMENTS, f"the reference {mode} unpooling output ({N}x{C}x{Ho}x{Wo})",
-               "use a smaller scale or output_size, or fewer channels")
-    if mode == "nearest":
-        out = F.interpolate(t, scale_factor=scale, mode="nearest") if output_size is None \
-            else F.interpolate(t, size=tuple(output_size)[-2:], mode="nearest")
-    elif mode == "bilinear":
-        out = F.interpolate(t, scale_factor=scale, mode="bilinear", align_corners=False) if output_size is None \
-            else F.interpolate(t, size=tuple(output_size)[-2:], mode="bilinear", align_corners=False)
-    elif mode == "max":
-        ind, _ = _to_4d(indices)
-        out = F.max_unpool2d(t, ind.long(), scale, output_size=None if output_size is None else tuple(output_size)[-2:])
-    elif mode == "bed_of_nails":
-        k = torch.zeros(C, 1, scale, scale, dtype=t.dtype)
-        k[:, :, 0, 0] = 1
-        out = F.conv_transpose2d(t, k, stride=scale, groups=C)
-        if output_size is not None:
-            Ho, Wo = tuple(output_size)[-2:]
-            out = F.pad(out, (0, max(0, Wo - out.shape[-1]), 0, max(0, Ho - out.shape[-2])))[..., :Ho, :Wo]
-    else:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    return _from_4d(out, dim)

@@ -5,9 +5,6 @@ import ipywidgets as W
 import numpy as np
 import torch
 from plotly.subplots import make_subplots
-from torchvision.models.detection._utils import BoxCoder
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.image_list import ImageList
 
 from .. import ops
 from ..models.live_inputs import anchor_level
@@ -72,16 +69,15 @@ class AnchorsExplainer(Explainer):
 
     def refresh(self):
         anchors, at = ops.anchor_grid(self._image_size, self._feature_size, self._sizes, self._ratios)
-        gen = AnchorGenerator((self._sizes,), (self._ratios,))
         Hf, Wf = self._feature_size
-        ref = gen(ImageList(torch.zeros(1, 3, *self._image_size), [self._image_size]), [torch.zeros(1, 1, Hf, Wf)])[0]
+        ref = ops.reference_anchors(self._image_size, self._feature_size, self._sizes, self._ratios)
         diff = float((anchors - ref).abs().max())
         more = []
         if self._rpn is not None:
             diff = max(diff, float((anchors - self._rpn["real_anchors"]).abs().max()))
             d = self._rpn["deltas"]
             ours = ops.decode_boxes(d, anchors, ops.RPN_WEIGHTS)
-            theirs = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(d, anchors)
+            theirs = ops.reference_decode_boxes(d, anchors, ops.RPN_WEIGHTS)
             more.append(("BoxCoder.decode (box corrections)", float((ours - theirs).abs().max())))
         self.set_check("torchvision's AnchorGenerator" + (" and the model's own anchors" if self._rpn else ""),
                        diff, more=more)
@@ -125,10 +121,7 @@ class AnchorsExplainer(Explainer):
         if view == "before":
             return self._anchors[top], f"the {k} anchors with the highest objectness, before any correction"
         boxes = ops.decode_boxes(rpn["deltas"][top], self._anchors[top], ops.RPN_WEIGHTS)
-        H, W_ = self._image_size
-        boxes = torch.stack([boxes[:, 0].clamp(0, W_), boxes[:, 1].clamp(0, H), boxes[:, 2].clamp(0, W_),
-                             boxes[:, 3].clamp(0, H)], 1)
-        return boxes, f"the same {k} anchors moved and resized by the predicted corrections (dx, dy, dw, dh)"
+        return ops.clip_boxes(boxes, self._image_size), f"the same {k} anchors moved and resized by the predicted corrections (dx, dy, dw, dh)"
 
     def frame(self, k: int) -> dict:
         at = self._at

@@ -5,7 +5,6 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 import torch
-import torchvision
 
 from .. import ops
 from ..models.live_inputs import top_candidates
@@ -72,12 +71,10 @@ class NMSExplainer(Explainer):
         thr = self.threshold.value
         if self.class_aware.value:
             keep, tr = ops.batched_nms_trace(boxes, scores, labels, thr)
-            ref = torchvision.ops.batched_nms(boxes, scores, labels, thr)
-            name = "torchvision.ops.batched_nms"
+            ref, name = ops.reference_nms(boxes, scores, thr, labels)
         else:
             keep, tr = ops.nms_trace(boxes, scores, thr)
-            ref = torchvision.ops.nms(boxes, scores, thr)
-            name = "torchvision.ops.nms"
+            ref, name = ops.reference_nms(boxes, scores, thr)
         same = torch.equal(keep, ref)
         self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same)
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr

@@ -4,7 +4,6 @@ from __future__ import annotations
 import ipywidgets as W
 import numpy as np
 import torch
-import torchvision
 from plotly.subplots import make_subplots
 
 from .. import ops
@@ -109,9 +108,8 @@ class RoIPoolAlignExplainer(Explainer):
         out = self.out_size.value
         p_out, pt = ops.roi_pool_trace(f, box, out, self._scale)
         a_out, at = ops.roi_align_trace(f, box, out, self._scale, self.sampling.value, self.aligned.value)
-        p_ref = torchvision.ops.roi_pool(f[None], [box[None]], out, self._scale)[0]
-        a_ref = torchvision.ops.roi_align(f[None], [box[None]], out, self._scale, self.sampling.value,
-                                          self.aligned.value)[0]
+        p_ref = ops.reference_roi_pool(f, box, out, self._scale)
+        a_ref = ops.reference_roi_align(f, box, out, self._scale, self.sampling.value, self.aligned.value)
         self.set_check("torchvision.ops.roi_pool", float((p_out - p_ref).abs().max()),
                        more=[("torchvision.ops.roi_align", float((a_out - a_ref).abs().max()))])
         c = self.channel.value

@@ -4,7 +4,7 @@ import torch
 
 from explainers.models import get, make_scene, render
 from explainers.ops import anchor_grid, batched_nms_trace, decode_boxes, dense_predict, sliding_window_predict
-from explainers.ops.anchors import RPN_WEIGHTS
+from explainers.ops.boxes import RPN_WEIGHTS
 
 
 @pytest.fixture(scope="module")

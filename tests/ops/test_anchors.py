@@ -83,3 +83,16 @@ def test_bad_arguments(call, msg):
 
 def test_empty():
     assert decode_boxes(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0, 4)
+
+
+def test_clip_boxes_equals_torchvision():
+    import torchvision
+
+    from explainers.ops import clip_boxes
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(200, 2, generator=g) * 300 - 50
+    wh = torch.rand(200, 2, generator=g) * 200
+    boxes = torch.cat([xy, xy + wh], 1)
+    for size in ((128, 200), (480, 640), (1, 1)):
+        assert torch.equal(clip_boxes(boxes, size), torchvision.ops.clip_boxes_to_image(boxes, size))

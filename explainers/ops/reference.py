@@ -1,0 +1,125 @@
+"""The same numbers through the real operators: torch and torchvision, on the inputs an
+explainer draws. Check lines and tests compare :mod:`explainers.ops` with these; widgets never
+call torch's or torchvision's operators themselves.
+
+Sizes are checked like the ops' own (``MAX_ELEMENTS``, ``explainers/ops/_checks.py``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import MAX_ELEMENTS, as_tensor, check_boxes, check_size, prod
+from .conv_matrix import _geometry
+from .unpool import MODES, _from_4d, _to_4d
+
+
+def reference_conv_transpose(y, kernel, input_shape, stride=1, padding=0) -> torch.Tensor:
+    """``F.conv_transpose1d/2d`` with the ``output_padding`` that gives ``input_shape``
+    (at most ``MAX_ELEMENTS`` elements)."""
+    k = as_tensor(kernel, "kernel")
+    if not k.is_floating_point():
+        k = k.to(torch.float32)
+    shape, ks, s, p, _ = _geometry(k, input_shape, stride, padding)
+    check_size(prod(shape), MAX_ELEMENTS, f"the output ({'x'.join(map(str, shape))})", "use a smaller input_shape")
+    op = tuple((n + 2 * pd - kk) % st for n, kk, st, pd in zip(shape, ks, s, p))
+    yt = as_tensor(y, "y").to(k.dtype)[None, None]
+    fn = F.conv_transpose1d if k.dim() == 1 else F.conv_transpose2d
+    return fn(yt, k[None, None], stride=s, padding=p, output_padding=op)[0, 0]
+
+
+def reference_conv(x, kernel, stride=1, padding=0) -> torch.Tensor:
+    """``F.conv1d/2d`` on one channel: ``x`` is ``(L,)`` or ``(H, W)`` like the kernel
+    (output at most ``MAX_ELEMENTS`` elements)."""
+    k = as_tensor(kernel, "kernel")
+    if not k.is_floating_point():
+        k = k.to(torch.float32)
+    xt = as_tensor(x, "x").to(k.dtype)
+    if not isinstance(padding, str):   # torch also accepts "same" / "valid", which never grow the output
+        out = _geometry(k, tuple(xt.shape), stride, padding)[4]
+        check_size(prod(out), MAX_ELEMENTS, f"the output ({'x'.join(map(str, out))})", "use less padding")
+    xt = xt[None, None]
+    fn = F.conv1d if k.dim() == 1 else F.conv2d
+    return fn(xt, k[None, None], stride=stride, padding=padding)[0, 0]
+
+
+def reference_unpool(x: torch.Tensor, mode: str, scale: int = 2, indices=None, output_size=None) -> torch.Tensor:
+    """The torch operator each mode must equal (used by tests and check lines).
+
+    ``"bed_of_nails"`` has no torch operator of its own; it is a transposed
+    convolution with a one-hot ``scale x scale`` kernel (1 at the top-left),
+    which is what the reference computes.  Its output is limited to
+    ``MAX_ELEMENTS`` elements, like :func:`unpool`'s trace.
+    """
+    t, dim = _to_4d(x)
+    N, C, H, W = t.shape
+    Ho, Wo = (H * scale, W * scale) if output_size is None else tuple(output_size)[-2:]
+    check_size(prod((N, C, Ho, Wo)), MAX_ELEMENTS, f"the reference {mode} unpooling output ({N}x{C}x{Ho}x{Wo})",
+               "use a smaller scale or output_size, or fewer channels")
+    if mode == "nearest":
+        out = F.interpolate(t, scale_factor=scale, mode="nearest") if output_size is None \
+            else F.interpolate(t, size=tuple(output_size)[-2:], mode="nearest")
+    elif mode == "bilinear":
+        out = F.interpolate(t, scale_factor=scale, mode="bilinear", align_corners=False) if output_size is None \
+            else F.interpolate(t, size=tuple(output_size)[-2:], mode="bilinear", align_corners=False)
+    elif mode == "max":
+        ind, _ = _to_4d(indices)
+        out = F.max_unpool2d(t, ind.long(), scale, output_size=None if output_size is None else tuple(output_size)[-2:])
+    elif mode == "bed_of_nails":
+        k = torch.zeros(C, 1, scale, scale, dtype=t.dtype)
+        k[:, :, 0, 0] = 1
+        out = F.conv_transpose2d(t, k, stride=scale, groups=C)
+        if output_size is not None:
+            Ho, Wo = tuple(output_size)[-2:]
+            out = F.pad(out, (0, max(0, Wo - out.shape[-1]), 0, max(0, Ho - out.shape[-2])))[..., :Ho, :Wo]
+    else:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return _from_4d(out, dim)
+
+
+def reference_anchors(image_size, feature_size, sizes, aspect_ratios) -> torch.Tensor:
+    """``(Hf * Wf * K, 4)`` anchors from torchvision's ``AnchorGenerator`` for one feature map."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    (H, W), (Hf, Wf) = image_size, feature_size
+    check_size(Hf * Wf * len(sizes) * len(aspect_ratios) * 4, MAX_ELEMENTS, "the reference anchors",
+               "use a smaller feature map")
+    gen = AnchorGenerator((tuple(sizes),), (tuple(aspect_ratios),))
+    # the generator reads only the shapes of the image batch and the feature map
+    return gen(ImageList(torch.zeros(1, 1, H, W), [(H, W)]), [torch.zeros(1, 1, Hf, Wf)])[0]
+
+
+def reference_decode_boxes(deltas, anchors, weights) -> torch.Tensor:
+    """torchvision's ``BoxCoder(weights).decode_single(deltas, anchors)``."""
+    from torchvision.models.detection._utils import BoxCoder
+
+    return BoxCoder(tuple(float(w) for w in weights)).decode_single(as_tensor(deltas, "deltas").float(),
+                                                                    check_boxes(anchors, "anchors"))
+
+
+def reference_nms(boxes, scores, iou_threshold: float, labels=None) -> tuple[torch.Tensor, str]:
+    """``(keep, name)``: ``torchvision.ops.batched_nms`` when ``labels`` are given, else ``nms``."""
+    import torchvision
+
+    b, s = check_boxes(boxes), as_tensor(scores, "scores").float()
+    if labels is None:
+        return torchvision.ops.nms(b, s, iou_threshold), "torchvision.ops.nms"
+    return torchvision.ops.batched_nms(b, s, as_tensor(labels, "labels"), iou_threshold), \
+        "torchvision.ops.batched_nms"
+
+
+def reference_roi_pool(features, box, output_size, spatial_scale: float = 1.0) -> torch.Tensor:
+    """``torchvision.ops.roi_pool`` of one box on ``(C, H, W)`` features: ``(C, out_h, out_w)``."""
+    import torchvision
+
+    return torchvision.ops.roi_pool(features[None], [check_boxes(box)], output_size, spatial_scale)[0]
+
+
+def reference_roi_align(features, box, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                        aligned: bool = False) -> torch.Tensor:
+    """``torchvision.ops.roi_align`` of one box on ``(C, H, W)`` features: ``(C, out_h, out_w)``."""
+    import torchvision
+
+    return torchvision.ops.roi_align(features[None], [check_boxes(box)], output_size, spatial_scale,
+                                     sampling_ratio, aligned)[0]
