@@ -9,17 +9,8 @@ Subpackages:
 __version__ = "0.1.0"
 
 from .registry import BY_NAME as _BY_NAME
-from .registry import EXPLAINERS
+from .registry import EXPLAINERS, lazy_exports
 
 __all__ = ["EXPLAINERS", *_BY_NAME]
-
-
-def __getattr__(name):
-    # the widgets (ipywidgets, plotly) load only when an explainer is asked for
-    if name in _BY_NAME:
-        return _BY_NAME[name].load()
-    raise AttributeError(f"module 'explainers' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_BY_NAME))
+# the widgets (ipywidgets, plotly) load only when an explainer is asked for
+__getattr__, __dir__ = lazy_exports(__name__)

@@ -69,3 +69,19 @@ def move_control(explainer, i: int) -> None:
     """Move the explainer's benchmark control to its ``i``-th value (cycling)."""
     e = entry(type(explainer).__name__)
     getattr(explainer, e.control).value = e.values[i % len(e.values)]
+
+
+def lazy_exports(module: str):
+    """``(__getattr__, __dir__)`` for a package that exports every explainer class lazily."""
+
+    def __getattr__(name):
+        if name in BY_NAME:
+            return BY_NAME[name].load()
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    def __dir__():
+        import sys
+
+        return sorted(set(vars(sys.modules[module])) | set(BY_NAME))
+
+    return __getattr__, __dir__

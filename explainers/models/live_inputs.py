@@ -29,6 +29,20 @@ class UnpoolingCrop:
     origin: tuple[int, int]
 
 
+def segnet_capture(model, image, what: str) -> dict:
+    """SegNet's internals on ``image`` (:attr:`SegmentationTrace.captured`); ``model`` None means
+    the bundled shapes SegNet. ``what`` names the page in the error for any other model."""
+    from . import get
+    from .live import Segmenter
+    from .nets import SegNet
+
+    model = model or get("segmentation", "shapes")
+    if not isinstance(model, Segmenter) or not isinstance(model.module, SegNet):
+        raise ValueError(f"{what} needs the shapes SegNet (its decoder unpools with switches and learns a "
+                         "transposed convolution); this model is not one")
+    return model.trace(image).captured
+
+
 def strongest_channel(x: torch.Tensor) -> int:
     """The channel of ``(C, H, W)`` with the largest absolute value."""
     return int(x.abs().flatten(1).max(1).values.argmax())

@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.live_inputs import strongest_kernel
+from ..models.live_inputs import segnet_capture, strongest_kernel
 from ._base import ORANGE, Explainer, fmt
 
 KERNEL_LABELS = ["x", "y", "z"]
@@ -47,13 +47,7 @@ class TransposedConvExplainer(Explainer):
             self._load_live()
 
     def _load_live(self):
-        from ..models import get
-        from ..models.nets import SegNet
-
-        model = self.model or get("segmentation", "shapes")
-        if not isinstance(getattr(model, "module", None), SegNet):
-            raise ValueError("the live transposed convolution comes from the shapes SegNet's decoder")
-        pick = strongest_kernel(model.trace(self.live_image()).captured)
+        pick = strongest_kernel(segnet_capture(self.model, self.live_image(), "the live transposed convolution"))
         self._kernel2d, self._feat = pick.kernel, pick.features
         self._live_pick = (pick.c_in, pick.c_out, *pick.peak)
         self.ksize.disabled = True

@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.live_inputs import strongest_channel, unpooling_crop
+from ..models.live_inputs import segnet_capture, strongest_channel, unpooling_crop
 from ._base import ORANGE, VERMILLION, Explainer, fmt
 
 LECTURE_INPUT = [[1.0, 2.0], [3.0, 4.0]]
@@ -50,14 +50,7 @@ class UnpoolingExplainer(Explainer):
 
     # ------------------------------------------------------------------ data
     def _load_live(self):
-        from ..models import get
-        from ..models.live import Segmenter
-        from ..models.nets import SegNet
-
-        model = self.model or get("segmentation", "shapes")
-        if not isinstance(model, Segmenter) or not isinstance(model.module, SegNet):
-            raise ValueError("live unpooling needs the shapes SegNet (its decoder uses max unpooling)")
-        self._captured = model.trace(self.live_image()).captured
+        self._captured = segnet_capture(self.model, self.live_image(), "live unpooling")
         self.channel.max = self._captured["bottleneck"].shape[1] - 1
         self.channel.value = strongest_channel(self._captured["bottleneck"][0])   # the most active first
 
