@@ -7,6 +7,8 @@
   retries by itself, and nothing is started;
 * the websocket accepts messages up to ``MAX_MESSAGE_BYTES``, so an upload up to the live
   page's limit (20 MB) arrives (tornado's default of 10 MiB silently closed the socket);
+* closing a tab shuts its kernel down at once (the page's shutdown request carries the _xsrf
+  cookie this server sets; plain Voila refused it, so kernels lived on until culled);
 * SIGTERM and Ctrl-C stop the server and shut every kernel down (Voila's own handling, in
   this process: there is no child server left to hold the port).
 
@@ -91,6 +93,10 @@ class CappedVoilaHandler(TornadoVoilaHandler):
     async def get(self, path=None):
         if getattr(self.kernel_manager, "is_full", lambda: False)():
             raise ServerFull(self.kernel_manager.running())
+        # Set the _xsrf cookie: when the tab closes, Voila's page posts it with the request that
+        # shuts the page's kernel down; without it that request is refused (403) and the kernel
+        # (about 1 GB) lives on until it is culled.
+        self.xsrf_token  # noqa: B018 (the property sets the cookie)
         await super().get(path)
 
     def write_error(self, status_code, **kwargs):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import ops
 from .traces import DetectorTrace
 
 
@@ -117,3 +118,170 @@ def anchor_level(trace: DetectorTrace, level: int = 0) -> AnchorLevel:
     sl = slice(start, start + trace.anchors_per_level[level])
     return AnchorLevel(trace.anchors[sl], trace.objectness[sl], trace.deltas[sl], tuple(trace.feature_sizes[level]),
                        tuple(trace.anchor_sizes[level]), tuple(trace.anchor_ratios[level]))
+
+
+def final_nms_matches_model(trace: DetectorTrace) -> tuple[bool, float]:
+    """Re-run the model's final class-aware NMS with :mod:`explainers.ops` on all its candidates:
+    ``(same kept boxes, labels and scores as the model's own detections, max |box difference|)``."""
+    keep, _ = trace.final_nms()
+    sy, sx = trace.scale
+    boxes = trace.boxes_pre_nms[keep] / torch.tensor([sx, sy, sx, sy])     # back to the original image
+    det = trace.detections
+    if boxes.shape != det.boxes.shape:
+        return False, float("inf")
+    same = torch.equal(trace.labels_pre_nms[keep], det.labels) and torch.equal(trace.scores_pre_nms[keep], det.scores)
+    diff = float((boxes - det.boxes).abs().max()) if len(boxes) else 0.0
+    return same and diff <= 1e-3, diff
+
+
+@dataclass
+class DecoderWindow:
+    """Where SegNet's learned transposed convolution (``up1``: 3x3, stride 2, padding 1,
+    output padding 1) is checked: the input crop ``rows x cols`` at ``origin`` of all ``C_in``
+    channels with a one-cell halo (``inputs (C_in, n+2, n+2)``, zeros beyond the map), the
+    kernels ``weight (C_in, k, k)`` into output channel ``c_out``, its ``bias``, and the decoder's
+    own output over the crop ``output (2n, 2n)``."""
+
+    inputs: torch.Tensor
+    weight: torch.Tensor
+    bias: float
+    output: torch.Tensor
+    origin: tuple[int, int]
+    c_out: int
+
+
+def decoder_window(captured: dict, bias: torch.Tensor, c_out: int, origin: tuple[int, int], n: int) -> DecoderWindow:
+    """The decoder's real computation around an ``n x n`` crop of its input at ``origin``."""
+    x = captured["transposed_input"][0]                      # (C_in, H, W)
+    C, H, W = x.shape
+    r0, c0 = origin
+    padded = torch.zeros(C, H + 2, W + 2, dtype=x.dtype)
+    padded[:, 1:-1, 1:-1] = x
+    inputs = padded[:, r0:r0 + n + 2, c0:c0 + n + 2]         # the crop and its halo (row r0 - 1 ... r0 + n)
+    out = captured["transposed_output"][0, c_out, 2 * r0:2 * r0 + 2 * n, 2 * c0:2 * c0 + 2 * n]
+    return DecoderWindow(inputs, captured["transposed_kernel"][:, c_out], float(bias[c_out]), out, origin, c_out)
+
+
+def decoder_window_by_ops(win: DecoderWindow, stride: int = 2, padding: int = 1) -> torch.Tensor:
+    """The same ``(2n, 2n)`` output, computed with :func:`explainers.ops.conv_transpose_via_matrix`:
+    every input channel's copies of its kernel summed, plus the bias (what the decoder does)."""
+    C, m, _ = win.inputs.shape
+    k = win.weight.shape[-1]
+    full = (stride * (m - 1) + k,) * 2                       # X^T y with no padding: every copy whole
+    total = sum(ops.conv_transpose_via_matrix(win.inputs[i], win.weight[i], full, stride, 0)[0] for i in range(C))
+    # output cell o of the decoder is cell o + padding + stride of this window (its input starts one row early)
+    start = padding + stride
+    n2 = stride * (m - 2)
+    return total[start:start + n2, start:start + n2] + win.bias
+
+
+@dataclass
+class BoxPooler:
+    """A detector's box RoI pooler (torchvision's ``MultiScaleRoIAlign``), read from the module
+    as it pooled :attr:`DetectorTrace.box_features`.
+
+    ``output_size``: ``(ph, pw)``; ``sampling_ratio``: samples per bin along each axis (0 or
+    negative: adaptive); ``aligned``: always False (``MultiScaleRoIAlign`` calls ``roi_align``
+    without ``aligned``); ``names``: the feature maps it pools, in the order its level indices
+    count them (the backbone's order, keeping those in ``featmap_names``); ``scales``: each one's
+    spatial scale (feature cells per input pixel, a power of 2 the pooler inferred on its first
+    run); ``k_min``, ``k_max``: the FPN levels of the first and last map (scale ``2**-k``);
+    ``canonical_scale`` (224) and ``canonical_level`` (k0 = 4) of the level formula, with its
+    ``eps``; ``mapper``: the pooler's own ``LevelMapper`` (what :func:`box_level` calls).
+    """
+
+    output_size: tuple[int, int]
+    sampling_ratio: int
+    aligned: bool
+    names: tuple[str, ...]
+    scales: tuple[float, ...]
+    k_min: int
+    k_max: int
+    canonical_scale: float
+    canonical_level: float
+    eps: float
+    mapper: object
+
+    @property
+    def single(self) -> bool:
+        """One feature map (no FPN): the pooler pools every box from it and never asks the mapper."""
+        return len(self.names) == 1
+
+
+def box_pooler(trace: DetectorTrace) -> BoxPooler:
+    """The box RoI pooler of the detector that made ``trace`` (``trace._roi_heads.box_roi_pool``)."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    pool = getattr(trace._roi_heads, "box_roi_pool", None)
+    if not isinstance(pool, MultiScaleRoIAlign):
+        raise ValueError(f"the detector's box pooler is {type(pool).__name__}, not torchvision's MultiScaleRoIAlign")
+    if pool.scales is None or pool.map_levels is None:
+        raise ValueError("the detector's MultiScaleRoIAlign has not run yet: it sets its scales on its first run")
+    names = tuple(k for k in trace.features if k in pool.featmap_names)
+    if len(names) != len(pool.scales):
+        raise ValueError(f"the pooler has {len(pool.scales)} scales for the feature maps {list(names)}")
+    m = pool.map_levels
+    ph, pw = (tuple(int(v) for v in pool.output_size) * 2)[:2]
+    return BoxPooler((ph, pw), int(pool.sampling_ratio), False, names,
+                     tuple(float(s) for s in pool.scales), int(m.k_min), int(m.k_max), float(m.s0),
+                     float(m.lvl0), float(m.eps), m)
+
+
+@dataclass
+class BoxLevel:
+    """Which feature map the pooler pools one box from.
+
+    ``index``: into ``BoxPooler.names`` / ``scales`` (what the ``LevelMapper`` returned, 0 when there
+    is one map); ``name``, ``scale``: that map and its spatial scale; ``k``: its FPN level
+    (``k_min + index``); ``size``: ``sqrt(w h)`` of the box in input pixels; ``raw``:
+    ``k0 + log2(size / canonical_scale) + eps`` in float32 as the mapper computes it, before
+    ``floor`` and the clamp to ``[k_min, k_max]``; ``single``: one map only (no level choice).
+    """
+
+    index: int
+    name: str
+    scale: float
+    k: int
+    size: float
+    raw: float
+    single: bool
+
+
+def box_level(pooler: BoxPooler, box) -> BoxLevel:
+    """The level the model's own ``LevelMapper`` assigns to ``box`` ``(4,)`` (input coordinates).
+
+    The level is what the mapper returns (it is called, not re-derived); ``raw`` and ``size`` are
+    there to show the formula ``k = floor(k0 + log2(sqrt(w h) / 224))``.
+    """
+    from ..ops._checks import check_boxes
+
+    b = check_boxes(box, "box")[:1].to(torch.float32)
+    area = (b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1])
+    s = torch.sqrt(area)
+    raw = pooler.canonical_level + torch.log2(s / pooler.canonical_scale) + torch.tensor(pooler.eps, dtype=s.dtype)
+    index = 0 if pooler.single else int(pooler.mapper([b])[0])
+    return BoxLevel(index, pooler.names[index], pooler.scales[index], pooler.k_min + index, float(s), float(raw),
+                    pooler.single)
+
+
+def find_proposal(trace: DetectorTrace, box) -> int | None:
+    """The index of the first proposal exactly equal to ``box`` ``(4,)`` (float32), else None."""
+    b = torch.as_tensor(box, dtype=torch.float32).reshape(1, 4)
+    hit = (trace.proposals == b).all(1).nonzero()
+    return int(hit[0, 0]) if hit.numel() else None
+
+
+def proposal_picks(trace: DetectorTrace, pooler: BoxPooler, n: int = 10) -> list[int]:
+    """Proposals worth showing: the first ``n`` (the RPN's best) and, for each pyramid level none
+    of them is pooled from, the best proposal pooled from that level (in index order)."""
+    picks = list(range(min(n, len(trace.proposals))))
+    if pooler.single or not len(trace.proposals):
+        return picks
+    levels = pooler.mapper([trace.proposals.to(torch.float32)])
+    seen = set(levels[picks].tolist())
+    for lv in range(len(pooler.names)):
+        if lv not in seen:
+            on = (levels == lv).nonzero()
+            if on.numel():
+                picks.append(int(on[0, 0]))
+    return sorted(picks)

@@ -22,6 +22,8 @@ ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY = (
 CLASS_COLOURS = [ORANGE, SKY, GREEN, VERMILLION, BLUE, PURPLE, YELLOW]
 FONT = dict(size=16)
 SOURCES = ("lecture", "live")
+#: a check line passes when the largest difference is at most this (float32 sums in another order)
+CHECK_TOLERANCE = 1e-4
 
 
 def rect_path(boxes) -> tuple[list, list]:
@@ -64,6 +66,7 @@ class Explainer:
         self.source, self.image, self.model = source, image, model
         self.error = W.HTML(layout=W.Layout(min_height="1.6em"))
         self.check = W.HTML()
+        self.note = W.HTML()      # live mode: exactly what is drawn, and where it differs from the model
         self.caption = W.HTML()
         self.step = W.IntSlider(value=0, min=0, max=0, description="step", continuous_update=True,
                                 layout=W.Layout(width="420px"))
@@ -88,7 +91,8 @@ class Explainer:
         self.plot = PlotView(self.fig)
         header = W.HTML(f"<h3 style='margin:4px 0;font-size:22px'>{html.escape(self.title)}</h3>")
         anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
-        self.widget = W.VBox([header, self.controls, anim, self.plot, self.caption, self.check, self.error])
+        self.widget = W.VBox([header, self.controls, anim, self.plot, self.caption, self.check, self.note,
+                              self.error])
 
     # ------------------------------------------------------------------ subclass API
     def _build(self) -> None:  # pragma: no cover - abstract
@@ -99,6 +103,23 @@ class Explainer:
 
     def n_steps(self) -> int:
         return 1
+
+    def state(self) -> dict:
+        """The numbers this explainer draws right now, with the parameters they were computed
+        with, as plain tensors and Python values (documented per explainer in ``_state``).
+
+        Always present: ``source`` ("lecture" or "live"), ``step`` (the current step) and
+        ``n_steps``. A notebook or a test can take what a student sees and compare it with
+        anything (the model's own tensors, torchvision, a hand computation).
+        """
+        return {"source": self.source, "step": self.step.value, "n_steps": self.n_steps(), **self._state()}
+
+    def _state(self) -> dict:  # pragma: no cover - every explainer overrides it
+        return {}
+
+    def set_note(self, text: str) -> None:
+        """One line under the check line (HTML), e.g. what exactly a live page draws."""
+        self.note.value = f"<span style='font-size:15px;color:#444'>{text}</span>" if text else ""
 
     def frame(self, k: int) -> dict:
         """``{"data": {trace_index: {prop: value}}, "layout": {...}, "caption": html}`` for step ``k``.
@@ -145,10 +166,16 @@ class Explainer:
         return html.unescape(re.sub(r"<[^>]+>", "", self.error.value))
 
     def set_check(self, what: str, diff: float, equal: bool | None = None, more: list | None = None) -> None:
-        """Show "equals <what>: max |diff| = <diff>" (and more ``(what, diff)`` pairs), computed by the caller."""
+        """Show "equals <what>: max |diff| = <diff>" for each check, computed by the caller.
+
+        ``more`` holds further ``(what, diff)`` or ``(what, diff, equal)`` checks. A check passes
+        (✔) when ``equal`` is True, or, when ``equal`` is not given, when ``diff <= CHECK_TOLERANCE``
+        (float32 sums in another order differ by a few ulps). A caller's ``equal=False`` is always ✘.
+        """
         parts = []
-        for w, d, eq in [(what, diff, equal)] + [(w, d, None) for w, d in (more or [])]:
-            ok = (d == 0 if eq is None else eq) or d < 1e-4
+        for w, d, *eq in [(what, diff, equal)] + [tuple(m) for m in (more or [])]:
+            eq = eq[0] if eq else None
+            ok = (d <= CHECK_TOLERANCE) if eq is None else bool(eq)
             mark, colour = ("✔", GREEN) if ok else ("✘", VERMILLION)
             parts.append(f"<span style='color:{colour}'>{mark} equals {html.escape(w)}: max |diff| = {fmt(d)}</span>")
         self.check.value = "<span style='font-size:16px'>" + " &nbsp; ".join(parts) + "</span>"

@@ -74,13 +74,12 @@ class AnchorsExplainer(Explainer):
         diff = float((anchors - ref).abs().max())
         more = []
         if self._rpn is not None:
-            diff = max(diff, float((anchors - self._rpn["real_anchors"]).abs().max()))
+            more.append(("the model's own anchors", float((anchors - self._rpn["real_anchors"]).abs().max())))
             d = self._rpn["deltas"]
             ours = ops.decode_boxes(d, anchors, ops.RPN_WEIGHTS)
             theirs = ops.reference_decode_boxes(d, anchors, ops.RPN_WEIGHTS)
             more.append(("BoxCoder.decode (box corrections)", float((ours - theirs).abs().max())))
-        self.set_check("torchvision's AnchorGenerator" + (" and the model's own anchors" if self._rpn else ""),
-                       diff, more=more)
+        self.set_check("torchvision's AnchorGenerator", diff, more=more)
         self._anchors, self._at = anchors, at
         H, W_ = self._image_size
         sy, sx = at.stride
@@ -105,6 +104,22 @@ class AnchorsExplainer(Explainer):
             self.fig.layout.annotations[0].text = (f"image {W_}x{H} with the {Wf}x{Hf} feature grid "
                                                    f"(stride {sx}); K = {K} anchors per cell")
         self._reset_steps(keep=True)
+
+    def _state(self) -> dict:
+        """``image_size`` (H, W) and ``feature_size`` (Hf, Wf); ``sizes``, ``aspect_ratios``;
+        ``stride`` (sy, sx); ``anchors (Hf * Wf * K, 4)``; ``boxes (n, 4)``: what the current
+        step draws (the K anchors of one cell, or the top-k proposals of the chosen view);
+        live: ``objectness (Hf * Wf * K,)`` logits of the model's RPN."""
+        if self.source == "live" and self.view.value != "anchors":
+            boxes = self._proposals()[0]
+        else:
+            boxes = self._at.cell_anchors(*divmod(self.step.value, self._feature_size[1]))
+        out = {"image_size": tuple(self._image_size), "feature_size": tuple(self._feature_size),
+               "sizes": tuple(self._sizes), "aspect_ratios": tuple(self._ratios), "stride": tuple(self._at.stride),
+               "anchors": self._anchors, "boxes": boxes}
+        if self._rpn is not None:
+            out["objectness"] = self._rpn["objectness"]
+        return out
 
     def n_steps(self) -> int:
         if self.source == "live" and self.view.value != "anchors":

@@ -104,6 +104,13 @@ class LiveModelExplainer(Explainer):
         self._seg_image = None
         self._draw()
 
+    def _state(self) -> dict:
+        """``image``: what the models ran on; ``threshold``: the score threshold drawn; one entry
+        per task ("segmentation", "detection", "instance") with its result (a
+        :class:`~explainers.models.results.Result`), or None when no model is loaded for it."""
+        return {"image": self._image, "threshold": self.threshold.value,
+                **{task: self._results.get(task) for _, task in TASKS}}
+
     def _draw(self):
         from ..models import render
 

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import torch
 
 from .. import ops
-from ..models.live_inputs import top_candidates
+from ..models.live_inputs import final_nms_matches_model, top_candidates
 from ..models.render import to_uint8
 from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
@@ -76,10 +76,39 @@ class NMSExplainer(Explainer):
             keep, tr = ops.nms_trace(boxes, scores, thr)
             ref, name = ops.reference_nms(boxes, scores, thr)
         same = torch.equal(keep, ref)
-        self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same)
+        more = []
+        if self.source == "live":
+            more = self._model_check(thr)
+        self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same, more=more)
+        self._keep = keep
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
         self.fig.data[0].source = png_uri(self._img)
         self._reset_steps()
+
+    def _model_check(self, thr: float) -> list:
+        """Live: the model's own final NMS, re-run by the same op on *all* its candidates, must give
+        the model's detections; the page draws the best ``top_n`` of those candidates."""
+        tr = self._trace
+        n = len(tr.scores_pre_nms)
+        what = (f"Drawn: the {min(self.top_n.value, n)} best-scoring of the model's {n} candidate boxes before its "
+                f"final NMS (after its score threshold), in the model's input frame.")
+        if not self.class_aware.value or abs(thr - tr.nms_threshold) > 1e-9:
+            self.set_note(what + f" The model runs class-aware NMS at IoU {tr.nms_threshold:.2f}: the check against "
+                                 "its own detections applies with those settings only.")
+            return []
+        self.set_note(what)
+        same, diff = final_nms_matches_model(tr)
+        return [(f"the model's own {len(tr.detections.scores)} detections (NMS on all {n} candidates)", diff, same)]
+
+    def _state(self) -> dict:
+        """``boxes (N, 4)``, ``scores (N,)``, ``labels (N,)`` drawn (input frame in live mode);
+        ``iou_threshold``; ``class_aware``; ``keep``: indices kept, in order; ``kept_after_step``:
+        how many are kept at the current step."""
+        k = self.step.value
+        return {"boxes": torch.from_numpy(self._boxes), "scores": torch.from_numpy(self._scores),
+                "labels": torch.from_numpy(self._labels), "iou_threshold": self.threshold.value,
+                "class_aware": self.class_aware.value, "keep": self._keep,
+                "kept_after_step": int((self._tr.state_after(k) == 1).sum())}
 
     def n_steps(self) -> int:
         return len(self._tr.steps) + 1

@@ -58,7 +58,13 @@ class SlidingWindowExplainer(Explainer):
         if self.source == "lecture":
             img = make_scene(LECTURE_SEED, size=LECTURE_SIZE).tensor()
         else:
-            img = load_image(self.live_image(), max_side=128).tensor  # sliding windows are slow on purpose: keep it small
+            loaded = load_image(self.live_image(), max_side=128)  # sliding windows are slow on purpose: keep it small
+            img = loaded.tensor
+            h, w = img.shape[-2:]
+            self.set_note(f"Drawn: the image at {w}x{h} pixels" + (f" ({loaded.note}: one window per pixel step is "
+                                                                      "slow on purpose)" if loaded.note else "") +
+                          f"; the patch classifier's own window {self._model.window} px and stride "
+                          f"{self._model.stride}.")
         self._img = img
         self._img_u8 = to_uint8(img)
         self.window.value = self._model.window
@@ -88,6 +94,14 @@ class SlidingWindowExplainer(Explainer):
             self.fig.data[6].x = list(self._model.classes)
         self.dense.value = False
         self._reset_steps()
+
+    def _state(self) -> dict:
+        """``image (3, H, W)``; ``window``, ``stride``; ``labels (nH, nW)``: the label of each
+        window's centre pixel; ``probabilities (K, nH, nW)``; ``windows (n, 4)`` (x1, y1, x2, y2);
+        ``current_window``: the one the current step shows."""
+        return {"image": self._img, "window": self.window.value, "stride": self.stride_ctl.value,
+                "labels": self._labels, "probabilities": self._probs, "windows": self._tr.windows,
+                "current_window": self._tr.windows[self.step.value]}
 
     def _toggle_dense(self):
         if not self.dense.value:

@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.live_inputs import segnet_capture, strongest_kernel
+from ..models.live_inputs import decoder_window, decoder_window_by_ops, segnet_capture, strongest_kernel
 from ._base import ORANGE, Explainer, fmt
 
 KERNEL_LABELS = ["x", "y", "z"]
@@ -23,7 +23,9 @@ class TransposedConvExplainer(Explainer):
     title = "Transposed convolution = multiplying by X^T"
 
     def _build(self):
-        self.dims = W.ToggleButtons(options=[("1D", 1), ("2D", 2)], value=1, description="")
+        # live: the decoder's kernel is 2D, and 2D is where the page checks against its output
+        self.dims = W.ToggleButtons(options=[("1D", 1), ("2D", 2)], value=2 if self.source == "live" else 1,
+                                    description="")
         self.ksize = W.IntSlider(value=3, min=1, max=5, description="kernel", layout=W.Layout(width="240px"))
         self.stride = W.IntSlider(value=2, min=0, max=4, description="stride", layout=W.Layout(width="240px"))
         self.padding = W.IntSlider(value=1, min=0, max=3, description="padding", layout=W.Layout(width="240px"))
@@ -47,10 +49,50 @@ class TransposedConvExplainer(Explainer):
             self._load_live()
 
     def _load_live(self):
-        pick = strongest_kernel(segnet_capture(self.model, self.live_image(), "the live transposed convolution"))
+        from ..models import get
+
+        model = self.model or get("segmentation", "shapes")
+        self._captured = segnet_capture(model, self.live_image(), "the live transposed convolution")
+        up1 = model.module.up1
+        self._up1 = dict(stride=up1.stride[0], padding=up1.padding[0], bias=up1.bias.detach(),
+                         c_in=up1.in_channels)
+        pick = strongest_kernel(self._captured)
         self._kernel2d, self._feat = pick.kernel, pick.features
         self._live_pick = (pick.c_in, pick.c_out, *pick.peak)
         self.ksize.disabled = True
+
+    def _model_check(self, d, s, p, r0, c0, out_shape) -> tuple[list, str]:
+        """Live: what exactly is drawn, and (2D, the model's stride and padding) a check that all
+        input channels' copies plus the bias, by the same op, give the decoder's own output."""
+        i, o, _, _ = self._live_pick
+        m = self._up1
+        H, W_ = self._feat.shape
+        what = (f"Drawn: input channel {i} → output channel {o} of SegNet's learned transposed convolution "
+                f"(3x3, stride {m['stride']}, padding {m['padding']}, {m['c_in']} input channels), on the "
+                f"{'x'.join(map(str, out_shape))} crop at row {r0}, column {c0} of its {W_}x{H} input (width x height): one channel's "
+                f"copies, without the bias b[{o}] = {fmt(float(m['bias'][o]))}.")
+        if d != 2 or (s, p) != (m["stride"], m["padding"]):
+            return [], what + (f" The model uses stride {m['stride']} and padding {m['padding']} in 2D: the "
+                               "check against its own output applies there only.")
+        win = decoder_window(self._captured, m["bias"], o, (r0, c0), out_shape[0])
+        diff = float((decoder_window_by_ops(win, s, p) - win.output).abs().max())
+        return ([(f"the decoder's own output there (all {m['c_in']} channels + bias, by the same op)", diff)],
+                what)
+
+    def _state(self) -> dict:
+        """``dims`` (1 or 2); ``kernel`` (k,) or (k, k); ``input``: y, the vector or grid the
+        transposed convolution spreads; ``output``: X^T y; ``matrix``: X; ``stride``, ``padding``,
+        ``output_padding``; ``contribution``: the copy of the kernel added at the current step and
+        ``partial_sum`` after it. Live: ``channels`` (c_in, c_out) and ``crop_origin``."""
+        k = self.step.value
+        tr = self._tr
+        out = {"dims": self.dims.value, "kernel": self._kernel(), "input": self._y, "output": self._out,
+               "matrix": tr.matrix, "stride": self.stride.value, "padding": self.padding.value,
+               "output_padding": tr.output_padding, "contribution": tr.contributions[k],
+               "partial_sum": tr.partial_sums[k]}
+        if self.source == "live":
+            out.update(channels=self._live_pick[:2], crop_origin=self._crop_origin)
+        return out
 
     def _switch_dims(self):
         d = self.dims.value
@@ -79,14 +121,19 @@ class TransposedConvExplainer(Explainer):
             f = self._feat
             r0, c0 = max(0, min(r, f.shape[0] - out_shape[0])), max(0, min(c, f.shape[1] - out_shape[-1]))
             y = f[r0:r0 + out_shape[0], c0:c0 + out_shape[-1]] if d == 2 else f[r0, c0:c0 + out_shape[0]]
+            self._crop_origin = (r0, c0)
             if tuple(y.shape) != out_shape:
                 raise ValueError(f"the feature map is too small for a {out_shape} input")
         else:
             y = torch.arange(1, int(np.prod(out_shape)) + 1, dtype=torch.float32).reshape(out_shape)
         out, tr = ops.conv_transpose_via_matrix(y, kernel, shape, s, p)
         ref = ops.reference_conv_transpose(y, kernel, shape, s, p)
+        more = []
+        if self.source == "live":
+            more, note = self._model_check(d, s, p, r0, c0, out_shape)
+            self.set_note(note)
         self.set_check(f"F.conv_transpose{d}d (output_padding={tr.output_padding[0] if d == 1 else tr.output_padding})",
-                       float((out - ref).abs().max()))
+                       float((out - ref).abs().max()), more=more)
         symbolic = self.source == "lecture" and d == 1 and kernel.numel() == 3
         if symbolic:
             # as on the slide: columns of the *padded* input (0, a, b, c, d, 0); the transposed

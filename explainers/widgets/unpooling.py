@@ -29,7 +29,8 @@ class UnpoolingExplainer(Explainer):
     title = "Unpooling: from a small map back to a large one"
 
     def _build(self):
-        self.mode = W.Dropdown(options=MODES, value="nearest", description="mode")
+        self.mode = W.Dropdown(options=MODES, value="max" if self.source == "live" else "nearest",
+                               description="mode")
         self.channel = W.IntSlider(value=0, min=0, max=0, description="channel", layout=W.Layout(width="300px"))
         self.mode.observe(lambda _: self.guard(self.refresh), "value")
         self.channel.observe(lambda _: self.guard(self.refresh), "value")
@@ -76,10 +77,17 @@ class UnpoolingExplainer(Explainer):
         diff = float((out - ref).abs().max())
         what = {"nearest": "F.interpolate(mode='nearest')", "bilinear": "F.interpolate(mode='bilinear')",
                 "max": "F.max_unpool2d", "bed_of_nails": "a one-hot stride-2 conv_transpose2d"}[mode]
+        more = []
         if real is not None:
-            diff = max(diff, float((out - real).abs().max()))
-            what += " and the decoder's own unpooling"
-        self.set_check(what, diff)
+            more.append(("the decoder's own max unpooling there", float((out - real).abs().max())))
+        if self.source == "live":
+            crop = unpooling_crop(self._captured, self.channel.value)
+            self.set_note(f"Drawn: channel {self.channel.value}, a {'x'.join(map(str, crop.input.shape))} crop at row "
+                          f"{crop.origin[0]}, column {crop.origin[1]} of what SegNet's decoder unpools (its bottleneck), "
+                          "with pool 3's switches re-indexed inside the crop. The decoder uses max unpooling: "
+                          + ("its own output there is the second check." if mode == "max" else
+                             "choose mode 'max' to compare with it."))
+        self.set_check(what, diff, more=more)
         self._pin, self._x, self._out, self._trace, self._switches = pin, x, out, trace, switches
         self._pooled = ops.max_pool_with_switches(pin)[0] if pin is not None else None
         n_in = x.numel()
@@ -97,6 +105,19 @@ class UnpoolingExplainer(Explainer):
             self.fig.layout.annotations[0].text = title0
             self.fig.layout.annotations[2].text = f"output ({mode.replace('_', ' ')})"
         self._reset_steps()
+
+    def _state(self) -> dict:
+        """``mode``; ``input (h, w)``: what is unpooled; ``output (2h, 2w)``; for "max":
+        ``pool_input (2h, 2w)`` and ``switches (h, w)`` (flat indices into it), else None;
+        live: ``channel`` and ``crop_origin`` (row, col) in the pooled map, ``model_output``: the
+        decoder's own unpooling there (max mode)."""
+        out = {"mode": self.mode.value, "input": self._x, "output": self._out, "pool_input": self._pin,
+               "switches": self._switches}
+        if self.source == "live":
+            crop = unpooling_crop(self._captured, self.channel.value)
+            out.update(channel=self.channel.value, crop_origin=crop.origin,
+                       model_output=crop.output if self.mode.value == "max" else None)
+        return out
 
     def n_steps(self) -> int:
         return self._n

@@ -20,6 +20,7 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
 PLOT = ".explainers-plot .main-svg"
+SERVER: dict = {}
 DATA = ".explainers-plot .heatmaplayer .hm, .explainers-plot .imagelayer image, .explainers-plot .scatterlayer .trace"
 
 
@@ -41,7 +42,8 @@ def server(tmp_path_factory):
     env = voila_env()
     env["EXPLAINERS_DEVICE"] = "cpu"
     env["EXPLAINERS_OFFLINE"] = "1"
-    proc = subprocess.Popen(voila_command(port), env=env, stdout=log, stderr=subprocess.STDOUT)
+    # a generous kernel cap: each test page is a kernel until its tab closes (close_page shuts it down)
+    proc = subprocess.Popen(voila_command(port, max_kernels=64), env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -52,6 +54,7 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("voila did not start")
+    SERVER["proc"] = proc
     yield base
     proc.terminate()
     try:
@@ -83,6 +86,13 @@ def open_page(browser, url):
     page.wait_for_selector(PLOT, timeout=180_000)
     page.wait_for_selector(DATA, timeout=60_000)
     return page, problems, time.perf_counter() - t0
+
+
+def close_page(page) -> None:
+    """Leave the page as a person does (its unload handler asks the server to shut its kernel
+    down), then close the tab."""
+    page.goto("about:blank")
+    page.close()
 
 
 def plot_html(page) -> str:
@@ -120,7 +130,7 @@ def test_page_loads_offline_plots_and_reacts(server, browser, name):
     assert not problems, problems
     # no source code on the page
     assert "from explainers import" not in page.inner_text("body")
-    page.close()
+    close_page(page)
 
 
 def _upload(page, path):
@@ -156,7 +166,7 @@ def test_plot_keeps_its_height_after_window_resizes(server, browser, name):
     assert 600 < width <= 1280, width
     page.screenshot(path=str(SHOTS / f"{name}_after_resizes.png"))
     assert not problems, problems
-    page.close()
+    close_page(page)
 
 
 def test_plotly_js_is_sent_once_per_page(server, browser):
@@ -181,7 +191,7 @@ def test_plotly_js_is_sent_once_per_page(server, browser):
                                timeout=60_000)
     page.wait_for_selector(DATA, timeout=60_000)
     assert len(copies) == 1, f"plotly.js arrived {len(copies)} times"
-    page.close()
+    close_page(page)
 
 
 def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
@@ -198,7 +208,7 @@ def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
     text = page.inner_text("body")
     assert "object(s)" in text and "⚠" not in text
     assert not problems, problems
-    page.close()
+    close_page(page)
 
 
 def test_live_page_takes_uploads_up_to_the_limit_and_refuses_larger_ones(server, browser, tmp_path):
@@ -217,12 +227,38 @@ def test_live_page_takes_uploads_up_to_the_limit_and_refuses_larger_ones(server,
                            "document.body.innerText.includes('downscaled')", timeout=180_000)
     page.screenshot(path=str(SHOTS / "07_live_model_big_upload.png"), full_page=True)
     assert not problems, problems
-    page.close()
+    close_page(page)
+
+
+def test_leaving_a_page_frees_its_kernel(server, browser):
+    """A closed tab must not keep its kernel (about 1 GB) until the idle culler comes."""
+    import psutil
+
+    def kernels():
+        alive = set()
+        for p in psutil.Process(SERVER["proc"].pid).children(recursive=True):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline()):
+                    alive.add(p.pid)
+            except psutil.Error:      # it is exiting
+                pass
+        return alive
+
+    before = kernels()
+    page, problems, _ = open_page(browser, f"{server}/voila/render/06_nms.ipynb")
+    mine = kernels() - before
+    assert len(mine) == 1
+    close_page(page)
+    deadline = time.monotonic() + 30
+    while mine & kernels() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not mine & kernels(), "the page's kernel still runs 30 s after the page was left"
+    assert not problems, problems
 
 
 def test_tour_is_fast_when_warm(server, browser):
-    open_page(browser, f"{server}/voila/render/00_tour.ipynb")[0].close()       # warm up
+    close_page(open_page(browser, f"{server}/voila/render/00_tour.ipynb")[0])       # warm up
     page, problems, seconds = open_page(browser, f"{server}/voila/render/00_tour.ipynb")
     print(f"warm tour: first plot after {seconds:.1f} s")
     assert not problems, problems
-    page.close()
+    close_page(page)

@@ -286,3 +286,12 @@ def test_frames_are_pure_functions_of_the_step(cls, tmp_path):
     e.export_html(tmp_path / "a.html")
     assert e.caption.value == caption and json.dumps(e.fig.to_dict(), default=str) == fig
     assert {k: repr(v) for k, v in vars(e).items() if not k.startswith("__")} == attrs
+
+
+def test_check_line_never_turns_a_mismatch_into_a_tick():
+    e = UnpoolingExplainer()
+    e.set_check("x", 0.0, equal=False)
+    assert "✘" in e.check_text and "✔" not in e.check_text
+    e.set_check("x", 5e-5, more=[("y", 2e-4), ("z", 0.0, False), ("w", 3.0, True)])
+    marks = [c for c in e.check_text if c in "✔✘"]
+    assert marks == ["✔", "✘", "✘", "✔"]

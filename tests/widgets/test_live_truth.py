@@ -1,0 +1,75 @@
+"""Live pages check the drawn numbers against the model's own tensors, and say what they draw.
+
+Each check is shown to fail when the model's tensor is not what the page drew (tampering)."""
+import pytest
+import torch
+
+from explainers.registry import EXPLAINERS
+from explainers.widgets import (AnchorsExplainer, NMSExplainer, SlidingWindowExplainer, TransposedConvExplainer,
+                                UnpoolingExplainer)
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+def test_unpooling_live_checks_the_decoders_own_unpooling():
+    e = UnpoolingExplainer(source="live")
+    assert e.mode.value == "max" and marks(e) == ["✔", "✔"] and "decoder's own" in e.check_text
+    assert "crop at row" in e.note.value
+    st = e.state()
+    assert torch.equal(st["output"], st["model_output"])
+    e._captured["unpooled"][0] += 1.0          # the model's tensor is no longer what the page draws
+    e.refresh()
+    assert marks(e) == ["✔", "✘"]
+    e.mode.value = "nearest"
+    assert "choose mode 'max'" in e.note.value
+
+
+def test_transposed_conv_live_says_what_it_draws_and_checks_the_decoder():
+    e = TransposedConvExplainer(source="live")
+    assert e.dims.value == 2 and marks(e) == ["✔", "✔"]
+    assert "without the bias" in e.note.value and "input channel" in e.note.value
+    e._up1["bias"] = e._up1["bias"] + 0.5      # a wrong bias: the sum no longer equals the decoder's output
+    e.refresh()
+    assert marks(e) == ["✔", "✘"]
+    e.stride.value = 1
+    assert "applies there only" in e.note.value and marks(e) == ["✔"]
+
+
+def test_nms_live_checks_the_models_detections():
+    e = NMSExplainer(source="live")
+    assert marks(e) == ["✔", "✔"] and "model's own" in e.check_text
+    e.threshold.value = 0.3
+    assert "applies with those settings only" in e.note.value and marks(e) == ["✔"]
+    e.threshold.value = e._trace.nms_threshold
+    e._trace.detections.boxes = e._trace.detections.boxes + 2.0
+    e.refresh()
+    assert marks(e) == ["✔", "✘"]
+
+
+def test_anchors_live_compares_with_the_models_anchors_separately():
+    e = AnchorsExplainer(source="live")
+    assert marks(e) == ["✔", "✔", "✔"] and "the model's own anchors" in e.check_text
+    e._rpn["real_anchors"] = e._rpn["real_anchors"] + 1
+    e.refresh()
+    assert marks(e) == ["✔", "✘", "✔"]
+
+
+def test_sliding_window_live_says_it_downscales():
+    e = SlidingWindowExplainer(source="live")
+    assert "downscaled from" in e.note.value and "128" in e.note.value
+
+
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_state_is_documented_and_matches_the_page(entry):
+    cls = entry.load()
+    e = cls(source="lecture")
+    e.step.value = e.n_steps() - 1
+    st = e.state()
+    assert st["source"] == "lecture" and st["step"] == e.n_steps() - 1 and st["n_steps"] == e.n_steps()
+    doc = type(e)._state.__doc__ or type(e).state.__doc__
+    assert doc, f"{entry.name}.state() is not documented"
+    for key in st:
+        if key not in ("source", "step", "n_steps"):
+            assert key in doc, f"{entry.name}: state key {key!r} is not documented"
