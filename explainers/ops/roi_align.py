@@ -74,8 +74,9 @@ def roi_align_trace(features, box, output_size, spatial_scale: float = 1.0, samp
         box: ``(4,)`` ``(x1, y1, x2, y2)`` in image coordinates.
         output_size: ``ph`` or ``(ph, pw)``.
         spatial_scale: feature cells per image pixel.
-        sampling_ratio: samples per bin along each axis; ``-1`` (adaptive)
-            uses ``ceil(bin size)``.
+        sampling_ratio: samples per bin along each axis (an integer); ``0`` or any
+            negative value (``-1`` by convention) is adaptive: ``ceil(bin size)`` samples
+            along each axis, as in torchvision (its kernel tests ``sampling_ratio > 0``).
         aligned: shift by half a cell (pixel-centre convention).
 
     Returns:
@@ -84,14 +85,20 @@ def roi_align_trace(features, box, output_size, spatial_scale: float = 1.0, samp
         spatial_scale, sampling_ratio, aligned)[0]``.
 
     Raises:
-        ValueError: for bad arguments, or when the trace would exceed
-            ``MAX_ELEMENTS`` (``4 * (C + 2) * ph * pw * gh * gw``; with the adaptive
-            ``sampling_ratio`` a large box on a fine map has many samples per bin).
+        ValueError: for bad arguments (e.g. a ``sampling_ratio`` that is not a whole
+            number), or when the trace would exceed ``MAX_ELEMENTS``
+            (``4 * (C + 2) * ph * pw * gh * gw``; with the adaptive ``sampling_ratio`` a
+            large box on a fine map has many samples per bin).
     """
     f, b, (ph, pw), scale = roi_args(features, box, output_size, spatial_scale)
+    try:
+        ok = float(sampling_ratio) == int(sampling_ratio)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or isinstance(sampling_ratio, bool):
+        raise ValueError(f"sampling_ratio must be a whole number of samples per bin (0 or negative: adaptive), "
+                         f"got {sampling_ratio!r}")
     sampling_ratio = int(sampling_ratio)
-    if sampling_ratio == 0 or sampling_ratio < -1:
-        raise ValueError(f"sampling_ratio must be -1 (adaptive) or a positive number of samples, got {sampling_ratio}")
     C, H, W = f.shape
     dt = f.dtype
     offset = torch.tensor(0.5 if aligned else 0.0, dtype=dt)

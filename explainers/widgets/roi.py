@@ -1,6 +1,9 @@
 """RoI Pool against RoI Align on the same feature map and region."""
 from __future__ import annotations
 
+import html
+import math
+
 import ipywidgets as W
 import numpy as np
 import torch
@@ -14,14 +17,36 @@ LECTURE_FEATURES = (torch.arange(64, dtype=torch.float32).reshape(8, 8) * 7 % 10
 LECTURE_BOX = (1.3, 0.6, 6.2, 5.4)
 
 
+def _sr_text(v: int) -> str:
+    return f"adaptive ({v})" if v <= 0 else str(v)
+
+
+def _scale_text(s: float) -> str:
+    inv = 1 / s
+    return f"1/{round(inv)}" if s < 1 and abs(inv - round(inv)) < 1e-9 else fmt(s)
+
+
 class RoIPoolAlignExplainer(Explainer):
     """Left: RoI Pool snaps the region to whole cells and takes each bin's maximum.
-    Right: RoI Align keeps the exact region and averages bilinear samples."""
+    Right: RoI Align keeps the exact region and averages bilinear samples.
+
+    Live (``source="live"``), on a detector's trace: the box is in the model's input frame
+    (sliders cap x at its width and y at its height); the feature map is the one the model's
+    own box pooler (torchvision's ``MultiScaleRoIAlign``) pools that box from (its
+    ``LevelMapper`` picks the FPN level), with that map's spatial scale; output size,
+    sampling ratio and ``aligned`` start at the model's values, and a control moved away
+    from them is named on the page. The check line compares the ops with torchvision on the
+    drawn parameters and, when the box is one of the model's proposals drawn with all the
+    model's parameters, the RoI Align output (all channels) with the model's own pooled
+    features for that proposal (:attr:`DetectorTrace.box_features`); otherwise it says why
+    that comparison does not apply. :meth:`state` returns what is drawn.
+    """
 
     title = "RoI Pool (snapping) vs RoI Align (bilinear sampling)"
     play_interval = 500
 
     def _build(self):
+        self._hold = False            # True while a proposal fills the four sliders: one refresh after
         s = dict(layout=W.Layout(width="250px"), continuous_update=False, readout_format=".1f")
         self.x1, self.y1 = W.FloatSlider(description="x1", **s), W.FloatSlider(description="y1", **s)
         self.x2, self.y2 = W.FloatSlider(description="x2", **s), W.FloatSlider(description="y2", **s)
@@ -62,39 +87,57 @@ class RoIPoolAlignExplainer(Explainer):
         self._use_figure(fig, 720)
         self._load()
         for c in (self.x1, self.y1, self.x2, self.y2, self.out_size, self.sampling, self.aligned, self.channel):
-            c.observe(lambda _: self.guard(self.refresh), "value")
+            c.observe(lambda _: None if self._hold else self.guard(self.refresh), "value")
         self.proposal.observe(lambda _: self.guard(self._pick_proposal), "value")
 
     def _set_box(self, box):
-        for ctrl, v in zip((self.x1, self.y1, self.x2, self.y2), box):
-            ctrl.value = float(v)
+        self._hold = True
+        try:
+            for ctrl, v in zip((self.x1, self.y1, self.x2, self.y2), box):
+                ctrl.value = float(v)
+        finally:
+            self._hold = False
 
     def _load(self):
+        self._trace = self._pooler = None
         if self.source == "lecture":
             self._features = torch.tensor(LECTURE_FEATURES)[None]
             self._scale = 1.0
-            limit = 8.0
+            limits = (8.0, 8.0)
             box = LECTURE_BOX
         else:
-            from ..models import get
+            from ..models import get, live_inputs
 
             model = self.model or get("detection", "shapes")
             tr = model.trace(self.live_image())
-            self._features = tr.features["0"][0]
-            self._scale = self._features.shape[-1] / tr.input_tensor.shape[-1]
-            limit = float(tr.input_tensor.shape[-1])
-            self._proposals = tr.proposals[:10]
+            pooler = live_inputs.box_pooler(tr)
+            self._trace, self._pooler = tr, pooler
+            self._proposals = tr.proposals
             if len(self._proposals) == 0:
                 raise ValueError("the detector made no proposals on this image")
+            picks = live_inputs.proposal_picks(tr, pooler, 10)
+            levels = [None if pooler.single else live_inputs.box_level(pooler, tr.proposals[i]).name for i in picks]
             self.proposal.options = [("(sliders)", -1)] + [
-                (f"#{i}: " + ", ".join(f"{v:.0f}" for v in p.tolist()), i) for i, p in enumerate(self._proposals)]
+                (f"#{i}: " + ", ".join(f"{v:.0f}" for v in self._proposals[i].tolist())
+                 + ("" if lv is None else f" (map '{lv}')"), i) for i, lv in zip(picks, levels)]
+            self._features = tr.features[pooler.names[0]][0]
+            self._scale = pooler.scales[0]
             self.channel.max = self._features.shape[0] - 1
-            self.out_size.value = 7 if self._features.shape[-1] >= 7 else 2
+            ph, pw = pooler.output_size
+            self.out_size.max = max(self.out_size.max, ph, pw)
+            self.out_size.value = ph
+            if pooler.sampling_ratio not in [v for _, v in self.sampling.options]:
+                self.sampling.options = list(self.sampling.options) + [(_sr_text(pooler.sampling_ratio),
+                                                                        pooler.sampling_ratio)]
+            self.sampling.value = pooler.sampling_ratio
+            self.aligned.value = pooler.aligned
+            hp, wp = tr.input_tensor.shape[-2:]
+            limits = (float(wp), float(hp))           # x up to the input's width, y up to its height
             box = self._proposals[0].tolist()
-            self.sampling.value = -1
-        for ctrl in (self.x1, self.x2, self.y1, self.y2):
-            ctrl.max = limit
-            ctrl.step = limit / 200
+        for ctrls, limit in (((self.x1, self.x2), limits[0]), ((self.y1, self.y2), limits[1])):
+            for ctrl in ctrls:
+                ctrl.max = limit
+                ctrl.step = limit / 200
         self._set_box(box)
 
     def _pick_proposal(self):
@@ -103,18 +146,36 @@ class RoIPoolAlignExplainer(Explainer):
         self.refresh()
 
     def refresh(self):
-        f = self._features
         box = torch.tensor([self.x1.value, self.y1.value, self.x2.value, self.y2.value])
         out = self.out_size.value
-        p_out, pt = ops.roi_pool_trace(f, box, out, self._scale)
-        a_out, at = ops.roi_align_trace(f, box, out, self._scale, self.sampling.value, self.aligned.value)
-        p_ref = ops.reference_roi_pool(f, box, out, self._scale)
-        a_ref = ops.reference_roi_align(f, box, out, self._scale, self.sampling.value, self.aligned.value)
-        self.set_check("torchvision.ops.roi_pool", float((p_out - p_ref).abs().max()),
-                       more=[("torchvision.ops.roi_align", float((a_out - a_ref).abs().max()))])
+        if self.source == "live":
+            from ..models import live_inputs
+
+            level = live_inputs.box_level(self._pooler, box)
+            f, scale = self._trace.features[level.name][0], level.scale
+        else:
+            level, f, scale = None, self._features, self._scale
+        p_out, pt = ops.roi_pool_trace(f, box, out, scale)
+        a_out, at = ops.roi_align_trace(f, box, out, scale, self.sampling.value, self.aligned.value)
+        p_ref = ops.reference_roi_pool(f, box, out, scale)
+        a_ref = ops.reference_roi_align(f, box, out, scale, self.sampling.value, self.aligned.value)
+        checks = [("torchvision.ops.roi_align", float((a_out - a_ref).abs().max()))]
+        model = self._model_check(box, out, level, a_out) if self.source == "live" else None
+        if model is not None and model["diff"] is not None:
+            checks.append((f"the model's own pooled features (box_features[{model['proposal']}], all channels)",
+                           model["diff"]))
+        self.set_check("torchvision.ops.roi_pool", float((p_out - p_ref).abs().max()), more=checks)
+        if model is not None:
+            self.set_note(self._model_note(box, level, model))
         c = self.channel.value
+        self._drawn = dict(box=box, level=level, scale=scale, out=out, sampling_ratio=int(self.sampling.value),
+                           aligned=bool(self.aligned.value), channel=c, p_out=p_out, a_out=a_out, model=model)
         self._pt, self._at = pt, at
         fm = f[c]
+        if level is not None:
+            where = f"map '{level.name}' (scale {_scale_text(scale)})"
+            self.fig.layout.annotations[0].text = f"RoI Pool on {where}: snapped to cells"
+            self.fig.layout.annotations[1].text = f"RoI Align on {where}: exact bins, bilinear samples"
         lo, hi = float(fm.min()), float(fm.max())
         small = fm.numel() <= 100
         txt = [[fmt(v) for v in row] for row in fm.tolist()] if small else None
@@ -140,6 +201,109 @@ class RoIPoolAlignExplainer(Explainer):
             pts = at.points.reshape(-1, 2)
             self.fig.data[9].update(x=pts[:, 0].tolist(), y=pts[:, 1].tolist())
         self._reset_steps(keep=True)
+
+    # ------------------------------------------------------------------ live: the model's pooler
+    def _deviations(self, out: int) -> list[str]:
+        """The drawn parameters that differ from the model's box pooler, as page text."""
+        m = self._pooler
+        sr, al = self.sampling.value, self.aligned.value
+        dev = []
+        if (out, out) != m.output_size:
+            dev.append(f"output {out}x{out} (the model uses {m.output_size[0]}x{m.output_size[1]})")
+        if not (sr == m.sampling_ratio or (sr <= 0 and m.sampling_ratio <= 0)):
+            dev.append(f"sampling ratio {_sr_text(sr)} (the model uses {_sr_text(m.sampling_ratio)})")
+        if al != m.aligned:
+            dev.append(f"aligned {al} (the model uses {m.aligned}: MultiScaleRoIAlign calls roi_align without it)")
+        return dev
+
+    def _model_check(self, box, out, level, a_out) -> dict:
+        """The comparison with the model's own pooled features, or why it does not apply."""
+        from ..models import live_inputs
+
+        idx = live_inputs.find_proposal(self._trace, box)
+        dev = self._deviations(out)
+        diff, why = None, ""
+        if idx is None:
+            why = "this box is not one of the model's proposals (pick one in the list)"
+        elif dev:
+            why = "this box is drawn with " + "; ".join(dev)
+        else:
+            diff = float((a_out - self._trace.box_features[idx]).abs().max())
+        return dict(proposal=idx, deviations=dev, diff=diff, why=why)
+
+    def _model_note(self, box, level, model) -> str:
+        """The live note: which map is pooled and why (the level formula), and how the drawing
+        relates to the model's own pooling of this box."""
+        m = self._pooler
+        esc = html.escape
+        if level.single:
+            where = (f"its one feature map '{esc(level.name)}' (scale {_scale_text(level.scale)}): there is no FPN, "
+                     "so MultiScaleRoIAlign pools every box from that map, whatever its size")
+        else:
+            w, h = float(box[2] - box[0]), float(box[3] - box[1])
+            k0, s0 = m.canonical_level, m.canonical_scale
+            where = (f"map '{esc(level.name)}' (scale {_scale_text(level.scale)}), the level the model's LevelMapper "
+                     f"gives this box: k = floor(k0 + log2(√(wh)/{s0:g})) = floor({k0:g} + log2(√({w:.1f}·{h:.1f})"
+                     f"/{s0:g})) = floor({k0:g} + log2({level.size:.1f}/{s0:g})) = floor({level.raw:.2f}) = "
+                     f"{math.floor(level.raw)}, clamped to [{m.k_min}, {m.k_max}]: k = {level.k}, map "
+                     f"'{esc(level.name)}'")
+        drawn = f"Drawn: a box in the model's input frame, pooled from {where}.<br>"
+        if model["deviations"]:
+            drawn += (f"<span style='color:{VERMILLION}'>Drawn with "
+                      + "; ".join(esc(d) for d in model["deviations"]) + ".</span> ")
+        else:
+            drawn += (f"Drawn with the model's output {m.output_size[0]}x{m.output_size[1]}, sampling ratio "
+                      f"{_sr_text(m.sampling_ratio)}, aligned {m.aligned}. ")
+        if model["diff"] is not None:
+            return drawn + (f"This box is the model's proposal #{model['proposal']}: the last check compares "
+                            "RoI Align (all channels) with the model's own pooled features for it.")
+        return drawn + (f"The check against the model's own pooled features applies to its proposals drawn with "
+                        f"its parameters only: {esc(model['why'])}.")
+
+    def _state(self) -> dict:
+        """What is drawn now, as tensors with their parameters (nothing is recomputed).
+
+        Keys (besides ``source``, ``step``, ``n_steps``):
+            ``box``: ``(4,)`` float32 ``(x1, y1, x2, y2)`` in image coordinates (live: the model's
+                input frame, after its resize; lecture: feature cells, scale 1).
+            ``level``: name of the feature map pooled (live: the one the model's ``LevelMapper``
+                assigns to the box; lecture: None, the lecture's 8x8 map).
+            ``level_k``: its FPN level ``k`` (live; None in lecture).
+            ``spatial_scale``: feature cells per image pixel used for both ops.
+            ``sampling_ratio``: RoI Align's samples per bin along each axis (0 or negative: adaptive).
+            ``aligned``: RoI Align's half-pixel shift.
+            ``output_size``: ``(ph, pw)``.
+            ``channel``: the channel shown in the figure (the outputs hold every channel).
+            ``roi_pool``: ``(C, ph, pw)`` RoI Pool output (every channel).
+            ``roi_align``: ``(C, ph, pw)`` RoI Align output (every channel).
+            ``proposal``: live: index into ``trace.proposals`` of the proposal equal to the box,
+                else None; None in lecture.
+            ``model``: live: the model's values, a dict with ``output_size``, ``sampling_ratio``,
+                ``aligned``, ``level`` (the map it pools this box from), ``spatial_scale`` (that
+                map's), ``featmap_names``, ``scales``, ``k_min``, ``k_max``, ``canonical_scale``,
+                ``canonical_level``, ``pooled`` (``(C, ph, pw)`` its own pooled features
+                ``trace.box_features[proposal]``, None when the box is no proposal),
+                ``deviations`` (page text for each drawn parameter that differs from the model's),
+                ``diff`` (max |RoI Align - pooled| over all channels, None when not compared) and
+                ``why`` (why not, "" when compared); None in lecture.
+        """
+        d = self._drawn
+        level, model = d["level"], d["model"]
+        st = dict(box=d["box"].clone(), level=None if level is None else level.name,
+                  level_k=None if level is None else level.k, spatial_scale=float(d["scale"]),
+                  sampling_ratio=d["sampling_ratio"], aligned=d["aligned"],
+                  output_size=(d["out"], d["out"]), channel=d["channel"],
+                  roi_pool=d["p_out"].clone(), roi_align=d["a_out"].clone(), proposal=None, model=None)
+        if model is not None:
+            m, idx = self._pooler, model["proposal"]
+            st["proposal"] = idx
+            st["model"] = dict(output_size=m.output_size, sampling_ratio=m.sampling_ratio, aligned=m.aligned,
+                               level=level.name, spatial_scale=level.scale, featmap_names=m.names,
+                               scales=m.scales, k_min=m.k_min, k_max=m.k_max, canonical_scale=m.canonical_scale,
+                               canonical_level=m.canonical_level,
+                               pooled=None if idx is None else self._trace.box_features[idx].clone(),
+                               deviations=list(model["deviations"]), diff=model["diff"], why=model["why"])
+        return st
 
     def n_steps(self) -> int:
         return int(np.prod(self._at.points.shape[:4])) or 1

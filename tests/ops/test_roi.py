@@ -83,7 +83,7 @@ def test_roi_pool_equals_torchvision(case):
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=roi_case(), sr=st.sampled_from([-1, 1, 2, 4]), aligned=st.booleans())
+@given(case=roi_case(), sr=st.sampled_from([-1, 0, -3, 1, 2, 4]), aligned=st.booleans())
 def test_roi_align_equals_torchvision(case, sr, aligned):
     f, box, out_size, scale = case
     out, tr = roi_align_trace(f, box, out_size, scale, sr, aligned)
@@ -123,6 +123,19 @@ def test_bad_arguments(fn, kwargs, msg):
         fn(**args)
 
 
-def test_align_bad_sampling_ratio():
+def test_zero_and_negative_sampling_ratios_are_adaptive_as_in_torchvision():
+    f = torch.randn(3, 9, 11, generator=torch.Generator().manual_seed(5))
+    box = torch.tensor([1.3, 0.6, 9.2, 7.9])
+    adaptive, tr = roi_align_trace(f, box, 2, 1.0, sampling_ratio=-1)
+    assert tr.grid == (4, 4)                    # ceil(7.3 / 2) x ceil(7.9 / 2)
+    for sr in (0, -1, -7):
+        out, tr = roi_align_trace(f, box, 2, 1.0, sampling_ratio=sr)
+        assert tr.grid == (4, 4) and tr.sampling_ratio == sr
+        assert torch.equal(out, adaptive)
+        torch.testing.assert_close(out, tv_align(f, box, (2, 2), 1.0, sr, False), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sr", [1.5, float("nan"), float("inf"), "two", True])
+def test_align_bad_sampling_ratio(sr):
     with pytest.raises(ValueError, match="sampling_ratio"):
-        roi_align_trace(torch.zeros(1, 4, 4), torch.tensor([0.0, 0, 2, 2]), 2, 1.0, sampling_ratio=0)
+        roi_align_trace(torch.zeros(1, 4, 4), torch.tensor([0.0, 0, 2, 2]), 2, 1.0, sampling_ratio=sr)
