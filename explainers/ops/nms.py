@@ -152,7 +152,7 @@ def _greedy(tr: NMSTrace, pools: list, rank: np.ndarray, full: np.ndarray | None
         idx, tab = pools[k]
         i, cand = int(idx[0]), idx[1:]
         iou = full[i, cand] if full is not None else _iou_row(tab)
-        hit = iou > tr.iou_threshold
+        hit = iou.astype(np.float64) > tr.iou_threshold   # in double, as torchvision compares
         gone = cand[hit]
         step = len(tr.steps)
         if tr.detailed_steps == step and iou.size <= budget:
@@ -208,10 +208,31 @@ def batched_nms_trace(boxes, scores, labels, iou_threshold: float = 0.5) -> tupl
         boxes: ``(N, 4)``; scores: ``(N,)``; labels: ``(N,)`` integer classes.
 
     Returns:
-        ``(keep, trace)``, ``keep`` by decreasing score, equal to
-        ``torchvision.ops.batched_nms(boxes, scores, labels, iou_threshold)``
-        (including its order of equal scores, which may differ from the order
-        of ``trace.steps``).
+        ``(keep, trace)``, ``keep`` by decreasing score.
+
+    What is guaranteed: the kept set is always exactly that of NMS run on each
+    class by itself, on the boxes as given (:func:`nms_trace`, i.e.
+    ``torchvision.ops.nms``, on ``boxes[labels == c]`` for every class ``c``);
+    IoUs are computed from the original coordinates, never shifted.  ``keep``
+    lists it by decreasing score; equal scores keep the order of ``trace.steps``
+    (lower index first) for at most 4,000 coordinates (1,000 boxes), and above
+    that torchvision's own unstable re-sort, so that:
+
+    * above 4,000 coordinates ``keep`` equals
+      ``torchvision.ops.batched_nms(boxes, scores, labels, iou_threshold)`` on
+      the CPU always, set and order: there torchvision itself runs one NMS per
+      class (``_batched_nms_vanilla``) and the same call orders the result;
+    * up to 4,000 coordinates torchvision (CPU) instead runs one NMS on boxes
+      shifted by ``label * (boxes.max() + 1)`` in float32
+      (``_batched_nms_coordinate_trick``).  The result is the same set and
+      order whenever that shift is exact, e.g. all labels 0, or integer
+      coordinates and labels whose shifted values stay below ``2**24``.
+      Otherwise each shifted coordinate is rounded to the float32 grid at its
+      shifted size (a spacing of about ``|label| * max * 1.2e-7``: 1/32 pixel
+      for label 3 with coordinates near 1e5), which moves IoUs, and a box whose
+      IoU with a kept box is that close to ``iou_threshold`` can be kept by one
+      and suppressed by the other.  Here the unshifted per-class result is
+      returned (``tests/ops/test_nms.py`` shows such a case).
 
     Limits: as :func:`nms_trace`.  Each class is its own pool, so the time is
     that of one NMS per class.

@@ -103,3 +103,51 @@ def test_bad_arguments(boxes, scores, msg):
 def test_bad_labels():
     with pytest.raises(ValueError, match="labels"):
         batched_nms_trace(BOXES, SCORES, [0, 1], 0.5)
+
+
+def _nms_class_by_class(boxes, scores, labels, thr):
+    """torchvision.ops.nms on each class by itself, merged by decreasing score (stable)."""
+    keep = torch.cat([idx[torchvision.ops.nms(boxes[idx], scores[idx], thr)]
+                      for idx in (torch.where(labels == c)[0] for c in labels.unique())])
+    return keep[scores[keep].sort(descending=True, stable=True)[1]]
+
+
+def test_batched_differs_from_torchvision_only_where_its_coordinate_shift_rounds():
+    # two class-3 boxes 3 px wide near x = 1e5 (exact float32 values) with IoU 0.5059 > 0.5, and a
+    # class-0 box: torchvision's batched_nms (<= 4000 coordinates) shifts class 3 by 3 * (max + 1),
+    # to about 4e5, where float32 spacing is 1/32: the second box moves and its IoU becomes 0.5
+    boxes = torch.tensor([[100000.0, 0, 100003, 3], [100000.984375, 0, 100003.984375, 3], [0, 0, 1, 1]])
+    scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([3, 3, 0])
+    assert torchvision.ops.box_iou(boxes[:1], boxes[1:2]).item() == pytest.approx(0.50588, abs=1e-5)
+    keep, tr = batched_nms_trace(boxes, scores, labels, 0.5)
+    assert keep.tolist() == [0, 2] and tr.suppressed_by.tolist() == [-1, 0, -1]
+    assert torch.equal(keep, _nms_class_by_class(boxes, scores, labels, 0.5))
+    assert torchvision.ops.batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 1, 2]   # the shift's doing
+    shifted = boxes + (labels * (boxes.max() + 1))[:, None]
+    assert torchvision.ops.box_iou(shifted[:1], shifted[1:2]).item() == 0.5
+    # the same boxes near the origin: the shift is exact and all three agree
+    near = boxes - torch.tensor([99990.0, 0, 99990, 0]) * (labels == 3)[:, None]
+    keep, _ = batched_nms_trace(near, scores, labels, 0.5)
+    assert keep.tolist() == [0, 2]
+    assert torch.equal(keep, torchvision.ops.batched_nms(near, scores, labels, 0.5))
+    assert torch.equal(keep, _nms_class_by_class(near, scores, labels, 0.5))
+    # above 4000 coordinates torchvision runs NMS class by class itself: equal again, near 1e5 too
+    extra, extra_scores, g = random_boxes(1100, 11, spread=50.0)
+    many = torch.cat([boxes, extra])
+    s = torch.cat([scores, extra_scores * 0.5])
+    lab = torch.cat([labels, torch.randint(0, 3, (1100,), generator=g)])
+    keep, _ = batched_nms_trace(many, s, lab, 0.5)
+    assert torch.equal(keep, torchvision.ops.batched_nms(many, s, lab, 0.5))
+    assert torch.equal(keep, _nms_class_by_class(many, s, lab, 0.5))
+    assert keep[:2].tolist() == [0, 2]
+
+
+def test_threshold_compared_in_double_like_torchvision():
+    """IoU 0.1 (float32) against threshold 0.1: torchvision compares in double and suppresses."""
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 1.0]])
+    scores = torch.tensor([0.9, 0.8])
+    for thr in (0.1, 0.3, 0.7):
+        keep, _ = nms_trace(boxes, scores, thr)
+        assert torch.equal(keep, torchvision.ops.nms(boxes, scores, thr)), thr
+    keep, _ = batched_nms_trace(boxes, scores, torch.tensor([1, 1]), 0.1)
+    assert torch.equal(keep, torchvision.ops.batched_nms(boxes, scores, torch.tensor([1, 1]), 0.1))
