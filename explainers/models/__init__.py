@@ -4,6 +4,8 @@
 * :func:`load` - a model for ``"segmentation"``, ``"detection"``, ``"instance"`` or ``"patch"``,
   with bundled shapes weights, torchvision's COCO/VOC weights, or a checkpoint file.
 * :func:`get` - the same, loaded once per process and cached (what widgets use).
+* :func:`wrap` - your own torchvision detection or segmentation model (e.g. fine-tuned on
+  other classes) as a live model; ``load(task, weights=module)`` does the same.
 * :func:`segment`, :func:`detect`, :func:`instance_segment` - full runs on any image.
 * :func:`render` - an overlay picture of a result.
 """
@@ -15,12 +17,12 @@ import os
 
 from .device import default_device
 from .images import MAX_SIDE, MIN_SIDE, ImageError, load_image
-from .live import Detector, LiveModel, PatchModel, Segmenter
+from .live import Detector, LiveModel, OneStageDetector, PatchModel, Segmenter
 from .results import DetectionResult, Result, SegmentationResult
-from .traces import DetectorTrace, SegmentationTrace
+from .traces import DetectorTrace, OneStageTrace, SegmentationTrace
 from .render import render
 from .shapes import CLASSES, ShapesDataset, held_out, make_scene
-from .zoo import TASKS, ModelUnavailable, download, load
+from .zoo import TASKS, ModelUnavailable, download, load, wrap
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,8 +53,9 @@ def instance_segment(image, weights: str = "auto") -> DetectionResult:
 
 
 __all__ = [
-    "default_device", "load", "get", "segment", "detect", "instance_segment", "render", "download",
+    "default_device", "load", "wrap", "get", "segment", "detect", "instance_segment", "render", "download",
     "TASKS", "CLASSES", "ModelUnavailable", "ImageError", "MIN_SIDE", "MAX_SIDE", "load_image",
-    "LiveModel", "Detector", "Segmenter", "PatchModel", "Result", "DetectionResult", "SegmentationResult",
-    "DetectorTrace", "SegmentationTrace", "ShapesDataset", "held_out", "make_scene",
+    "LiveModel", "Detector", "OneStageDetector", "Segmenter", "PatchModel", "Result", "DetectionResult",
+    "SegmentationResult",
+    "DetectorTrace", "OneStageTrace", "SegmentationTrace", "ShapesDataset", "held_out", "make_scene",
 ]

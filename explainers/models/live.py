@@ -1,12 +1,16 @@
 """The live model objects: run on any image, capture every internal.
 
-Three wrappers share one small interface (``task``, ``classes``, ``weights``,
+Four wrappers share one small interface (``task``, ``classes``, ``weights``,
 ``device``, ``__call__(image)``, ``trace(image)``):
 
 * :class:`Detector` - any torchvision ``GeneralizedRCNN`` (our shapes Mask R-CNN,
-  Faster R-CNN, Mask R-CNN); ``trace`` records anchors, objectness, deltas,
-  proposals before/after the RPN's NMS, pooled RoI features, per-class boxes before
-  the final NMS, detections and masks, with forward hooks only.
+  Faster R-CNN with or without FPN, Mask R-CNN, Keypoint R-CNN); ``trace`` records anchors,
+  objectness, deltas, proposals before/after the RPN's NMS, pooled RoI features and the
+  RoI pooler's own parameters, per-class boxes before the final NMS, detections, masks and
+  keypoints, with forward hooks only.
+* :class:`OneStageDetector` - RetinaNet, FCOS, SSD, SSDlite (no RPN, no RoI pooling);
+  ``trace`` records anchors, the head's per-anchor logits and box regression, the candidates
+  before the final NMS and the postprocessing constants.
 * :class:`Segmenter` - our :class:`SegNet` (pooling switches, learned transposed
   convolution) or a torchvision segmentation model (``out`` logits).
 * :class:`PatchModel` - the sliding-window classifier.
@@ -24,10 +28,10 @@ import torch
 from .images import LoadedImage, load_image
 from .nets import PatchClassifier, SegNet
 from .results import DetectionResult, Result, SegmentationResult
-from .traces import DetectorTrace, SegmentationTrace
+from .traces import DetectorTrace, OneStageTrace, SegmentationTrace
 
-__all__ = ["LiveModel", "Detector", "Segmenter", "PatchModel", "make_live_model",
-           "Result", "DetectionResult", "SegmentationResult", "DetectorTrace", "SegmentationTrace"]
+__all__ = ["LiveModel", "Detector", "OneStageDetector", "Segmenter", "PatchModel", "make_live_model",
+           "Result", "DetectionResult", "SegmentationResult", "DetectorTrace", "OneStageTrace", "SegmentationTrace"]
 
 
 class _Capture:
@@ -91,13 +95,29 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-# ----------------------------------------------------------------------------- detector
-class Detector(LiveModel):
-    """A torchvision detection model (Faster / Mask R-CNN)."""
+# ----------------------------------------------------------------------------- detectors
+def _architecture(module: torch.nn.Module) -> str:
+    """``"RetinaNet"``, ``"FCOS"``, ``"SSD"`` (SSD and SSDlite) or ``""`` for a one-stage torchvision detector."""
+    from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.retinanet import RetinaNet
+    from torchvision.models.detection.ssd import SSD
+
+    for cls in (RetinaNet, FCOS, SSD):
+        if isinstance(module, cls):
+            return cls.__name__
+    return ""
+
+
+class _DetectorBase(LiveModel):
+    """What every detector shares: ``__call__`` returns a :class:`DetectionResult`."""
+
+    #: a two-stage detector (:class:`Detector`) has both; a one-stage one (:class:`OneStageDetector`) neither
+    has_rpn = True
+    has_roi_pooling = True
 
     @property
     def has_masks(self) -> bool:
-        return getattr(self.module.roi_heads, "mask_predictor", None) is not None
+        return False
 
     def _result(self, img: LoadedImage, out: dict, seconds: float, note: str) -> DetectionResult:
         out = _cpu(out)
@@ -125,6 +145,18 @@ class Detector(LiveModel):
 
         (out, seconds), note = self._run(fn, img.tensor)
         return self._result(img, out, seconds, note)
+
+
+class Detector(_DetectorBase):
+    """A two-stage torchvision detector (``GeneralizedRCNN``: Faster / Mask / Keypoint R-CNN, with or
+    without FPN): anchors, RPN, RoI pooling, box head."""
+
+    has_rpn = True
+    has_roi_pooling = True
+
+    @property
+    def has_masks(self) -> bool:
+        return getattr(self.module.roi_heads, "mask_predictor", None) is not None
 
     def trace(self, image) -> DetectorTrace:
         img = load_image(image)
@@ -163,6 +195,8 @@ class Detector(LiveModel):
         objectness_l, deltas_l = cap["rpn_head"]
         class_logits, box_regression = cap["box_predictor"]
         rpn, rh, gen = m.rpn, m.roi_heads, m.rpn.anchor_generator
+        pool = rh.box_roi_pool              # MultiScaleRoIAlign: scales and map_levels exist after a forward
+        mapper = pool.map_levels
         return DetectorTrace(
             image=img.tensor, input_tensor=_cpu(image_list.tensors), scale=(h / H, w / W),
             features=_cpu(dict(feats)), anchors=_cpu(cap["anchors"][0]),
@@ -174,8 +208,89 @@ class Detector(LiveModel):
             detections_per_img=int(rh.detections_per_img), detections=self._result(img, out, seconds, note),
             mask_logits=_cpu(cap.get("mask_logits")), anchor_sizes=tuple(gen.sizes),
             anchor_ratios=tuple(gen.aspect_ratios), _head=(_cpu(objectness_l), _cpu(deltas_l)),
+            keypoints=_cpu(out.get("keypoints")), keypoint_scores=_cpu(out.get("keypoints_scores")),
+            roi_output_size=tuple(int(v) for v in pool.output_size), roi_sampling_ratio=int(pool.sampling_ratio),
+            roi_featmap_names=tuple(k for k in feats if k in pool.featmap_names),
+            roi_scales=tuple(float(v) for v in pool.scales),
+            roi_k_min=int(mapper.k_min), roi_k_max=int(mapper.k_max), roi_canonical_scale=int(mapper.s0),
+            roi_canonical_level=int(mapper.lvl0),
             _input_size=(h, w), _norm=(tuple(m.transform.image_mean), tuple(m.transform.image_std)),
-            _rpn=rpn, _roi_heads=rh)
+            _rpn=rpn, _roi_heads=rh, _level_mapper=mapper)
+
+
+class OneStageDetector(_DetectorBase):
+    """A one-stage torchvision detector: RetinaNet, FCOS, SSD or SSDlite.
+
+    No region proposals and no RoI pooling (``has_rpn`` and ``has_roi_pooling`` are False);
+    ``trace`` records the input, feature maps, anchors, the head's per-anchor class logits and
+    box regression, and the postprocessing constants (:class:`OneStageTrace`), with forward hooks only.
+    """
+
+    has_rpn = False
+    has_roi_pooling = False
+
+    @property
+    def architecture(self) -> str:
+        return _architecture(self.module)
+
+    def trace(self, image) -> OneStageTrace:
+        img = load_image(image)
+        (cap, out, seconds), note = self._run(self._traced_forward, img.tensor)
+        return self._build_trace(img, cap, out, seconds, note)
+
+    @staticmethod
+    def _traced_forward(module, device, t):
+        cap = _Capture()
+        handles = [cap.output(module.transform, "transform"), cap.output(module.backbone, "features"),
+                   cap.output(module.head, "head"), cap.output(module.anchor_generator, "anchors")]
+        try:
+            _sync(device)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = module([t.to(device)])[0]
+            _sync(device)
+            seconds = time.perf_counter() - t0
+        finally:
+            for h in handles:
+                h.remove()
+        return cap.values, out, seconds
+
+    def _build_trace(self, img: LoadedImage, cap: dict, out: dict, seconds: float, note: str) -> OneStageTrace:
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+        m, arch = self.module, self.architecture
+        image_list = cap["transform"][0]
+        h, w = image_list.image_sizes[0]
+        H, W = img.tensor.shape[-2:]
+        feats = cap["features"]
+        feats = feats if isinstance(feats, dict) else {"0": feats}
+        sizes = [tuple(f.shape[-2:]) for f in feats.values()]
+        hw = [a * b for a, b in sizes]
+        head = _cpu(dict(cap["head"]))
+        gen = m.anchor_generator
+        if arch == "RetinaNet":      # as RetinaNet.forward splits its head outputs
+            per_loc = head["cls_logits"].size(1) // sum(hw)
+            per_level = [n * per_loc for n in hw]
+        elif arch == "FCOS":         # as FCOS.forward: one point per location
+            per_level = hw
+        else:                        # SSD: the head concatenates k_l boxes per location of each level
+            per_level = [n * k for n, k in zip(hw, gen.num_anchors_per_location())]
+        ctr = head.get("bbox_ctrness")
+        is_grid = isinstance(gen, AnchorGenerator)
+        coder_w = getattr(m.box_coder, "weights", None)
+        rule = {"RetinaNet": "sigmoid", "FCOS": "sqrt(sigmoid * sigmoid(centerness))", "SSD": "softmax"}[arch]
+        return OneStageTrace(
+            image=img.tensor, input_tensor=_cpu(image_list.tensors), scale=(h / H, w / W),
+            features=_cpu(dict(feats)), feature_sizes=sizes, anchors=_cpu(cap["anchors"][0]),
+            anchors_per_level=per_level, class_logits=head["cls_logits"][0],
+            box_regression=head["bbox_regression"][0], nms_threshold=float(m.nms_thresh),
+            score_threshold=float(m.score_thresh), detections_per_img=int(m.detections_per_img),
+            topk_candidates=int(m.topk_candidates), detections=self._result(img, out, seconds, note),
+            architecture=arch, score_rule=rule, centerness=None if ctr is None else ctr[0, :, 0],
+            box_coder_weights=None if coder_w is None else tuple(float(v) for v in coder_w),
+            anchor_sizes=tuple(gen.sizes) if is_grid else (), anchor_ratios=tuple(gen.aspect_ratios) if is_grid else (),
+            _head=head, _input_size=(h, w), _norm=(tuple(m.transform.image_mean), tuple(m.transform.image_std)),
+            _model=m)
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -273,4 +388,6 @@ def make_live_model(task, module, classes, weights, device, notice=""):
         return PatchModel(task, module, classes, weights, device, notice)
     if task == "segmentation":
         return Segmenter(task, module, classes, weights, device, notice)
+    if _architecture(module):
+        return OneStageDetector(task, module, classes, weights, device, notice)
     return Detector(task, module, classes, weights, device, notice)

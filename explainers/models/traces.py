@@ -1,5 +1,6 @@
-"""What a traced run records: the internals of a detector or a segmenter, captured with
-forward hooks while the model ran (and, for a detector, what is derived from them lazily)."""
+"""What a traced run records: the internals of a detector (two-stage: :class:`DetectorTrace`;
+one-stage: :class:`OneStageTrace`) or a segmenter, captured with forward hooks while the model
+ran (and, for a detector, what is derived from them lazily)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,6 +58,27 @@ class DetectorTrace:
         nms_threshold: the final NMS IoU threshold; ``detections_per_img``: the cap.
         detections: the plain model output, on the original image.
         mask_logits: ``(D, C, 28, 28)`` or None.
+        keypoints: ``(D, K, 3)`` ``(x, y, visibility)`` on the original image (Keypoint R-CNN)
+            or None; ``keypoint_scores``: ``(D, K)`` or None.
+        has_rpn, has_roi_pooling: always True here (:class:`OneStageTrace` has both False), so a
+            page can ask either kind of trace.
+
+    The box RoI pooler's own parameters (``roi_heads.box_roi_pool``, a ``MultiScaleRoIAlign``,
+    read *after* the forward pass, when torchvision has set up its scales):
+
+        roi_output_size: ``(ph, pw)``, e.g. ``(7, 7)``; ``roi_sampling_ratio``: samples per bin
+            (``-1`` adaptive), as passed to ``torchvision.ops.roi_align`` (``aligned=False``).
+        roi_featmap_names: ``(L,)`` names of the feature maps it pools, in level order (the keys
+            of ``features`` among the pooler's ``featmap_names``, as torchvision filters them).
+        roi_scales: ``(L,)`` feature cells per input pixel of each pooled level
+            (``box_roi_pool.scales``, e.g. ``(0.25, 0.125, 0.0625, 0.03125)``).
+        roi_k_min, roi_k_max: the pyramid levels of the first and last pooled map
+            (``-log2(scale)``), from ``box_roi_pool.map_levels`` (torchvision's ``LevelMapper``).
+        roi_canonical_scale, roi_canonical_level: the FPN heuristic's ``224`` and ``4``: a box
+            of side ``s`` goes to level ``floor(4 + log2(s / 224))``, clamped to ``[k_min, k_max]``.
+        proposal_features: alias of ``box_features``; ``proposal_levels``: ``(R,)`` the level
+            index (into ``roi_featmap_names``) each proposal was pooled from.
+        roi_level(box): that level index for any box, by the model's own ``LevelMapper``.
     """
 
     image: torch.Tensor
@@ -77,11 +99,51 @@ class DetectorTrace:
     mask_logits: torch.Tensor | None = None
     anchor_sizes: tuple = ()
     anchor_ratios: tuple = ()
+    keypoints: torch.Tensor | None = None
+    keypoint_scores: torch.Tensor | None = None
+    has_rpn: bool = True
+    has_roi_pooling: bool = True
+    roi_output_size: tuple[int, int] = (7, 7)
+    roi_sampling_ratio: int = 2
+    roi_featmap_names: tuple[str, ...] = ()
+    roi_scales: tuple[float, ...] = ()
+    roi_k_min: int = 0
+    roi_k_max: int = 0
+    roi_canonical_scale: int = 224
+    roi_canonical_level: int = 4
     _head: tuple = field(default=(), repr=False)
     _input_size: tuple = field(default=(0, 0), repr=False)
     _norm: tuple = field(default=((0.0,), (1.0,)), repr=False)
     _rpn: object = field(default=None, repr=False)
     _roi_heads: object = field(default=None, repr=False)
+    _level_mapper: object = field(default=None, repr=False)
+
+    @property
+    def proposal_features(self) -> torch.Tensor:
+        """``(R, C_f, ph, pw)``: the model's own pooled feature of each proposal (= ``box_features``)."""
+        return self.box_features
+
+    def roi_levels(self, boxes) -> torch.Tensor:
+        """``(N,)`` int64: the pooled level (index into ``roi_featmap_names``) of each ``(N, 4)`` box.
+
+        Calls the model's own ``LevelMapper`` (``box_roi_pool.map_levels``), in the proposals'
+        dtype; boxes are in the model's input frame, like ``proposals``.
+        """
+        if self._level_mapper is None:
+            raise RuntimeError("this trace has no level mapper (the RoI pooler did not run)")
+        b = torch.as_tensor(boxes, dtype=self.proposals.dtype).reshape(-1, 4)
+        return self._level_mapper([b]).cpu()
+
+    def roi_level(self, box) -> int:
+        """The level index the model's own ``LevelMapper`` assigns to one ``(x1, y1, x2, y2)`` box."""
+        b = torch.as_tensor(box, dtype=self.proposals.dtype)
+        if b.numel() != 4:
+            raise ValueError(f"roi_level takes one box (x1, y1, x2, y2); got {b.numel()} numbers")
+        return int(self.roi_levels(b)[0])
+
+    @cached_property
+    def proposal_levels(self) -> torch.Tensor:
+        return self.roi_levels(self.proposals)
 
     @cached_property
     def input_image(self) -> torch.Tensor:
@@ -162,6 +224,191 @@ class DetectorTrace:
 
     def final_nms(self):
         """Re-run the final class-aware NMS with :mod:`explainers.ops` on the pre-NMS boxes."""
+        keep, trace = batched_nms_trace(self.boxes_pre_nms, self.scores_pre_nms, self.labels_pre_nms,
+                                        self.nms_threshold)
+        return keep[: self.detections_per_img], trace
+
+
+def _topk_min(x: torch.Tensor, k: int, axis: int) -> int:
+    """``torchvision.models.detection._utils._topk_min`` (``min(k, size)`` outside ONNX tracing)."""
+    from torchvision.models.detection import _utils as det_utils
+
+    fn = getattr(det_utils, "_topk_min", None)
+    return fn(x, k, axis) if fn is not None else min(k, x.size(axis))
+
+
+@dataclass
+class OneStageTrace:
+    """The internals of one run of a one-stage detector (RetinaNet, FCOS, SSD, SSDlite).
+
+    A one-stage detector has no region proposal network and no RoI pooling
+    (``has_rpn`` and ``has_roi_pooling`` are False): its head predicts, for every anchor
+    of every feature level, class scores and a box correction, and the final boxes are
+    the best-scoring decoded anchors after a class-aware NMS.  Captured with forward hooks
+    on ``transform``, ``backbone``, ``head`` and ``anchor_generator``; coordinates are in the
+    model's input frame (after its resize); ``A`` anchors, ``C`` classes (index 0 is the
+    background: never predicted by SSD's softmax, an unused slot for RetinaNet and FCOS).
+
+    Attributes:
+        image: original ``(3, H, W)``; ``input_tensor``: ``(1, 3, hp, wp)`` padded, normalised
+            batch; ``input_image``: ``(3, h, w)`` resized, before normalisation.
+        scale: ``(h / H, w / W)``.
+        features: ``{name: (1, C_f, Hf, Wf)}`` backbone feature maps (the head's inputs, in order);
+            ``feature_sizes``: their ``(Hf, Wf)``.
+        anchors: ``(A, 4)`` ``(x1, y1, x2, y2)`` from the model's own ``anchor_generator``
+            (RetinaNet, FCOS: ``AnchorGenerator``; SSD: ``DefaultBoxGenerator``);
+            ``anchors_per_level``: ``(L,)`` counts, as the model splits them;
+            ``anchor_levels``: ``(A,)`` the level of each anchor.
+        points: ``(A, 2)`` anchor centres ``(x, y)`` (FCOS's "points").
+        class_logits: ``(A, C)`` raw class logits from ``head``; ``box_regression``: ``(A, 4)``
+            (RetinaNet, SSD: ``(dx, dy, dw, dh)`` for ``box_coder.weights``; FCOS: distances
+            ``(l, t, r, b)`` from the centre, in anchor sizes); ``centerness``: ``(A,)`` FCOS's
+            centre-ness logits, else None.
+        class_scores: ``(A, C)`` the model's per-anchor class scores (``score_rule``).
+        score_rule: how scores are made: ``"sigmoid"``, ``"sqrt(sigmoid * sigmoid(centerness))"``
+            or ``"softmax"``.
+        box_coder_weights: ``(wx, wy, ww, wh)`` or None (FCOS's linear coder).
+        score_threshold, topk_candidates (per level, or per class for SSD), nms_threshold,
+        detections_per_img: the module's own postprocessing constants.
+        boxes_pre_nms / scores_pre_nms / labels_pre_nms / anchor_index_pre_nms /
+            levels_pre_nms: the candidates the final NMS receives (``(N, 4)``, ``(N,)`` ...).
+        detections: the plain model output, on the original image.
+        anchor_sizes / anchor_ratios: per level, for an ``AnchorGenerator``; ``()`` for SSD.
+    """
+
+    image: torch.Tensor
+    input_tensor: torch.Tensor
+    scale: tuple[float, float]
+    features: dict
+    feature_sizes: list[tuple[int, int]]
+    anchors: torch.Tensor
+    anchors_per_level: list[int]
+    class_logits: torch.Tensor
+    box_regression: torch.Tensor
+    nms_threshold: float
+    score_threshold: float
+    detections_per_img: int
+    topk_candidates: int
+    detections: DetectionResult
+    architecture: str = ""
+    score_rule: str = "sigmoid"
+    centerness: torch.Tensor | None = None
+    box_coder_weights: tuple | None = None
+    anchor_sizes: tuple = ()
+    anchor_ratios: tuple = ()
+    has_rpn: bool = False
+    has_roi_pooling: bool = False
+    _head: dict = field(default_factory=dict, repr=False)
+    _input_size: tuple = field(default=(0, 0), repr=False)
+    _norm: tuple = field(default=((0.0,), (1.0,)), repr=False)
+    _model: object = field(default=None, repr=False)
+
+    @cached_property
+    def input_image(self) -> torch.Tensor:
+        h, w = self._input_size
+        mean = torch.tensor(self._norm[0])[:, None, None]
+        std = torch.tensor(self._norm[1])[:, None, None]
+        return (self.input_tensor[0] * std + mean)[:, :h, :w].clamp(0, 1)
+
+    @property
+    def points(self) -> torch.Tensor:
+        return (self.anchors[:, :2] + self.anchors[:, 2:]) / 2
+
+    @cached_property
+    def anchor_levels(self) -> torch.Tensor:
+        return torch.repeat_interleave(torch.arange(len(self.anchors_per_level)),
+                                       torch.tensor(self.anchors_per_level, dtype=torch.int64))
+
+    @cached_property
+    def class_scores(self) -> torch.Tensor:
+        """``(A, C)``, computed level by level on the head outputs as the model splits them, so the
+        floats are the model's own (a vectorised sigmoid over other slices may differ in the last bit)."""
+        head = self._head
+        with torch.inference_mode():
+            if self.score_rule == "softmax":
+                return F.softmax(head["cls_logits"], dim=-1)[0]
+            n = list(self.anchors_per_level)
+            ctr = head["bbox_ctrness"].split(n, dim=1) if "bbox_ctrness" in head else [None] * len(n)
+            out = []
+            for logits, c in zip(head["cls_logits"].split(n, dim=1), ctr):
+                s = torch.sigmoid(logits[0])
+                out.append(s if c is None else torch.sqrt(s * torch.sigmoid(c[0])))
+            return torch.cat(out, dim=0)
+
+    @cached_property
+    def _pre_nms(self):
+        """The candidates the final ``batched_nms`` receives.
+
+        A transcription (no hook can see inside a method) of the lines before ``batched_nms`` in
+        torchvision 0.29.1's ``RetinaNet.postprocess_detections``
+        (``torchvision/models/detection/retinanet.py``), ``FCOS.postprocess_detections``
+        (``fcos.py``) and ``SSD.postprocess_detections`` (``ssd.py``), on the head outputs exactly
+        as the model split them.  Every constant is read from the module (``score_thresh``,
+        ``topk_candidates``, ``box_coder``); ``tests/models/test_wrap.py`` re-runs the NMS on this
+        and requires the model's own detections, bit for bit, so a drift fails a test.
+        """
+        m, (h, w) = self._model, self._input_size
+        head, anchors = self._head, self.anchors
+        with torch.inference_mode():
+            if self.architecture == "SSD":
+                return self._ssd_pre_nms(m, head, anchors, (h, w))
+            boxes, scores, labels, index, levels = [], [], [], [], []
+            n = list(self.anchors_per_level)
+            cls_l = [c[0] for c in head["cls_logits"].split(n, dim=1)]
+            reg_l = [r[0] for r in head["bbox_regression"].split(n, dim=1)]
+            ctr_l = [c[0] for c in head["bbox_ctrness"].split(n, dim=1)] if "bbox_ctrness" in head else [None] * len(n)
+            offset = 0
+            for lvl, (reg, logits, ctr, anc) in enumerate(zip(reg_l, cls_l, ctr_l, anchors.split(n))):
+                num_classes = logits.shape[-1]
+                if ctr is not None:      # FCOS
+                    s = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(ctr)).flatten()
+                else:                    # RetinaNet
+                    s = torch.sigmoid(logits).flatten()
+                keep = s > m.score_thresh
+                s = s[keep]
+                topk_idxs = torch.where(keep)[0]
+                num_topk = _topk_min(topk_idxs, m.topk_candidates, 0)
+                s, idxs = s.topk(num_topk)
+                topk_idxs = topk_idxs[idxs]
+                anchor_idxs = torch.div(topk_idxs, num_classes, rounding_mode="floor")
+                lab = topk_idxs % num_classes
+                if ctr is not None:
+                    b = m.box_coder.decode(reg[anchor_idxs], anc[anchor_idxs])
+                else:
+                    b = m.box_coder.decode_single(reg[anchor_idxs], anc[anchor_idxs])
+                b = box_ops.clip_boxes_to_image(b, (h, w))
+                boxes.append(b), scores.append(s), labels.append(lab)
+                index.append(anchor_idxs + offset), levels.append(torch.full_like(lab, lvl))
+                offset += anc.shape[0]
+            return tuple(torch.cat(v, dim=0) for v in (boxes, scores, labels, index, levels))
+
+    def _ssd_pre_nms(self, m, head, anchors, image_shape):
+        pred_scores = F.softmax(head["cls_logits"], dim=-1)
+        num_classes = pred_scores.size(-1)
+        boxes = m.box_coder.decode_single(head["bbox_regression"][0], anchors)
+        boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+        scores = pred_scores[0]
+        out = ([], [], [], [])
+        for label in range(1, num_classes):
+            score = scores[:, label]
+            keep = score > m.score_thresh
+            score, box, idx = score[keep], boxes[keep], torch.where(keep)[0]
+            num_topk = _topk_min(score, m.topk_candidates, 0)
+            score, idxs = score.topk(num_topk)
+            for acc, v in zip(out, (box[idxs], score, torch.full_like(score, fill_value=label, dtype=torch.int64),
+                                    idx[idxs])):
+                acc.append(v)
+        b, s, lab, idx = (torch.cat(v, dim=0) for v in out)
+        return b, s, lab, idx, self.anchor_levels[idx]
+
+    boxes_pre_nms = property(lambda self: self._pre_nms[0])
+    scores_pre_nms = property(lambda self: self._pre_nms[1])
+    labels_pre_nms = property(lambda self: self._pre_nms[2])
+    anchor_index_pre_nms = property(lambda self: self._pre_nms[3])
+    levels_pre_nms = property(lambda self: self._pre_nms[4])
+
+    def final_nms(self):
+        """Re-run the final class-aware NMS with :mod:`explainers.ops` on the pre-NMS candidates."""
         keep, trace = batched_nms_trace(self.boxes_pre_nms, self.scores_pre_nms, self.labels_pre_nms,
                                         self.nms_threshold)
         return keep[: self.detections_per_img], trace

@@ -2,7 +2,8 @@
 
 ``load(task, weights="auto", device=None)`` returns a :class:`LiveModel` whatever
 the source of the weights; every model and batch goes to one device, results come
-back on the CPU.
+back on the CPU.  ``wrap(module)`` (or ``load(task, weights=module)``) does the same for
+a model you built or fine-tuned yourself ("bring your own model").
 """
 from __future__ import annotations
 
@@ -135,6 +136,130 @@ def _load_checkpoint(task: str, path: Path):
     raise ModelUnavailable(f"{path} matches no known {task} architecture ({'; '.join(errors)})")
 
 
+SUPPORTED = ("torchvision detection models (Faster R-CNN with or without FPN, Mask R-CNN, Keypoint R-CNN, "
+             "RetinaNet, FCOS, SSD, SSDlite) and segmentation models (FCN, DeepLabV3, LR-ASPP)")
+
+
+def _module_kind(module: torch.nn.Module) -> tuple[str, tuple[str, ...]]:
+    """``(default task, tasks it can serve)`` for a supported module, or ``("", ())``."""
+    from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+    from torchvision.models.detection.retinanet import RetinaNet
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.segmentation import LRASPP
+    from torchvision.models.segmentation._utils import _SimpleSegmentationModel
+
+    if isinstance(module, GeneralizedRCNN):
+        rh = module.roi_heads
+        if all(getattr(rh, n, None) is not None for n in ("mask_roi_pool", "mask_head", "mask_predictor")):
+            return "instance", ("instance", "detection")
+        return "detection", ("detection",)
+    if isinstance(module, (RetinaNet, FCOS, SSD)):
+        return "detection", ("detection",)
+    if isinstance(module, (_SimpleSegmentationModel, LRASPP, SegNet)):
+        return "segmentation", ("segmentation",)
+    if isinstance(module, PatchClassifier):
+        return "patch", ("patch",)
+    return "", ()
+
+
+def _last_conv_out(module: torch.nn.Module | None) -> int | None:
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)] if module is not None else []
+    return convs[-1].out_channels if convs else None
+
+
+def num_classes(module: torch.nn.Module) -> int | None:
+    """How many classes (background included) ``module`` predicts, read from its predictor or classifier.
+
+    Faster/Mask/Keypoint R-CNN: ``roi_heads.box_predictor.cls_score``; RetinaNet, FCOS:
+    ``head.classification_head.num_classes``; SSD(lite): ``head.classification_head.num_columns``;
+    segmentation: the last convolution of ``classifier``. None when it cannot be read (a custom head).
+    """
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    if isinstance(module, GeneralizedRCNN):
+        cls = getattr(module.roi_heads.box_predictor, "cls_score", None)
+        return cls.out_features if isinstance(cls, torch.nn.Linear) else None
+    head = getattr(getattr(module, "head", None), "classification_head", None)
+    if head is not None:
+        n = getattr(head, "num_classes", None) or getattr(head, "num_columns", None)
+        return int(n) if n else None
+    if isinstance(module, PatchClassifier):
+        return _last_conv_out(module)
+    return _last_conv_out(getattr(module, "classifier", None))
+
+
+def default_classes(n: int, module: torch.nn.Module | None = None) -> list[str]:
+    """Class names for a model with ``n`` classes: COCO's for 91, Pascal VOC's for 21, the shapes
+    names for our own SegNet / patch classifier with 4, else ``["background", "class 1", ...]``."""
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+    from torchvision.models.segmentation import FCN_ResNet50_Weights
+
+    if n == 91:
+        return list(FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+    if n == 21:
+        return list(FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.meta["categories"])
+    if n == len(CLASSES) and isinstance(module, (SegNet, PatchClassifier)):
+        return list(CLASSES)
+    return ["background"] + [f"class {i}" for i in range(1, n)]
+
+
+def wrap(module: torch.nn.Module, classes: list[str] | None = None, task: str | None = None,
+         device: torch.device | str | None = None):
+    """Wrap your own model - e.g. one you fine-tuned on other classes - as a live model.
+
+    Args:
+        module: a torchvision detection model (``FasterRCNN`` with or without FPN, ``MaskRCNN``,
+            ``KeypointRCNN``, ``RetinaNet``, ``FCOS``, ``SSD`` / SSDlite) or segmentation model
+            (``FCN``, ``DeepLabV3``, ``LRASPP``), or one of the bundled architectures.  It is put
+            in eval mode and moved to ``device`` (in place).
+        classes: class names, index 0 the background, one per class the model predicts;
+            default: COCO names for 91 classes, Pascal VOC for 21, else ``"class 1"``, ... sized
+            from the model's predictor / classifier.
+        task: ``"detection"``, ``"instance"`` (needs a mask head) or ``"segmentation"``; default
+            inferred (``"instance"`` when the model has a mask head).
+        device: default :func:`explainers.models.default_device`.
+
+    Returns:
+        :class:`~explainers.models.live.Detector` (two-stage), :class:`~explainers.models.live.OneStageDetector`
+        (RetinaNet, FCOS, SSD) or :class:`~explainers.models.live.Segmenter`; its ``weights`` reads
+        ``"module:<class name>"``.
+
+    Raises:
+        ValueError: (one line) for an unsupported module, a task it cannot serve, or class names
+            that do not match the model.
+    """
+    from .live import make_live_model
+
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(f"wrap() takes a torch.nn.Module: {SUPPORTED}; got a {type(module).__name__}")
+    kind, serves = _module_kind(module)
+    if not kind:
+        raise ValueError(f"wrap() supports {SUPPORTED}; got a {type(module).__name__}")
+    if task is None:
+        task = kind
+    _check_task(task)
+    if task not in serves:
+        why = " (it has no mask head)" if task == "instance" and "detection" in serves else ""
+        raise ValueError(f"a {type(module).__name__} cannot do {task!r}{why}; it can do "
+                         f"{' or '.join(repr(t) for t in serves)}")
+    n = num_classes(module)
+    if classes is None:
+        if n is None:
+            raise ValueError(f"cannot read the number of classes of this {type(module).__name__}'s head; "
+                             "pass classes=[...] (index 0 the background)")
+        classes = default_classes(n, module)
+    else:
+        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("classes must be a list of class names (index 0 the background)")
+        classes = list(classes)
+        if n is not None and len(classes) != n:
+            raise ValueError(f"classes has {len(classes)} names but the model predicts {n} classes "
+                             "(index 0 is the background)")
+    device = torch.device(device) if device is not None else default_device()
+    return make_live_model(task, module, classes, f"module:{type(module).__name__}", device)
+
+
 def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | str | None = None):
     """Load the model for ``task``.
 
@@ -145,7 +270,8 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
             torchvision's pretrained weights, downloaded with a progress bar into
             torch's cache), ``"auto"`` (COCO when already cached or configured with
             ``$EXPLAINERS_WEIGHTS_<TASK>``, else shapes with a one-line notice), or a
-            path to a checkpoint (a state dict of either architecture).
+            path to a checkpoint (a state dict of either architecture), or a ``torch.nn.Module``
+            (your own model: the same as :func:`wrap` with ``task``).
         device: default :func:`explainers.models.default_device`.
 
     Returns:
@@ -154,11 +280,13 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
     from .live import make_live_model
 
     task = _check_task(task)
+    if isinstance(weights, torch.nn.Module):
+        return wrap(weights, task=task, device=device)
     if not isinstance(weights, (str, os.PathLike)) or not str(weights).strip():
         got = repr(weights) if weights is None or isinstance(weights, (bool, int, float, str)) else \
             f"a {type(weights).__name__}"
         raise ValueError(f'weights must be "auto", "shapes", "coco" ("voc" for segmentation) or the path of a '
-                         f'checkpoint file; got {got}')
+                         f'checkpoint file, or a torch.nn.Module; got {got}')
     device = torch.device(device) if device is not None else default_device()
     notice = ""
     if isinstance(weights, (str, os.PathLike)) and str(weights) == "auto":
