@@ -64,7 +64,7 @@ class Explainer:
         if source not in SOURCES:
             raise ValueError(f"source must be 'lecture' or 'live', got {source!r}")
         self.source, self.image, self.model = source, image, model
-        self.error = W.HTML(layout=W.Layout(min_height="1.6em"))
+        self.error = W.HTML()
         self.check = W.HTML()
         self.note = W.HTML()      # live mode: exactly what is drawn, and where it differs from the model
         self.caption = W.HTML()
@@ -89,10 +89,13 @@ class Explainer:
         self._build()
         self.guard(self.refresh)
         self.plot = PlotView(self.fig)
-        header = W.HTML(f"<h3 style='margin:4px 0;font-size:22px'>{html.escape(self.title)}</h3>")
+        header = W.HTML(f"<h3 style='margin:2px 0;font-size:24px'>{html.escape(self.title)}</h3>")
         anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
-        self.widget = W.VBox([header, self.controls, anim, self.plot, self.caption, self.check, self.note,
-                              self.error])
+        # one screen per idea: controls, then what this step shows (large, above the plot), the
+        # plot (sized to the window by PlotView), then the checks
+        self.caption.layout = W.Layout(min_height="2.9em")
+        self.widget = W.VBox([header, self.controls, anim, self.error, self.caption, self.plot, self.check,
+                              self.note])
 
     # ------------------------------------------------------------------ subclass API
     def _build(self) -> None:  # pragma: no cover - abstract
@@ -212,7 +215,8 @@ class Explainer:
     def show_step(self, k: int) -> None:
         fr = self.frame(k)
         self.push(fr.get("data"), fr.get("layout"))
-        self.caption.value = f"<span style='font-size:16px'>{fr.get('caption', '')}</span>"
+        self.caption.value = (f"<div style='font-size:19px;line-height:1.35;margin:2px 0'>"
+                              f"{fr.get('caption', '')}</div>")
 
     # ------------------------------------------------------------------ display / export
     def sync_figure(self) -> None:

@@ -52,23 +52,43 @@ async function render({ model, el }) {
   const Plotly = await plotlyReady(60000);
   let state = null;
   let rev = 0;
-  let height = 520;
+  let figHeight = 520;   // the figure's own height: the most the plot takes
+  let height = 520;      // what it is drawn at now
+  // On a projector the page must fit the window: when the plot starts in the first screen, it
+  // takes the height left below it (less room for the check lines), between MIN and figHeight.
+  const MIN = 300, RESERVE = 70;
+  const fitted = () => {
+    const top = div.getBoundingClientRect().top + window.scrollY;
+    if (!div.isConnected || top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
+    return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
+  };
   const draw = () => {
     rev += 1;
-    // The figure's height is fixed and the div holds it: `responsive` then only follows the
-    // width. Without this, a window resize (fullscreen, moving to the projector) let plotly
-    // size the plot to an empty container, and the next step drew it at 0 px.
+    // The height is always a number of pixels held by the div: `responsive` then only follows
+    // the width. (Sizing to the container let a window resize draw the next step at 0 px.)
     state.layout.height = height;
     state.layout.autosize = true;
     div.style.height = height + "px";
     state.layout.datarevision = rev;
     Plotly.react(div, state.data, state.layout, model.get("config"));
   };
+  const refit = () => {
+    if (!state) return;
+    const h = fitted();
+    if (h !== height) { height = h; draw(); }
+  };
+  let pending = false;
+  const onResize = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; refit(); });
+  };
   const full = () => {
     state = JSON.parse(JSON.stringify(model.get("figure")));
     state.data = state.data || [];
     state.layout = state.layout || {};
-    height = state.layout.height || height;
+    figHeight = state.layout.height || figHeight;
+    height = fitted();
     draw();
   };
   const patch = () => {
@@ -78,13 +98,16 @@ async function render({ model, el }) {
       merge(state.data[Number(i)], props);
     }
     merge(state.layout, p.layout || {});
-    if (p.layout && p.layout.height) height = p.layout.height;
+    if (p.layout && p.layout.height) { figHeight = p.layout.height; height = fitted(); }
     draw();
   };
   full();
+  // the view may be attached to the page only after render(): fit again once it is
+  requestAnimationFrame(() => requestAnimationFrame(refit));
+  window.addEventListener("resize", onResize);
   model.on("change:figure", full);
   model.on("change:patch", patch);
-  return () => Plotly.purge(div);
+  return () => { window.removeEventListener("resize", onResize); Plotly.purge(div); };
 }
 export default { render };
 """

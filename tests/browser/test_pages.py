@@ -74,8 +74,8 @@ def browser(server):
         b.close()
 
 
-def open_page(browser, url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def open_page(browser, url, viewport=(1400, 1000)):
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     problems = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
@@ -150,21 +150,42 @@ def _noise_jpeg(path, megabytes: float) -> int:
     return path.stat().st_size
 
 
-@pytest.mark.parametrize("name", [n for n in notebook_names() if n not in ("00_tour", "07_live_model")])
-def test_plot_keeps_its_height_after_window_resizes(server, browser, name):
-    """Fullscreen or moving to the projector is a resize; the plot must not collapse afterwards."""
-    page, problems, _ = open_page(browser, f"{server}/voila/render/{name}.ipynb")
-    height = lambda: page.eval_on_selector(PLOT, "el => el.getBoundingClientRect().height")  # noqa: E731
+ONE_SCREEN = [n for n in notebook_names() if n not in ("00_tour", "07_live_model")]
+
+
+def _box(page, selector):
+    return page.eval_on_selector(selector, "el => { const r = el.getBoundingClientRect();"
+                                           " return {top: r.top, bottom: r.bottom, height: r.height}; }")
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["1280x720", "1920x1080"])
+@pytest.mark.parametrize("name", ONE_SCREEN)
+def test_one_screen_per_idea_and_resizes_never_collapse_the_plot(server, browser, name, size):
+    """Controls, caption, plot and check line fit in the window (a projector at 1280x720 or
+    1920x1080), and going fullscreen or to the projector (resizes) never collapses the plot."""
+    w, h = size
+    page, problems, _ = open_page(browser, f"{server}/voila/render/{name}.ipynb", viewport=size)
+    page.wait_for_function("() => document.body.innerText.includes('equals')", timeout=30_000)
+    height = lambda: _box(page, PLOT)["height"]  # noqa: E731
+    page.wait_for_function(f"() => {{ const r = document.querySelector('{PLOT}').getBoundingClientRect();"
+                           f" return r.bottom <= {h} && r.height >= 200; }}", timeout=10_000)
     drawn = height()
-    assert drawn > 300, drawn
-    for w, h in ((1280, 720), (1280, 1150), (1280, 720), (1920, 1080), (1280, 720)):
-        page.set_viewport_size({"width": w, "height": h})
-        page.wait_for_function(f"() => window.innerWidth === {w} && window.innerHeight === {h}", timeout=10_000)
-    step_forward_back_forward(page, check=lambda: abs(height() - drawn) < 2 or
-                              f"the plot is {height()} px high after resizes, {drawn} px before")
-    width = page.eval_on_selector(PLOT, "el => el.getBoundingClientRect().width")
-    assert 600 < width <= 1280, width
-    page.screenshot(path=str(SHOTS / f"{name}_after_resizes.png"))
+    page.screenshot(path=str(SHOTS / f"{name}_{w}x{h}.png"))
+    for part in (".widget-slider", ".explainers-plot", "text=step ▶"):
+        assert _box(page, part)["bottom"] <= h, f"{part} is below the first {w}x{h} screen"
+    check = page.get_by_text("equals").first.bounding_box()
+    assert check and check["y"] + check["height"] <= h, "the check line is below the first screen"
+    caption = page.eval_on_selector(".explainers-plot", "el => el.closest('.widget-vbox')"
+                                    ".querySelector('.widget-html div[style*=\"font-size:19px\"]')"
+                                    ".getBoundingClientRect().bottom")
+    assert caption <= _box(page, PLOT)["top"] + 1, "the step's caption is not above the plot"
+    for vw, vh in ((w, 1150), (w, h), (1920, 1080), (1280, 720), (w, h)):
+        page.set_viewport_size({"width": vw, "height": vh})
+        page.wait_for_function(f"() => window.innerWidth === {vw} && window.innerHeight === {vh}", timeout=10_000)
+    step_forward_back_forward(page, check=lambda: height() >= 200 or f"the plot collapsed to {height()} px")
+    page.wait_for_function(f"() => Math.abs(document.querySelector('{PLOT}').getBoundingClientRect().height"
+                           f" - {drawn}) < 2", timeout=10_000)
+    page.screenshot(path=str(SHOTS / f"{name}_{w}x{h}_after_resizes.png"))
     assert not problems, problems
     close_page(page)
 
