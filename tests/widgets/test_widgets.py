@@ -113,7 +113,7 @@ def test_unpooling_lecture_modes():
 def test_unpooling_live_uses_real_switches():
     e = UnpoolingExplainer(source="live")
     e.mode.value = "max"
-    assert "decoder's own unpooling" in e.check_text and agrees(e)
+    assert "decoder's own max unpooling" in e.check_text and agrees(e)
     e.channel.value = (e.channel.value + 1) % (e.channel.max + 1)
     assert agrees(e)
 
