@@ -44,6 +44,24 @@ def segnet_capture(model, image, what: str) -> dict:
     return model.trace(image).captured
 
 
+def detector_trace(model, image, page: str, needs_roi_pooling: bool = False):
+    """The detector's trace on ``image`` (``model`` None: the bundled shapes Mask R-CNN), or one
+    line saying why ``page`` cannot use this model (not a detector; a one-stage detector where
+    region proposals and RoI pooling are needed)."""
+    from . import get
+    from .live import Detector, OneStageDetector
+
+    model = model or get("detection", "shapes")
+    if not isinstance(model, (Detector, OneStageDetector)):
+        raise ValueError(f"{page} needs a detector (Faster/Mask R-CNN, RetinaNet, FCOS, SSD); this is a "
+                         f"{model.task} model")
+    if needs_roi_pooling and not isinstance(model, Detector):
+        raise ValueError(f"{model.architecture} is a one-stage detector: it has no region proposals and no RoI "
+                         f"pooling, so {page} has nothing of it to show. The anchors and NMS pages work with it; "
+                         "RoI pooling needs a two-stage model (Faster or Mask R-CNN)")
+    return model.trace(image)
+
+
 def strongest_channel(x: torch.Tensor) -> int:
     """The channel of ``(C, H, W)`` with the largest absolute value."""
     return int(x.abs().flatten(1).max(1).values.argmax())
@@ -102,22 +120,31 @@ def top_candidates(trace: DetectorTrace, n: int) -> tuple[torch.Tensor, torch.Te
 @dataclass
 class AnchorLevel:
     """One feature level of the RPN: ``anchors (A, 4)``, ``objectness (A,)`` logits,
-    ``deltas (A, 4)``, its ``feature_size`` (Hf, Wf), ``sizes`` and ``ratios``."""
+    ``deltas (A, 4)`` (both None for a one-stage detector), its ``feature_size`` (Hf, Wf),
+    ``sizes`` and ``ratios``."""
 
     anchors: torch.Tensor
-    objectness: torch.Tensor
-    deltas: torch.Tensor
+    objectness: torch.Tensor | None
+    deltas: torch.Tensor | None
     feature_size: tuple[int, int]
     sizes: tuple
     ratios: tuple
 
 
-def anchor_level(trace: DetectorTrace, level: int = 0) -> AnchorLevel:
-    """The anchors, objectness and corrections of one level (with an FPN, level 0 is the finest)."""
+def anchor_level(trace, level: int = 0) -> AnchorLevel:
+    """The anchors, objectness and corrections of one level (with an FPN, level 0 is the finest).
+
+    A one-stage detector (no RPN) has no objectness and no RPN corrections: those are None."""
+    if not trace.anchor_sizes:
+        raise ValueError("this detector places SSD's default boxes (DefaultBoxGenerator: scales and aspect ratios "
+                         "per feature map), not AnchorGenerator anchors (sizes x aspect ratios per cell), which is "
+                         "what the anchors page draws; its NMS page works")
     start = sum(trace.anchors_per_level[:level])
     sl = slice(start, start + trace.anchors_per_level[level])
-    return AnchorLevel(trace.anchors[sl], trace.objectness[sl], trace.deltas[sl], tuple(trace.feature_sizes[level]),
-                       tuple(trace.anchor_sizes[level]), tuple(trace.anchor_ratios[level]))
+    rpn = getattr(trace, "has_rpn", True)
+    return AnchorLevel(trace.anchors[sl], trace.objectness[sl] if rpn else None, trace.deltas[sl] if rpn else None,
+                       tuple(trace.feature_sizes[level]), tuple(trace.anchor_sizes[level]),
+                       tuple(trace.anchor_ratios[level]))
 
 
 def final_nms_matches_model(trace: DetectorTrace) -> tuple[bool, float]:

@@ -86,8 +86,14 @@ class Explainer:
         self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=70, b=40),
                                height=520, showlegend=False)
         self.controls = W.HBox([])
-        self._build()
-        self.guard(self.refresh)
+        self.failed = ""
+        try:
+            self._build()
+        except ValueError as exc:   # e.g. a model this page cannot use: say so on the page
+            self.failed = str(exc).splitlines()[0]
+            self._show_error(self.failed)
+        else:
+            self.guard(self.refresh)
         self.plot = PlotView(self.fig)
         header = W.HTML(f"<h3 style='margin:2px 0;font-size:24px'>{html.escape(self.title)}</h3>")
         anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
@@ -95,7 +101,7 @@ class Explainer:
         # plot (sized to the window by PlotView), then the checks
         self.caption.layout = W.Layout(min_height="2.9em")
         self.widget = W.VBox([header, self.controls, anim, self.error, self.caption, self.plot, self.check,
-                              self.note])
+                              self.note] if not self.failed else [header, self.error, self.note])
 
     # ------------------------------------------------------------------ subclass API
     def _build(self) -> None:  # pragma: no cover - abstract
@@ -156,10 +162,13 @@ class Explainer:
             if not isinstance(exc, (ValueError, LookupError, RuntimeError)):
                 msg = f"{type(exc).__name__}: {msg}"
                 self._last_traceback = traceback.format_exc()
-            self.error.value = f"<span style='color:{VERMILLION};font-size:16px'>⚠ {html.escape(msg)}</span>"
+            self._show_error(msg)
             return None
         self.error.value = ""
         return out
+
+    def _show_error(self, msg: str) -> None:
+        self.error.value = f"<span style='color:{VERMILLION};font-size:17px'>⚠ {html.escape(msg)}</span>"
 
     @property
     def error_text(self) -> str:

@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.live_inputs import anchor_level
+from ..models.live_inputs import anchor_level, detector_trace
 from ..models.render import to_uint8
 from ._base import GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
@@ -55,16 +55,21 @@ class AnchorsExplainer(Explainer):
             self._sizes, self._ratios = LECTURE["sizes"], LECTURE["ratios"]
             self._rpn = None
             return
-        from ..models import get
-
-        model = self.model or get("detection", "shapes")
-        tr = model.trace(self.live_image())
+        tr = detector_trace(self.model, self.live_image(), "the anchors page")
         self._img = to_uint8(tr.input_image)
         self._image_size = tuple(tr.input_tensor.shape[-2:])
         lv = anchor_level(tr, 0)                       # with an FPN: the finest level
         self._feature_size, self._sizes, self._ratios = lv.feature_size, lv.sizes, lv.ratios
-        self._rpn = dict(anchors=lv.anchors, objectness=lv.objectness, deltas=lv.deltas,
-                         proposals=tr.proposals, real_anchors=lv.anchors)
+        self._model_anchors = lv.anchors
+        if lv.objectness is None:     # a one-stage detector: anchors, but no RPN
+            self._rpn = None
+            self.view.options, self.view.disabled, self.top_k.disabled = VIEWS[:1], True, True
+            self.set_note(f"This model has no region proposal network (a one-stage detector): it classifies "
+                          f"and corrects every anchor directly. Drawn: its anchors on the finest level, "
+                          f"{lv.feature_size[1]}x{lv.feature_size[0]} cells.")
+        else:
+            self._rpn = dict(anchors=lv.anchors, objectness=lv.objectness, deltas=lv.deltas,
+                             proposals=tr.proposals)
         self.top_k.max = min(300, len(lv.anchors))
 
     def refresh(self):
@@ -73,8 +78,9 @@ class AnchorsExplainer(Explainer):
         ref = ops.reference_anchors(self._image_size, self._feature_size, self._sizes, self._ratios)
         diff = float((anchors - ref).abs().max())
         more = []
+        if self.source == "live":
+            more.append(("the model's own anchors", float((anchors - self._model_anchors).abs().max())))
         if self._rpn is not None:
-            more.append(("the model's own anchors", float((anchors - self._rpn["real_anchors"]).abs().max())))
             d = self._rpn["deltas"]
             ours = ops.decode_boxes(d, anchors, ops.RPN_WEIGHTS)
             theirs = ops.reference_decode_boxes(d, anchors, ops.RPN_WEIGHTS)

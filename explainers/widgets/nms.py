@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import torch
 
 from .. import ops
-from ..models.live_inputs import final_nms_matches_model, top_candidates
+from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
 from ..models.render import to_uint8
 from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
@@ -55,7 +55,7 @@ class NMSExplainer(Explainer):
         from ..models import get
 
         model = self.model or get("detection", "shapes")
-        tr = model.trace(self.live_image())
+        tr = detector_trace(model, self.live_image(), "the NMS page")
         self._trace = tr
         self._all = (tr.boxes_pre_nms, tr.scores_pre_nms, tr.labels_pre_nms)
         self._classes = model.classes

@@ -106,10 +106,10 @@ class RoIPoolAlignExplainer(Explainer):
             limits = (8.0, 8.0)
             box = LECTURE_BOX
         else:
-            from ..models import get, live_inputs
+            from ..models import live_inputs
 
-            model = self.model or get("detection", "shapes")
-            tr = model.trace(self.live_image())
+            tr = live_inputs.detector_trace(self.model, self.live_image(), "the RoI Pool / RoI Align page",
+                                            needs_roi_pooling=True)
             pooler = live_inputs.box_pooler(tr)
             self._trace, self._pooler = tr, pooler
             self._proposals = tr.proposals

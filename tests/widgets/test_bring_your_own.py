@@ -1,0 +1,60 @@
+"""Every page that applies works live on a user's torchvision model (random weights here); the
+others say in one line why they cannot use it, instead of failing."""
+import pytest
+import torch
+import torchvision
+
+from explainers.models import wrap
+from explainers.registry import EXPLAINERS
+from explainers.widgets import AnchorsExplainer, NMSExplainer, RoIPoolAlignExplainer
+
+D = torchvision.models.detection
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return {
+        "faster": wrap(D.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=4)),
+        "fcos": wrap(D.fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4, min_size=128,
+                                         max_size=160, score_thresh=0.01)),
+        "ssdlite": wrap(D.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4,
+                                                        score_thresh=0.01)),
+        "deeplab": wrap(torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=4)),
+    }
+
+
+def test_two_stage_model_every_detection_page_checks_green(models):
+    for cls in (AnchorsExplainer, NMSExplainer, RoIPoolAlignExplainer):
+        e = cls(source="live", model=models["faster"])
+        assert not e.failed and e.error_text == ""
+        assert marks(e) and set(marks(e)) == {"✔"}, (cls.__name__, e.check_text)
+        assert "model's own" in e.check_text
+
+
+def test_one_stage_model_anchors_and_nms_work_and_roi_says_why_not(models):
+    a = AnchorsExplainer(source="live", model=models["fcos"])
+    assert not a.failed and marks(a) == ["✔", "✔"] and "no region proposal network" in a.note.value
+    n = NMSExplainer(source="live", model=models["fcos"])
+    assert not n.failed and marks(n) == ["✔", "✔"]
+    r = RoIPoolAlignExplainer(source="live", model=models["fcos"])
+    assert r.failed and "FCOS is a one-stage detector" in r.error_text and "no RoI pooling" in r.error_text
+    s = AnchorsExplainer(source="live", model=models["ssdlite"])
+    assert s.failed and "default boxes" in s.error_text
+    assert set(marks(NMSExplainer(source="live", model=models["ssdlite"]))) == {"✔"}
+
+
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_a_segmentation_model_on_any_page_is_one_line_or_works(models, entry):
+    e = entry.load()(source="live", model=models["deeplab"])
+    if e.failed:
+        assert e.error_text.startswith("⚠") and "\n" not in e.error_text
+        assert "segmentation" in e.error_text or "SegNet" in e.error_text or "patch classifier" in e.error_text
+        assert e.widget.children[1] is e.error          # the page shows the reason, not a broken plot
+    else:
+        assert entry.name == "LiveModelExplainer" and e.error_text == ""
