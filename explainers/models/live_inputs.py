@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
+from ..ops._checks import MAX_ELEMENTS, check_boxes
 from .traces import DetectorTrace
 
 
@@ -312,3 +313,48 @@ def proposal_picks(trace: DetectorTrace, pooler: BoxPooler, n: int = 10) -> list
             if on.numel():
                 picks.append(int(on[0, 0]))
     return sorted(picks)
+
+
+@dataclass
+class RecallStage:
+    """How many ground-truth objects one stage of a detector still covers: ``covered`` of
+    ``total`` objects have a box with IoU >= the threshold; ``boxes`` is how many boxes the
+    stage has."""
+
+    stage: str
+    covered: int
+    total: int
+    boxes: int
+
+
+def _covered(gt: torch.Tensor, boxes: torch.Tensor, iou_threshold: float) -> int:
+    if len(gt) == 0 or len(boxes) == 0:
+        return 0
+    best = torch.zeros(len(gt))
+    for chunk in torch.split(boxes, max(1, MAX_ELEMENTS // (4 * len(gt)))):   # bounded IoU tables
+        best = torch.maximum(best, ops.box_iou(gt, chunk).max(1).values)
+    return int((best >= iou_threshold).sum())
+
+
+def rpn_recall(trace, gt_boxes, iou_threshold: float = 0.5, top_k: int = 300) -> list[RecallStage]:
+    """Recall of the ground truth at each stage of the detector, on one image.
+
+    ``gt_boxes (G, 4)`` are on the original image (the trace's boxes are in the model's input
+    frame: they are scaled by ``trace.scale``). Stages: all anchors; the ``top_k`` anchors by
+    objectness, moved by the RPN's predicted corrections (its own box coder) and clipped; the
+    proposals after the RPN's NMS; the final detections. A one-stage detector has no RPN: its
+    stages are the anchors and the detections.
+    """
+    sy, sx = trace.scale
+    gt = check_boxes(gt_boxes, "gt_boxes").float() * torch.tensor([sx, sy, sx, sy])
+    stages = [("all anchors", trace.anchors)]
+    if getattr(trace, "has_rpn", True):
+        k = min(top_k, len(trace.objectness))
+        top = torch.argsort(trace.objectness, descending=True)[:k]
+        weights = tuple(trace._rpn.box_coder.weights)
+        moved = ops.clip_boxes(ops.decode_boxes(trace.deltas[top], trace.anchors[top], weights),
+                               tuple(trace.input_image.shape[-2:]))
+        stages += [(f"top {k}, corrected", moved), ("after the RPN's NMS", trace.proposals)]
+    det = trace.detections.boxes * torch.tensor([sx, sy, sx, sy])
+    stages.append(("final detections", det))
+    return [RecallStage(name, _covered(gt, b, iou_threshold), len(gt), len(b)) for name, b in stages]

@@ -7,7 +7,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.live_inputs import anchor_level, detector_trace
+from ..models.live_inputs import anchor_level, detector_trace, rpn_recall
 from ..models.render import to_uint8
 from ._base import GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
@@ -24,6 +24,12 @@ class AnchorsExplainer(Explainer):
     title = "Anchors and Region Proposal Network proposals"
     play_interval = 300
 
+    def __init__(self, source: str = "lecture", image=None, model=None, gt_boxes=None, iou_threshold: float = 0.5):
+        """``gt_boxes (G, 4)`` on ``image`` (live): the objects whose recall is plotted per stage;
+        by default the bundled scene's own boxes (none for an image of yours unless given)."""
+        self.gt_boxes, self.iou_threshold = gt_boxes, iou_threshold
+        super().__init__(source, image, model)
+
     def _build(self):
         self.view = W.Dropdown(options=VIEWS, value="anchors", description="show",
                                layout=W.Layout(width="340px"))
@@ -32,7 +38,10 @@ class AnchorsExplainer(Explainer):
         self.top_k.observe(lambda _: self.guard(self.refresh), "value")
         self.controls = W.HBox([self.view, self.top_k] if self.source == "live" else [])
         right = "objectness (best anchor per cell)" if self.source == "live" else "the K anchor shapes"
-        fig = make_subplots(1, 2, column_widths=[0.62, 0.38], subplot_titles=("image and feature grid", right))
+        live = self.source == "live"
+        fig = make_subplots(1, 3 if live else 2, column_widths=[0.5, 0.27, 0.23] if live else [0.62, 0.38],
+                            subplot_titles=("image and feature grid", right) + (("recall per stage",) if live else ()),
+                            horizontal_spacing=0.07)
         fig.add_image(source=png_uri(np.full((8, 8, 3), 245, np.uint8)), row=1, col=1, hoverinfo="skip")          # 0
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREY, width=0.7), row=1, col=1)    # 1 grid
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=2.5), row=1, col=1)  # 2 boxes
@@ -44,6 +53,11 @@ class AnchorsExplainer(Explainer):
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         fig.update_yaxes(scaleanchor="x", row=1, col=1)
+        if live:                                                                                      # 7 recall
+            fig.add_bar(x=[], y=[], text=[], textposition="auto", marker_color=SKY, row=1, col=3)
+            fig.update_yaxes(autorange=False, range=[0, 1.05], showgrid=True, title_text="objects found",
+                             row=1, col=3)
+            fig.update_xaxes(tickangle=-35, row=1, col=3)
         self._use_figure(fig, 560)
         self._load()
 
@@ -56,6 +70,12 @@ class AnchorsExplainer(Explainer):
             self._rpn = None
             return
         tr = detector_trace(self.model, self.live_image(), "the anchors page")
+        self._trace = tr
+        self._gt = self.gt_boxes
+        if self._gt is None and self.image is None:       # the bundled scene knows its objects
+            from ..models import make_scene
+
+            self._gt = make_scene(10_000_005).boxes
         self._img = to_uint8(tr.input_image)
         self._image_size = tuple(tr.input_tensor.shape[-2:])
         lv = anchor_level(tr, 0)                       # with an FPN: the finest level
@@ -109,13 +129,29 @@ class AnchorsExplainer(Explainer):
                 self.fig.data[5].update(dict(zip("xy", rect_path(at.base_anchors.tolist()))))
             self.fig.layout.annotations[0].text = (f"image {W_}x{H} with the {Wf}x{Hf} feature grid "
                                                    f"(stride {sx}); K = {K} anchors per cell")
+            if self.source == "live":
+                self._draw_recall()
         self._reset_steps(keep=True)
+
+    def _draw_recall(self) -> None:
+        """Live: how many ground-truth objects each stage still covers (IoU >= iou_threshold)."""
+        title = self.fig.layout.annotations[2]
+        if self._gt is None:
+            self.fig.data[7].update(x=[], y=[], text=[])
+            title.text = "recall: give gt_boxes="
+            return
+        self._recall = rpn_recall(self._trace, self._gt, self.iou_threshold, self.top_k.value)
+        self.fig.data[7].update(x=[r.stage for r in self._recall],
+                                y=[r.covered / max(1, r.total) for r in self._recall],
+                                text=[f"{r.covered}/{r.total}" for r in self._recall])
+        title.text = f"recall of {self._recall[0].total} object(s), IoU ≥ {self.iou_threshold:g}"
 
     def _state(self) -> dict:
         """``image_size`` (H, W) and ``feature_size`` (Hf, Wf); ``sizes``, ``aspect_ratios``;
         ``stride`` (sy, sx); ``anchors (Hf * Wf * K, 4)``; ``boxes (n, 4)``: what the current
         step draws (the K anchors of one cell, or the top-k proposals of the chosen view);
-        live: ``objectness (Hf * Wf * K,)`` logits of the model's RPN."""
+        live: ``objectness (Hf * Wf * K,)`` logits of the model's RPN, and ``recall``: per stage,
+        (objects covered, objects) of the ground truth."""
         if self.source == "live" and self.view.value != "anchors":
             boxes = self._proposals()[0]
         else:
@@ -125,6 +161,8 @@ class AnchorsExplainer(Explainer):
                "anchors": self._anchors, "boxes": boxes}
         if self._rpn is not None:
             out["objectness"] = self._rpn["objectness"]
+        if self.source == "live" and self._gt is not None:
+            out["recall"] = {r.stage: (r.covered, r.total) for r in self._recall}
         return out
 
     def n_steps(self) -> int:

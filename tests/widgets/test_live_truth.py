@@ -73,3 +73,30 @@ def test_state_is_documented_and_matches_the_page(entry):
     for key in st:
         if key not in ("source", "step", "n_steps"):
             assert key in doc, f"{entry.name}: state key {key!r} is not documented"
+
+
+def test_anchors_page_plots_recall_per_stage_against_an_independent_count():
+    import torchvision
+
+    from explainers.models import make_scene
+
+    scene = make_scene(10_000_005)
+    e = AnchorsExplainer(source="live")
+    tr = e._trace
+    sy, sx = tr.scale
+    gt = torch.from_numpy(scene.boxes) * torch.tensor([sx, sy, sx, sy])
+
+    def covered(boxes):
+        return int((torchvision.ops.box_iou(gt, boxes).max(1).values >= 0.5).sum())
+
+    rec = e.state()["recall"]
+    assert rec["all anchors"] == (covered(tr.anchors), len(gt))
+    assert rec["after the RPN's NMS"] == (covered(tr.proposals), len(gt))
+    assert rec["final detections"] == (covered(tr.detections.boxes * torch.tensor([sx, sy, sx, sy])), len(gt))
+    assert list(e.fig.data[7].y) == [c / t for c, t in rec.values()]
+    e.top_k.value = 1                       # one corrected anchor can cover at most one object
+    assert e.state()["recall"]["top 1, corrected"][0] <= 1
+    other = AnchorsExplainer(source="live", image=scene.image, gt_boxes=scene.boxes[:1])
+    assert other.state()["recall"]["all anchors"][1] == 1
+    none = AnchorsExplainer(source="live", image=scene.image)
+    assert "recall" not in none.state() and "gt_boxes" in none.fig.layout.annotations[2].text
