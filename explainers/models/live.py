@@ -90,6 +90,22 @@ class LiveModel:
         return f"<{type(self).__name__} task={self.task} weights={self.weights} device={self.device}>"
 
 
+def _timed_forward(module, device, t, cap: "_Capture", handles: list):
+    """Run a detector once on ``t`` with forward hooks in place (removed afterwards, whatever
+    happens): ``(captured values, output, seconds)``."""
+    try:
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = module([t.to(device)])[0]
+        _sync(device)
+        seconds = time.perf_counter() - t0
+    finally:
+        for h in handles:
+            h.remove()
+    return cap.values, out, seconds
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -132,6 +148,12 @@ class _DetectorBase(LiveModel):
         return DetectionResult(image=img.tensor, boxes=out["boxes"], scores=out["scores"], labels=labels,
                                names=names, masks=masks, **self._common(seconds, notes))
 
+    def trace(self, image):
+        """Run once with forward hooks: a :class:`DetectorTrace` (two-stage) or :class:`OneStageTrace`."""
+        img = load_image(image)
+        (cap, out, seconds), note = self._run(self._traced_forward, img.tensor)
+        return self._build_trace(img, cap, out, seconds, note)
+
     def __call__(self, image) -> DetectionResult:
         img = load_image(image)
 
@@ -158,11 +180,6 @@ class Detector(_DetectorBase):
     def has_masks(self) -> bool:
         return getattr(self.module.roi_heads, "mask_predictor", None) is not None
 
-    def trace(self, image) -> DetectorTrace:
-        img = load_image(image)
-        (cap, out, seconds), note = self._run(self._traced_forward, img.tensor)
-        return self._build_trace(img, cap, out, seconds, note)
-
     @staticmethod
     def _traced_forward(module, device, t):
         cap = _Capture()
@@ -173,17 +190,7 @@ class Detector(_DetectorBase):
                    cap.output(rh.box_predictor, "box_predictor")]
         if getattr(rh, "mask_predictor", None) is not None:
             handles.append(cap.output(rh.mask_predictor, "mask_logits"))
-        try:
-            _sync(device)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = module([t.to(device)])[0]
-            _sync(device)
-            seconds = time.perf_counter() - t0
-        finally:
-            for h in handles:
-                h.remove()
-        return cap.values, out, seconds
+        return _timed_forward(module, device, t, cap, handles)
 
     def _build_trace(self, img: LoadedImage, cap: dict, out: dict, seconds: float, note: str) -> DetectorTrace:
         m = self.module
@@ -233,27 +240,12 @@ class OneStageDetector(_DetectorBase):
     def architecture(self) -> str:
         return _architecture(self.module)
 
-    def trace(self, image) -> OneStageTrace:
-        img = load_image(image)
-        (cap, out, seconds), note = self._run(self._traced_forward, img.tensor)
-        return self._build_trace(img, cap, out, seconds, note)
-
     @staticmethod
     def _traced_forward(module, device, t):
         cap = _Capture()
         handles = [cap.output(module.transform, "transform"), cap.output(module.backbone, "features"),
                    cap.output(module.head, "head"), cap.output(module.anchor_generator, "anchors")]
-        try:
-            _sync(device)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = module([t.to(device)])[0]
-            _sync(device)
-            seconds = time.perf_counter() - t0
-        finally:
-            for h in handles:
-                h.remove()
-        return cap.values, out, seconds
+        return _timed_forward(module, device, t, cap, handles)
 
     def _build_trace(self, img: LoadedImage, cap: dict, out: dict, seconds: float, note: str) -> OneStageTrace:
         from torchvision.models.detection.anchor_utils import AnchorGenerator

@@ -30,8 +30,28 @@ def _private(obj, name: str, owner: str):
     return fn
 
 
+class _FinalNMS:
+    """What both detector traces share: the image as the model saw it, and their final NMS,
+    re-run by :mod:`explainers.ops`."""
+
+    @cached_property
+    def input_image(self) -> torch.Tensor:
+        """``(3, h, w)``: the model's input, resized, before normalisation and padding."""
+        h, w = self._input_size
+        mean = torch.tensor(self._norm[0])[:, None, None]
+        std = torch.tensor(self._norm[1])[:, None, None]
+        return (self.input_tensor[0] * std + mean)[:, :h, :w].clamp(0, 1)
+
+    def final_nms(self):
+        """``(keep, NMSTrace)``: the final class-aware NMS re-run with :mod:`explainers.ops` on the
+        candidates before it (``boxes_pre_nms``, ...), capped at ``detections_per_img``."""
+        keep, trace = batched_nms_trace(self.boxes_pre_nms, self.scores_pre_nms, self.labels_pre_nms,
+                                        self.nms_threshold)
+        return keep[: self.detections_per_img], trace
+
+
 @dataclass
-class DetectorTrace:
+class DetectorTrace(_FinalNMS):
     """The internals of one detector run, on the image *as the model saw it*.
 
     Coordinates are in the model's input frame (after its resize); shape notes:
@@ -146,13 +166,6 @@ class DetectorTrace:
         return self.roi_levels(self.proposals)
 
     @cached_property
-    def input_image(self) -> torch.Tensor:
-        h, w = self._input_size
-        mean = torch.tensor(self._norm[0])[:, None, None]
-        std = torch.tensor(self._norm[1])[:, None, None]
-        return (self.input_tensor[0] * std + mean)[:, :h, :w].clamp(0, 1)
-
-    @cached_property
     def _flat(self):
         obj, deltas = concat_box_prediction_layers(list(self._head[0]), list(self._head[1]))
         return obj.reshape(-1), deltas
@@ -222,11 +235,6 @@ class DetectorTrace:
     scores_pre_nms = property(lambda self: self._final_pre_nms[1])
     labels_pre_nms = property(lambda self: self._final_pre_nms[2])
 
-    def final_nms(self):
-        """Re-run the final class-aware NMS with :mod:`explainers.ops` on the pre-NMS boxes."""
-        keep, trace = batched_nms_trace(self.boxes_pre_nms, self.scores_pre_nms, self.labels_pre_nms,
-                                        self.nms_threshold)
-        return keep[: self.detections_per_img], trace
 
 
 def _topk_min(x: torch.Tensor, k: int, axis: int) -> int:
@@ -238,7 +246,7 @@ def _topk_min(x: torch.Tensor, k: int, axis: int) -> int:
 
 
 @dataclass
-class OneStageTrace:
+class OneStageTrace(_FinalNMS):
     """The internals of one run of a one-stage detector (RetinaNet, FCOS, SSD, SSDlite).
 
     A one-stage detector has no region proposal network and no RoI pooling
@@ -302,13 +310,6 @@ class OneStageTrace:
     _input_size: tuple = field(default=(0, 0), repr=False)
     _norm: tuple = field(default=((0.0,), (1.0,)), repr=False)
     _model: object = field(default=None, repr=False)
-
-    @cached_property
-    def input_image(self) -> torch.Tensor:
-        h, w = self._input_size
-        mean = torch.tensor(self._norm[0])[:, None, None]
-        std = torch.tensor(self._norm[1])[:, None, None]
-        return (self.input_tensor[0] * std + mean)[:, :h, :w].clamp(0, 1)
 
     @property
     def points(self) -> torch.Tensor:
@@ -407,11 +408,6 @@ class OneStageTrace:
     anchor_index_pre_nms = property(lambda self: self._pre_nms[3])
     levels_pre_nms = property(lambda self: self._pre_nms[4])
 
-    def final_nms(self):
-        """Re-run the final class-aware NMS with :mod:`explainers.ops` on the pre-NMS candidates."""
-        keep, trace = batched_nms_trace(self.boxes_pre_nms, self.scores_pre_nms, self.labels_pre_nms,
-                                        self.nms_threshold)
-        return keep[: self.detections_per_img], trace
 
 
 @dataclass

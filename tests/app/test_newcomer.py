@@ -9,13 +9,14 @@ It builds a venv with torch (minutes), so it runs when ``EXPLAINERS_NEWCOMER=1``
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.app.ports import free_port, port_free
 
 pytestmark = [pytest.mark.newcomer, pytest.mark.slow, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,18 +35,6 @@ def _clean_env(**extra) -> dict:
     return env
 
 
-def _port_free(port: int) -> bool:
-    """Nothing listens on the port, and a new server (SO_REUSEADDR, as tornado binds) can take it."""
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", port)) == 0:
-            return False
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +70,7 @@ def test_fresh_install_serves_the_tour(fresh_venv, tmp_path):
 
     outside = tmp_path / "somewhere-else"
     outside.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(tmp_path / "serve.err", "w")
     proc = subprocess.Popen([str(fresh_venv / "bin" / "explainers"), "serve", "--port", str(port), "--no-preheat"],
                             cwd=outside, stdout=subprocess.PIPE, stderr=log, text=True,
@@ -119,4 +106,4 @@ def test_fresh_install_serves_the_tour(fresh_venv, tmp_path):
             raise AssertionError("explainers serve did not stop on SIGTERM") from None
         log.close()
     assert code == 0
-    assert _port_free(port), "the port is still held after SIGTERM"
+    assert port_free(port), "the port is still held after SIGTERM"

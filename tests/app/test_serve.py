@@ -3,13 +3,14 @@ the kernel cap shows "the server is full", and SIGTERM / Ctrl-C stop everything.
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import psutil
 import pytest
+
+from tests.app.ports import free_port, port_free
 
 from explainers.app import server as server_module
 from explainers.app.serve import TEMPLATE_ROOT, serve, voila_command, voila_env
@@ -48,28 +49,10 @@ def test_serve_runs_voila_in_process_and_warns_when_exposed(monkeypatch, capsys)
 
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_free(port: int) -> bool:
-    """Nothing listens on the port, and a new server (SO_REUSEADDR, as tornado binds) can take it."""
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", port)) == 0:
-            return False
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def _start(tmp_path, *args):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "explainers.cli", "serve", "--port", str(port), *args],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "EXPLAINERS_DEVICE": "cpu", "EXPLAINERS_OFFLINE": "1"})
@@ -120,7 +103,7 @@ def test_url_answers_when_printed_and_the_cap_says_full_and_sigterm_stops_all(tm
     finally:
         alive = _stop(proc, signal.SIGTERM)         # what `kill PID` sends
     assert not alive, f"left running after SIGTERM: {alive}"
-    assert _port_free(port)
+    assert port_free(port)
 
 
 @pytest.mark.slow
@@ -131,7 +114,7 @@ def test_ctrl_c_stops_and_notebook_option_sets_the_start_page(tmp_path):
         assert r.status == 302 and r.getheader("Location").endswith("/voila/render/06_nms.ipynb")
     finally:
         alive = _stop(proc, signal.SIGINT)          # what Ctrl-C sends
-    assert not alive and _port_free(port)
+    assert not alive and port_free(port)
 
 
 def test_bad_serve_arguments_are_one_line(tmp_path):
