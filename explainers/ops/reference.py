@@ -109,6 +109,21 @@ def reference_nms(boxes, scores, iou_threshold: float, labels=None) -> tuple[tor
         "torchvision.ops.batched_nms"
 
 
+def reference_nms_per_class(boxes, scores, iou_threshold: float, labels) -> tuple[torch.Tensor, str]:
+    """``(keep, name)``: ``torchvision.ops.nms`` run on each class by itself, the kept boxes by
+    decreasing score (equal scores: lower index first). This is what class-aware NMS means;
+    ``torchvision.ops.batched_nms`` computes it on shifted float32 coordinates for at most 1,000
+    boxes, which can move an IoU across the threshold (see :func:`explainers.ops.batched_nms_trace`)."""
+    import torchvision
+
+    b, s = check_boxes(boxes), as_tensor(scores, "scores").float()
+    lab = as_tensor(labels, "labels").reshape(-1)
+    kept = [torch.nonzero(lab == c)[:, 0][torchvision.ops.nms(b[lab == c], s[lab == c], iou_threshold)]
+            for c in torch.unique(lab)]
+    keep = torch.cat(kept).sort().values if kept else torch.zeros(0, dtype=torch.int64)
+    return keep[torch.sort(s[keep], descending=True, stable=True)[1]], "torchvision.ops.nms class by class"
+
+
 def reference_roi_pool(features, box, output_size, spatial_scale: float = 1.0) -> torch.Tensor:
     """``torchvision.ops.roi_pool`` of one box on ``(C, H, W)`` features: ``(C, out_h, out_w)``."""
     import torchvision

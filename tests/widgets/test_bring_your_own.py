@@ -18,7 +18,10 @@ def marks(e):
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
+    from tests.models.test_wrap import _faster_rcnn_without_fpn
+
     return {
+        "faster_no_fpn": wrap(_faster_rcnn_without_fpn()),
         "faster": wrap(D.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=4)),
         "fcos": wrap(D.fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4, min_size=128,
                                          max_size=160, score_thresh=0.01)),
@@ -29,9 +32,10 @@ def models():
     }
 
 
-def test_two_stage_model_every_detection_page_checks_green(models):
+@pytest.mark.parametrize("name", ["faster", "faster_no_fpn"])
+def test_two_stage_model_every_detection_page_checks_green(models, name):
     for cls in (AnchorsExplainer, NMSExplainer, RoIPoolAlignExplainer):
-        e = cls(source="live", model=models["faster"])
+        e = cls(source="live", model=models[name])
         assert not e.failed and e.error_text == ""
         assert marks(e) and set(marks(e)) == {"✔"}, (cls.__name__, e.check_text)
         assert "model's own" in e.check_text

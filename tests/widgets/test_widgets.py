@@ -295,3 +295,20 @@ def test_check_line_never_turns_a_mismatch_into_a_tick():
     e.set_check("x", 5e-5, more=[("y", 2e-4), ("z", 0.0, False), ("w", 3.0, True)])
     marks = [c for c in e.check_text if c in "✔✘"]
     assert marks == ["✔", "✘", "✘", "✔"]
+
+
+def test_nms_page_explains_batched_nms_float32_offset():
+    """Two class-3 boxes near x = 1e5 with IoU 0.5059: torchvision's batched_nms shifts class 3 in
+    float32 and keeps both; class-aware NMS (class by class) suppresses one. The page agrees with
+    torchvision run class by class, and says why batched_nms differs here."""
+    boxes = torch.tensor([[100000.0, 0, 100003, 3], [100000.984375, 0, 100003.984375, 3], [0, 0, 1, 1]])
+    scores, labels = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([3, 3, 0])
+    assert torchvision.ops.batched_nms(boxes, scores, labels, 0.5).tolist() == [0, 1, 2]
+    e = NMSExplainer()
+    e._all = (boxes, scores, labels)
+    e.threshold.value = 0.5
+    e.refresh()
+    assert agrees(e) and "torchvision.ops.nms class by class (kept [0, 2])" in e.check_text
+    assert "batched_nms keeps [0, 1, 2]" in e.note.value and "float32" in e.note.value
+    e.class_aware.value = False             # plain NMS: no shift, plain torchvision.ops.nms
+    assert agrees(e) and "torchvision.ops.nms (kept" in e.check_text and e.note.value == ""
