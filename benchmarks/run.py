@@ -38,12 +38,12 @@ def timeit(fn, reps: int = 7, warmup: int = 2, sync=None) -> dict:
             "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] * 1e3}
 
 
-def _sync_for(dev: torch.device):
-    return (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+def _sync_for(device: torch.device):
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
 
 
 # ----------------------------------------------------------------------------- sections
-def bench_ops(quick: bool, dev: torch.device) -> list[dict]:
+def bench_ops(quick: bool, device: torch.device) -> list[dict]:
     import torch.nn.functional as F
     import torchvision
 
@@ -147,11 +147,11 @@ def nms_in_child(n: int) -> dict:
             "target": "peak < 1 GB; identical" + ("" if res["equal"] else ": DIFFERENT")}
 
 
-def bench_sliding(quick: bool, dev: torch.device) -> list[dict]:
+def bench_sliding(quick: bool, device: torch.device) -> list[dict]:
     from explainers.models import get, make_scene
     from explainers.ops import dense_predict, sliding_window_predict
 
-    m = get("patch", "shapes", str(dev))
+    m = get("patch", "shapes", str(device))
     rows = []
     for size in ([64] if quick else [128, 256]):
         img = make_scene(10_000_000 + size, size=size).tensor()
@@ -183,18 +183,18 @@ def paired(fn_a, fn_b, reps: int, warmup: int = 1) -> tuple[float, float]:
     return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
 
 
-def _peak_memory_mb(dev: torch.device, fn) -> float:
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+def _peak_memory_mb(device: torch.device, fn) -> float:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
         fn()
-        return torch.cuda.max_memory_allocated(dev) / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     import resource
 
     fn()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
 
 
-def bench_models(quick: bool, dev: torch.device) -> list[dict]:
+def bench_models(quick: bool, device: torch.device) -> list[dict]:
     import torchvision
 
     from explainers.models import get, make_scene
@@ -204,11 +204,11 @@ def bench_models(quick: bool, dev: torch.device) -> list[dict]:
     scene = make_scene(10_000_042, size=(192, 224))
     reps = 3 if quick else 11
     for task in ("segmentation", "detection", "instance"):
-        m = get(task, "shapes", str(dev))
+        m = get(task, "shapes", str(device))
         plain, traced = paired(lambda: m(scene.image), lambda: m.trace(scene.image), reps, 2)
         rows.append({"model": f"shapes {task}", "input": "224x192", "plain_ms": plain,
                      "trace_ms": traced, "trace_over_plain": traced / plain,
-                     "peak_MB": _peak_memory_mb(dev, lambda: m.trace(scene.image)), "target": "trace <= 1.10x"})
+                     "peak_MB": _peak_memory_mb(device, lambda: m.trace(scene.image)), "target": "trace <= 1.10x"})
     if quick:
         return rows
     # COCO architectures with random weights: their cost at their native size
@@ -221,24 +221,24 @@ def bench_models(quick: bool, dev: torch.device) -> list[dict]:
         ("instance", lambda: tvd.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=91), 91),
     ):
         torch.manual_seed(0)
-        m = make_live_model(task, build(), [str(i) for i in range(classes)], "random", dev)
-        r = 4 if task == "instance" and dev.type == "cpu" else 9
+        m = make_live_model(task, build(), [str(i) for i in range(classes)], "random", device)
+        r = 4 if task == "instance" and device.type == "cpu" else 9
         plain, traced = paired(lambda: m(img), lambda: m.trace(img), r, 1)
         rows.append({"model": f"COCO arch {task} (random weights)", "input": "640x480",
                      "plain_ms": plain, "trace_ms": traced, "trace_over_plain": traced / plain,
-                     "peak_MB": _peak_memory_mb(dev, lambda: m.trace(img)), "target": "trace <= 1.10x"})
+                     "peak_MB": _peak_memory_mb(device, lambda: m.trace(img)), "target": "trace <= 1.10x"})
     return rows
 
 
-def bench_scale(quick: bool, dev: torch.device) -> list[dict]:
+def bench_scale(quick: bool, device: torch.device) -> list[dict]:
     import torchvision
 
     from explainers import ops
     from explainers.models import get
 
     rows = []
-    seg = get("segmentation", "shapes", str(dev))
-    det = get("instance", "shapes", str(dev))
+    seg = get("segmentation", "shapes", str(device))
+    det = get("instance", "shapes", str(device))
     for size in ([64, 128] if quick else [128, 256, 512, 1024]):
         img = torch.rand(3, size, size)
         r = 2 if quick else 5
@@ -264,7 +264,7 @@ def bench_scale(quick: bool, dev: torch.device) -> list[dict]:
     return rows
 
 
-def bench_widgets(quick: bool, dev: torch.device) -> list[dict]:
+def bench_widgets(quick: bool, device: torch.device) -> list[dict]:
     """Python time of one animation step and one control change per explainer (no browser)."""
     from explainers.registry import EXPLAINERS, move_control
 
@@ -296,7 +296,7 @@ def bench_widgets(quick: bool, dev: torch.device) -> list[dict]:
     return rows
 
 
-def bench_voila(quick: bool, dev: torch.device) -> list[dict]:
+def bench_voila(quick: bool, device: torch.device) -> list[dict]:
     """Open the tour in headless Chromium: time to the first plot, cold and warm; kernel memory."""
     import socket
     import subprocess
@@ -386,17 +386,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["EXPLAINERS_DEVICE"] = a.device
     from explainers.models import default_device
 
-    dev = default_device()
-    machine = {"device": str(dev), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    device = default_device()
+    machine = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                "torch": torch.__version__, "python": platform.python_version(),
-               "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None}
-    print(f"# cv-explainers benchmarks on {dev} ({machine['threads']} threads, torch {machine['torch']})")
+               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    print(f"# cv-explainers benchmarks on {device} ({machine['threads']} threads, torch {machine['torch']})")
     results = {"machine": machine, "quick": a.quick, "sections": {}}
     for name in [s.strip() for s in a.only.split(",") if s.strip()]:
         if name not in SECTIONS:
             print(f"unknown section {name!r}; choose from {list(SECTIONS)}", file=sys.stderr)
             return 2
-        rows = SECTIONS[name](a.quick, dev)
+        rows = SECTIONS[name](a.quick, device)
         results["sections"][name] = rows
         print_table(name, rows)
     a.out.write_text(json.dumps(results, indent=2) + "\n")
