@@ -244,28 +244,78 @@ class Explainer:
         display(self.widget)
 
     def export_html(self, path) -> Path:
-        """A standalone HTML file of the current animation (plotly frames, plotly.js inlined:
-        no kernel and no internet needed)."""
+        """A standalone HTML file of the animation as the page shows it: the title, the controls
+        (play, step back and forward, a step slider, speed), each step's caption, the plot, the
+        check line and the note. plotly.js is inlined: no kernel and no internet needed.
+
+        Each step is drawn as on the page: its :meth:`frame` merged onto the base figure, then
+        ``Plotly.react`` (axes, ranges and colour ranges as on the page). A step stores only what
+        changed since the one before it (a small patch), and image crops of a figure image are
+        cut from it in the browser, so long animations stay small. Deterministic; a directory at
+        ``path`` is refused, never overwritten."""
+        import html as _html
+        import json
+
+        from ._export import _EXPORT_CSS, _EXPORT_JS, _export_contents, _export_crops, _export_json, _export_patch
+
         path = Path(path)
-        base = go.Figure(self.fig.to_dict())
-        frames = []
-        for k in range(max(1, self.n_steps())):
-            fr = self.frame(k)
-            data = [dict(type=self.fig.data[i].type, **props) for i, props in fr.get("data", {}).items()]
-            frames.append(go.Frame(name=str(k), data=data, traces=list(fr.get("data", {}).keys()),
-                                   layout=fr.get("layout") or None))
-        base.frames = frames
-        steps = [dict(method="animate", label=str(k),
-                      args=[[str(k)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                           transition=dict(duration=0))]) for k in range(len(frames))]
-        base.update_layout(
-            updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.08, xanchor="left", yanchor="top",
-                              buttons=[dict(label="▶ play", method="animate",
-                                            args=[None, dict(frame=dict(duration=self.play.interval, redraw=True),
-                                                             fromcurrent=True, transition=dict(duration=0))]),
-                                       dict(label="pause", method="animate",
-                                            args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
-            sliders=[dict(active=self.step.value, steps=steps, x=0.15, len=0.85, y=-0.05,
-                          currentvalue=dict(prefix="step "))])
-        base.write_html(str(path), include_plotlyjs=True, full_html=True, auto_play=False)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory: give a file name for the HTML export")
+        base = _export_json(self.fig.to_plotly_json())
+        base.setdefault("data", [])
+        base.setdefault("layout", {})
+        n = 0 if self.failed else max(1, self.n_steps())
+        frames = [_export_json(self.frame(k)) for k in range(n)]
+        captions = [str(fr.get("caption", "") or "") for fr in frames]
+        contents = _export_contents(frames, base)
+        crops = _export_crops(contents, base)
+        patches, previous = [], {}
+        for k, content in enumerate(contents):
+            patches.append({"name": str(k), "patch": _export_patch(previous, content) or {"~": {}}})
+            previous = content
+        active = min(max(0, int(self.step.value)), n - 1) if n else 0
+        interval = int(self.play.interval)
+        payload = {"figure": base, "config": {"displaylogo": False, "responsive": True},
+                   "frames": patches, "captions": captions, "active": active, "crop_sources": crops}
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        # inside <script>: no "</script>", no "<!--" (JSON.parse and json.loads read \u003c back as "<")
+        data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        speeds = [("slow", 1400), ("normal", 700), ("fast", 250)]
+        if interval not in dict(speeds).values():
+            speeds.insert(0, (f"{interval} ms", interval))
+        options = "".join(f"<option value='{ms}'{' selected' if ms == interval else ''}>{name}</option>"
+                          for name, ms in speeds)
+        height = int(base["layout"].get("height") or 520)
+        title = _html.escape(self.title)
+        parts = [(f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n<title>{title}</title>\n"
+                  "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+                  f"<style>{_EXPORT_CSS}</style>\n</head>\n<body>\n<div id='explainer'>\n"
+                  f"<h1 class='explainer-title'>{title}</h1>\n")]
+        if n:
+            parts.append(
+                "<div class='explainer-controls'>"
+                "<button type='button' id='explainer-play' title='play the steps'>▶ play</button>"
+                "<button type='button' id='explainer-back' title='one step back'>◀ step</button>"
+                "<button type='button' id='explainer-forward' title='one step forward'>step ▶</button>"
+                f"<label>step <input type='range' id='explainer-step' min='0' max='{n - 1}' value='{active}'></label>"
+                f"<output id='explainer-step-label'>{active}</output>"
+                f"<label>speed <select id='explainer-speed'>{options}</select></label></div>\n")
+        parts.append(f"<div id='explainer-error'>{self.error.value}</div>\n")
+        if n:
+            parts.append(f"<div id='explainer-caption' class='explainer-caption' aria-live='polite'>"
+                         f"{captions[active]}</div>\n"
+                         f"<div id='explainer-plot' class='explainers-plot' style='height:{height}px'></div>\n")
+        parts.append(f"<div id='explainer-check'>{self.check.value}</div>\n"
+                     f"<div id='explainer-note'>{self.note.value}</div>\n</div>\n")
+        if n:
+            from plotly.offline import get_plotlyjs
+
+            parts.append(f"<script>\n{get_plotlyjs()}\n</script>\n"
+                         f"<script type='application/json' id='explainer-data'>{data}</script>\n"
+                         f"<script>\n{_EXPORT_JS}\n</script>\n")
+        parts.append("</body>\n</html>\n")
+        path.write_text("".join(parts), encoding="utf-8")
         return path
+
+
+# ---------------------------------------------------------------------- export_html's helpers

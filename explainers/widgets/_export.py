@@ -1,0 +1,262 @@
+"""Standalone HTML export of an explainer (:meth:`Explainer.export_html`): the page's figure once,
+each step as a small patch, image crops cut in the browser, plotly.js inlined."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+
+_EXPORT_CSS = (
+    "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;"
+    "margin:16px;color:#222}"
+    ".explainer-title{margin:2px 0 8px;font-size:24px}"
+    ".explainer-controls{display:flex;flex-wrap:wrap;align-items:center;gap:8px;margin:4px 0}"
+    ".explainer-controls button{font-size:15px;padding:3px 10px;min-width:80px}"
+    ".explainer-controls input[type=range]{width:420px;vertical-align:middle}"
+    ".explainer-controls output{min-width:3em}"
+    ".explainer-caption{font-size:19px;line-height:1.35;margin:2px 0;min-height:2.9em}"
+    ".explainers-plot{width:100%}")
+
+#: the export's player: rebuilds each step from the patches, draws it as the page does
+#: (its frame merged onto the base figure, then Plotly.react), keeps the caption in step
+_EXPORT_JS = r"""
+(function () {
+  "use strict";
+  var payload = JSON.parse(document.getElementById("explainer-data").textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var root = $("explainer"), plot = $("explainer-plot"), caption = $("explainer-caption");
+  var slider = $("explainer-step"), label = $("explainer-step-label"), playButton = $("explainer-play");
+  var speed = $("explainer-speed");
+  var n = payload.frames.length;
+  var isObject = function (v) { return v !== null && typeof v === "object" && !Array.isArray(v); };
+  var clone = function (v) { return v === undefined ? v : JSON.parse(JSON.stringify(v)); };
+
+  // a patch is {"=": value} (replace), {"~": {key: patch}} (an object's keys) or {"#": [[i, patch]]} (list items)
+  function apply(value, p) {
+    var out, k, i;
+    if ("=" in p) return p["="];
+    if ("~" in p) {
+      out = isObject(value) ? Object.assign({}, value) : {};
+      for (k in p["~"]) out[k] = apply(out[k], p["~"][k]);
+      return out;
+    }
+    out = value.slice();
+    for (i = 0; i < p["#"].length; i++) out[p["#"][i][0]] = apply(out[p["#"][i][0]], p["#"][i][1]);
+    return out;
+  }
+  // as the page: objects merge key by key, anything else (arrays too) replaces
+  function merge(target, src) {
+    for (var k in src) {
+      if (isObject(src[k]) && isObject(target[k])) merge(target[k], src[k]);
+      else target[k] = src[k];
+    }
+    return target;
+  }
+  var contents = [], content = {};
+  for (var k = 0; k < n; k++) { content = apply(content, payload.frames[k].patch); contents.push(content); }
+
+  // {"$crop": [trace, x, y, w, h]}: that part of the base figure's image `trace`, as a PNG
+  var images = {}, crops = {};
+  function cropped(spec) {
+    var key = spec.join(",");
+    if (!(key in crops)) {
+      var canvas = document.createElement("canvas");
+      canvas.width = spec[3];
+      canvas.height = spec[4];
+      var ctx = canvas.getContext("2d");
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(images[spec[0]], spec[1], spec[2], spec[3], spec[4], 0, 0, spec[3], spec[4]);
+      crops[key] = canvas.toDataURL("image/png");
+    }
+    return crops[key];
+  }
+  function resolve(props) {
+    for (var key in props) {
+      if (isObject(props[key]) && Array.isArray(props[key].$crop)) props[key] = cropped(props[key].$crop);
+    }
+    return props;
+  }
+
+  var current = payload.active, rev = 0, timer = null;
+  function show(step) {
+    step = Math.max(0, Math.min(n - 1, step));
+    var c = contents[step];
+    var data = clone(payload.figure.data), layout = clone(payload.figure.layout);
+    Object.keys(c.data || {}).forEach(function (i) { merge(data[Number(i)], resolve(clone(c.data[i]))); });
+    merge(layout, clone(c.layout || {}));
+    rev += 1;
+    layout.datarevision = rev;
+    current = step;
+    slider.value = String(step);
+    label.textContent = String(step);
+    caption.innerHTML = payload.captions[step];
+    root.setAttribute("data-step", String(step));
+    return Plotly.react(plot, data, layout, payload.config);
+  }
+  function stop() {
+    if (timer !== null) { clearInterval(timer); timer = null; }
+    playButton.textContent = "▶ play";
+  }
+  function tick() {
+    if (current >= n - 1) { stop(); return; }
+    show(current + 1);
+  }
+  function play() {
+    if (current >= n - 1) show(0);
+    stop();
+    timer = setInterval(tick, Number(speed.value));
+    playButton.textContent = "❚❚ pause";
+  }
+  playButton.addEventListener("click", function () { if (timer === null) play(); else stop(); });
+  $("explainer-back").addEventListener("click", function () { show(current - 1); });
+  $("explainer-forward").addEventListener("click", function () { show(current + 1); });
+  slider.addEventListener("input", function () { show(Number(slider.value)); });
+  speed.addEventListener("change", function () { if (timer !== null) play(); });
+
+  var loads = payload.crop_sources.map(function (i) {
+    var img = new Image();
+    images[i] = img;
+    img.src = payload.figure.data[i].source;
+    return img.decode();
+  });
+  Promise.all(loads).then(function () { return show(current); }).then(function () {
+    root.setAttribute("data-ready", "1");
+  }).catch(function (err) {
+    $("explainer-error").textContent = "⚠ " + err;
+    throw err;
+  });
+})();
+"""
+
+
+def _export_json(obj):
+    """``obj`` as plain JSON values, encoded as plotly encodes a figure (numpy arrays included)."""
+
+    import plotly.io.json as pjson
+
+    return json.loads(pjson.to_json_plotly(obj))
+
+
+def _export_contents(frames: list, base: dict) -> list:
+    """Each step's trace props and layout, complete: a prop that some step sets and this one does
+    not keeps the value of the last step before that set it (as when the page plays from step 0),
+    else the base figure's. Then any step drawn alone looks as it does in the page."""
+    traces: dict = {}
+    layout_keys: dict = {}
+    for fr in frames:
+        for i, props in (fr.get("data") or {}).items():
+            traces.setdefault(i, {}).update(dict.fromkeys(props))
+        layout_keys.update(dict.fromkeys(fr.get("layout") or {}))
+    last = {}
+    for i, keys in traces.items():
+        trace = base["data"][int(i)]
+        last.update({(i, p): trace[p] for p in keys if p in trace})
+    last.update({(None, p): base["layout"][p] for p in layout_keys if p in base["layout"]})
+    out = []
+    for fr in frames:
+        data = {i: dict((fr.get("data") or {}).get(i) or {}) for i in traces}
+        layout = dict(fr.get("layout") or {})
+        for i, keys in traces.items():
+            for p in keys:
+                if p in data[i]:
+                    last[(i, p)] = data[i][p]
+                elif (i, p) in last:
+                    data[i][p] = last[(i, p)]
+        for p in layout_keys:
+            if p in layout:
+                last[(None, p)] = layout[p]
+            elif (None, p) in last:
+                layout[p] = last[(None, p)]
+        out.append({"data": data, "layout": layout})
+    return out
+
+
+_PNG_URI = "data:image/png;base64,"
+
+
+def _png_pixels(uri: str):
+    """The pixels of an RGB PNG data URI as an ``(H, W, 3)`` uint8 array, else None."""
+    import binascii
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(uri[len(_PNG_URI):], validate=True)))
+        return np.asarray(img) if img.mode == "RGB" else None
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError):  # not a PNG we can read: keep it
+        return None
+
+
+def _find_crop(child: np.ndarray, parent: np.ndarray):
+    """``(x, y)`` of the first place (row by row) where ``child`` is a window of ``parent``, or None."""
+    h, w = child.shape[:2]
+    H, W_ = parent.shape[:2]
+    if h > H or w > W_ or h == 0 or w == 0:
+        return None
+    first = (parent[:H - h + 1, :W_ - w + 1] == child[0, 0]).all(-1)
+    for y, x in zip(*np.nonzero(first)):
+        if np.array_equal(parent[y:y + h, x:x + w], child):
+            return int(x), int(y)
+    return None
+
+
+def _export_crops(contents: list, base: dict) -> list:
+    """Replace each step's image ``source`` that is a window of an RGB image of the base figure
+    (the sliding window's crops) by ``{"$crop": [trace, x, y, w, h]}``, cut out in the browser:
+    the pixels travel once. Returns the base traces that are cut from."""
+    parents = []
+    for i, trace in enumerate(base["data"]):
+        src = trace.get("source")
+        if trace.get("type") == "image" and isinstance(src, str) and src.startswith(_PNG_URI):
+            pixels = _png_pixels(src)
+            if pixels is not None:
+                parents.append((i, pixels))
+    if not parents:
+        return []
+    used, found = set(), {}
+    for content in contents:
+        for props in content["data"].values():
+            src = props.get("source")
+            if not isinstance(src, str) or not src.startswith(_PNG_URI):
+                continue
+            if src not in found:
+                found[src] = None
+                child = _png_pixels(src)
+                for i, pixels in parents if child is not None else ():
+                    at = _find_crop(child, pixels)
+                    if at is not None:
+                        found[src] = {"$crop": [i, at[0], at[1], child.shape[1], child.shape[0]]}
+                        break
+            if found[src] is not None:
+                props["source"] = found[src]
+                used.add(found[src]["$crop"][0])
+    return sorted(used)
+
+
+def _export_same(a, b) -> bool:
+
+    return a == b and json.dumps(a) == json.dumps(b)   # 1, 1.0 and True differ in JSON
+
+
+def _export_patch(old, new):
+    """The patch that turns ``old`` into ``new`` (None when they are the same): ``{"=": value}``,
+    ``{"~": {key: patch}}`` for an object's changed keys, ``{"#": [[index, patch], ...]}`` for the
+    changed items of a list of the same length (the label map: one cell per step), the shorter."""
+
+    if _export_same(old, new):
+        return None
+    if isinstance(old, dict) and isinstance(new, dict) and all(k in new for k in old):
+        sub = {}
+        for k, v in new.items():
+            p = _export_patch(old[k], v) if k in old else {"=": v}
+            if p is not None:
+                sub[k] = p
+        return {"~": sub}
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        items = [[i, p] for i, (a, b) in enumerate(zip(old, new)) if (p := _export_patch(a, b)) is not None]
+        patch = {"#": items}
+        if len(json.dumps(patch, separators=(",", ":"))) < len(json.dumps(new, separators=(",", ":"))):
+            return patch
+    return {"=": new}

@@ -1,0 +1,248 @@
+"""The HTML export keeps the teaching: title, each step's caption, the check and note lines, the
+page's figure (axes, ranges, colour ranges), every step's frame, offline, and small.
+
+The export stores the base figure once and, per step, only what changed since the step before
+(a patch); image crops of a figure image are stored as ``{"$crop": [trace, x, y, w, h]}``. These
+tests decode that independently of ``explainers.widgets._base`` and compare with ``frame(k)``.
+"""
+import base64
+import html
+import io
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import plotly.io.json as pjson
+import pytest
+from PIL import Image
+
+from explainers.registry import EXPLAINERS, entry
+from explainers.widgets._base import Explainer
+
+MAX_BYTES = 8 * 2**20            # plotly.js alone is ~4.8 MB
+SIZES: dict = {}                 # what each export weighs (printed at the end of the module)
+CASES = [(e.name, "lecture") for e in EXPLAINERS] + [("UnpoolingExplainer", "live")]
+
+
+def plain(fragment: str) -> str:
+    """HTML as the text a reader sees (tags dropped, entities decoded, spaces collapsed)."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", fragment or "")).split())
+
+
+def jsonable(obj):
+    return json.loads(pjson.to_json_plotly(obj))
+
+
+def payload_of(text: str) -> dict:
+    m = re.search(r"<script type='application/json' id='explainer-data'>(.*?)</script>", text, re.DOTALL)
+    assert m, "no embedded data"
+    return json.loads(m.group(1))
+
+
+def apply(value, patch):
+    """A patch: {"=": value}, {"~": {key: patch}} or {"#": [[index, patch], ...]}."""
+    if "=" in patch:
+        return patch["="]
+    if "~" in patch:
+        out = dict(value) if isinstance(value, dict) else {}
+        for k, p in patch["~"].items():
+            out[k] = apply(out.get(k), p)
+        return out
+    out = list(value)
+    for i, p in patch["#"]:
+        out[i] = apply(out[i], p)
+    return out
+
+
+def contents_of(payload: dict) -> list:
+    out, content = [], {}
+    for k, fr in enumerate(payload["frames"]):
+        assert fr["name"] == str(k)
+        content = apply(content, fr["patch"])
+        out.append(content)
+    return out
+
+
+def pixels(uri: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+
+class Visible(HTMLParser):
+    """The text outside scripts and styles, and the first heading."""
+
+    def __init__(self):
+        super().__init__()
+        self.text, self.heading, self._skip, self._h = [], None, 0, None
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("script", "style")
+        if tag in ("h1", "h2", "h3") and self.heading is None:
+            self._h = []
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("script", "style")
+        if tag in ("h1", "h2", "h3") and self._h is not None and self.heading is None:
+            self.heading = "".join(self._h)
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.text.append(data)
+            if self._h is not None and self.heading is None:
+                self._h.append(data)
+
+
+def same_value(got, want, figure) -> bool:
+    if isinstance(got, dict) and "$crop" in got:
+        i, x, y, w, h = got["$crop"]
+        return np.array_equal(pixels(figure["data"][i]["source"])[y:y + h, x:x + w], pixels(want))
+    return got == want
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_sizes():
+    yield
+    if SIZES:
+        print("\nexport sizes: " + ", ".join(f"{k} {v / 2**20:.2f} MB" for k, v in SIZES.items()))
+
+
+@pytest.mark.parametrize("name,source", CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_export_keeps_the_teaching(name, source, tmp_path, record_property):
+    e = entry(name).load()(source=source)
+    assert e.error_text == "", e.error_text
+    path = e.export_html(tmp_path / f"{name}.html")
+    size = path.stat().st_size
+    SIZES[f"{name}-{source}"] = size
+    record_property("export_bytes", size)
+    assert size < MAX_BYTES, f"{name} ({source}) exports {size / 2**20:.1f} MB"
+    text = path.read_text(encoding="utf-8")
+    page = Visible()
+    page.feed(text)
+    visible = " ".join("".join(page.text).split())
+
+    # the title as a heading, the check and the note lines as on the page
+    assert html.unescape(page.heading or "") == e.title
+    assert plain(e.check.value) in visible
+    assert plain(e.note.value) in visible
+    # offline: plotly.js inlined, nothing fetched
+    assert "plotly.js v" in text.split("<script", 2)[1][:200]
+    markup = re.sub(r"<script\b[^>]*>.*?</script>", "", text, flags=re.DOTALL)
+    assert not re.search(r"<script[^>]*\bsrc=", text) and not re.search(r"(src|href)=['\"]?(https?:)?//", markup)
+
+    payload = payload_of(text)
+    n = e.n_steps()
+    assert len(payload["frames"]) == len(payload["captions"]) == n
+    # the page's figure, unchanged: same axes and ranges (y reversed where the page reverses it),
+    # heatmap colour ranges kept
+    assert payload["figure"] == jsonable(e.fig.to_plotly_json())
+    active = payload["active"]
+    assert active == e.step.value
+    assert plain(e.frame(active)["caption"]) in visible       # shown before any script runs
+
+    # every step: its caption and its frame, complete, as frame(k) gives them
+    contents = contents_of(payload)
+    for k in range(n):
+        want = jsonable(e.frame(k))
+        assert plain(payload["captions"][k]) == plain(want.get("caption", "")), k
+        got = contents[k]
+        for i, props in (want.get("data") or {}).items():
+            for prop, value in props.items():
+                assert same_value(got["data"][i][prop], value, payload["figure"]), (k, i, prop)
+        for key, value in (want.get("layout") or {}).items():
+            assert got["layout"][key] == value, (k, key)
+
+
+def test_unpooling_export_keeps_the_reversed_axes_and_colour_ranges(tmp_path):
+    for source in ("lecture", "live"):
+        e = entry("UnpoolingExplainer").load()(source=source)
+        fig = payload_of(e.export_html(tmp_path / f"u_{source}.html").read_text(encoding="utf-8"))["figure"]
+        for axis in ("yaxis", "yaxis2", "yaxis3"):          # row 0 on top: reversed, by autorange or range
+            ax = fig["layout"][axis]
+            assert ax.get("autorange") == "reversed" or (ax.get("autorange") is False
+                                                         and ax["range"][0] > ax["range"][1])
+        out = fig["data"][2]
+        assert out["type"] == "heatmap" and out["zmin"] < out["zmax"]
+        assert (out["zmin"], out["zmax"]) == (e.fig.data[2].zmin, e.fig.data[2].zmax)
+
+
+def test_sliding_window_export_stores_the_pixels_once(tmp_path):
+    e = entry("SlidingWindowExplainer").load()()
+    text = e.export_html(tmp_path / "sw.html").read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") <= len(e.fig.data)      # the figure's images, not one per step
+    payload = payload_of(text)
+    contents = contents_of(payload)
+    image = next(i for i, t in enumerate(e.fig.data) if t.type == "image" and i > 0)    # "the window"
+    crops = {json.dumps(c["data"][str(image)]["source"]) for c in contents}
+    assert len(crops) == e.n_steps() and all('"$crop"' in c for c in crops)
+    # the label map gains one cell a step: each step after the first stores that cell, not the map
+    label_map = str(next(i for i, t in enumerate(e.fig.data) if t.type == "heatmap"))
+    for fr in payload["frames"][1:]:
+        assert len(json.dumps(fr["patch"]["~"]["data"]["~"][label_map])) < 120, fr["name"]
+
+
+def test_export_refuses_a_directory_and_is_deterministic(tmp_path):
+    e = entry("NMSExplainer").load()()
+    folder = tmp_path / "a.html"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("x")
+    with pytest.raises(IsADirectoryError):
+        e.export_html(folder)
+    assert (folder / "keep.txt").read_text() == "x"
+    first = e.export_html(tmp_path / "one.html")
+    assert first == tmp_path / "one.html"
+    assert first.read_bytes() == e.export_html(tmp_path / "two.html").read_bytes()
+    assert e.export_html(str(tmp_path / "three.html")) == tmp_path / "three.html"
+
+
+class _Patchy(Explainer):
+    """Steps that set different props: a step that does not set one keeps the last value set."""
+
+    title = "patchy <b>&</b> steps"
+
+    def _build(self):
+        self.fig.add_scatter(x=[0], y=[0], marker={"color": "blue", "size": 10})
+        self.fig.add_heatmap(z=[[1, 2], [3, 4]], zmin=0, zmax=9)
+
+    def refresh(self):
+        self._reset_steps()
+
+    def n_steps(self):
+        return 4
+
+    def frame(self, k):
+        data = {0: {"x": [k]}, 1: {"z": [[k, None], [None, k]]}}
+        if k == 1:
+            data[0]["marker"] = {"color": "red"}
+        layout = {"yaxis": {"autorange": "reversed"}} if k >= 2 else {}
+        return {"data": data, "layout": layout, "caption": f"step <i>{k}</i> &amp; more"}
+
+
+def test_steps_are_complete_whatever_each_frame_sets(tmp_path):
+    e = _Patchy()
+    text = e.export_html(tmp_path / "p.html").read_text(encoding="utf-8")
+    assert "<h1 class='explainer-title'>patchy &lt;b&gt;&amp;&lt;/b&gt; steps</h1>" in text
+    payload = payload_of(text)
+    assert [plain(c) for c in payload["captions"]] == [f"step {k} & more" for k in range(4)]
+    c = contents_of(payload)
+    assert [s["data"]["0"]["x"] for s in c] == [[0], [1], [2], [3]]
+    assert c[0]["data"]["0"]["marker"] == {"color": "blue", "size": 10}        # the base figure's
+    assert [s["data"]["0"]["marker"]["color"] for s in c[1:]] == ["red"] * 3    # as when played from 0
+    assert [s["data"]["1"]["z"] for s in c] == [[[k, None], [None, k]] for k in range(4)]
+    assert [s["layout"].get("yaxis") for s in c] == [None, None] + [{"autorange": "reversed"}] * 2
+
+
+class _Broken(Explainer):
+    title = "a page that cannot draw"
+
+    def _build(self):
+        raise ValueError("this model cannot be used here")
+
+
+def test_a_page_that_failed_exports_its_error_line(tmp_path):
+    e = _Broken()
+    text = e.export_html(tmp_path / "broken.html").read_text(encoding="utf-8")
+    page = Visible()
+    page.feed(text)
+    assert page.heading == e.title
+    assert "⚠ this model cannot be used here" in "".join(page.text)
+    assert "<script" not in text                 # nothing to animate
