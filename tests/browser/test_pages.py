@@ -283,3 +283,96 @@ def test_tour_is_fast_when_warm(server, browser):
     print(f"warm tour: first plot after {seconds:.1f} s")
     assert not problems, problems
     close_page(page)
+
+
+@pytest.mark.parametrize("name", ["UnpoolingExplainer", "NMSExplainer", "SlidingWindowExplainer"])
+def test_exported_html_steps_with_its_captions_offline(server, browser, tmp_path, name):
+    """An export opened from disk (file://, no server, no internet) draws its plot, and the step
+    buttons, the step slider and play each show another step with that step's caption; no console
+    error, no request. The sliding window's crops, cut in the browser, are the page's pixels."""
+    import base64
+    import html
+    import io
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from explainers.registry import entry
+
+    def plain(fragment):
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", "", fragment)).split())
+
+    def pixels(uri):
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+    e = entry(name).load()()
+    path = e.export_html(tmp_path / f"{name}.html")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url[:120]}"))
+    page.on("request", lambda r: problems.append(f"request: {r.url[:120]}")
+            if not r.url.startswith(("file://", "data:", "blob:", "about:")) else None)
+    page.goto(path.as_uri(), timeout=60_000)
+    page.wait_for_selector("#explainer[data-ready='1']", timeout=60_000)
+    page.wait_for_selector(PLOT, timeout=60_000)
+    page.wait_for_selector(DATA, timeout=60_000)
+    assert page.inner_text("h1") == e.title
+    assert "equals" in page.inner_text("#explainer-check")
+
+    def shows(k=None):
+        """The step shown (waiting for ``k`` when given), with its own caption and slider position."""
+        if k is not None:
+            page.wait_for_function("(k) => document.getElementById('explainer').dataset.step === String(k)",
+                                   arg=k, timeout=10_000)
+        shown, text, slider = page.evaluate(   # at once: play may be moving on
+            "() => [Number(document.getElementById('explainer').dataset.step),"
+            " document.getElementById('explainer-caption').innerText,"
+            " document.getElementById('explainer-step').value]")
+        want = plain(e.frame(shown)["caption"])
+        assert " ".join(text.split()) == want, f"step {shown}: the caption shown is {text!r}, not {want!r}"
+        assert slider == str(shown) and (k is None or shown == k)
+        return shown
+
+    start = shows()
+    assert start == e.step.value
+    before = plot_html(page)
+    page.get_by_text("step ▶").first.click()
+    shows(start + 1)
+    wait_for_plot_change(page, before)
+    page.get_by_text("◀ step").first.click()
+    shows(start)
+    # the step slider: a click three quarters along its track
+    box = page.locator("#explainer-step").bounding_box()
+    page.locator("#explainer-step").click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
+    page.wait_for_function("(k) => document.getElementById('explainer').dataset.step !== String(k)", arg=start,
+                           timeout=10_000)
+    assert shows() > start
+    if e.n_steps() > 2:
+        page.get_by_text("◀ step").first.click()
+        at = shows()
+        page.get_by_text("▶ play").first.click()
+        page.wait_for_function("(k) => Number(document.getElementById('explainer').dataset.step) > k", arg=at,
+                               timeout=30_000)
+        shows()
+        page.evaluate("() => { const b = document.getElementById('explainer-play');"   # pause, unless it ended
+                      " if (b.textContent.includes('pause')) b.click(); }")
+        shows()
+    wanted = [(i, pixels(p["source"])) for i, p in e.frame(shows())["data"].items() if "source" in p]
+    missing = wanted
+    for _ in range(50):                       # the images of the step drawn last (a redraw may be under way)
+        shown = [pixels(h) for h in page.eval_on_selector_all(
+            ".explainers-plot .imagelayer image",
+            "els => els.map(el => el.getAttribute('href') || el.getAttribute('xlink:href'))") if h]
+        missing = [i for i, want in wanted if not any(s.shape == want.shape and np.array_equal(s, want)
+                                                      for s in shown)]
+        if not missing:
+            break
+        page.wait_for_timeout(200)
+    assert not missing, f"the images of traces {missing} are not the page's pixels"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"export_{entry(name).module}.png"), full_page=True)
+    assert not problems, problems
+    page.close()
