@@ -174,6 +174,13 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
     positive(int(batch_size), "batch_size")
     if wh > H or ww > W:
         raise ValueError(f"the window ({wh}x{ww}) is larger than the image ({H}x{W}); use a smaller window")
+    try:
+        rf = network_geometry(net)[0]
+    except ValueError:           # not a plain chain of unpadded layers: the network itself will say
+        rf = 1
+    if min(wh, ww) < rf:
+        raise ValueError(f"a {wh}x{ww} window is too small for this network: it looks at {rf}x{rf} pixels to "
+                         f"label one (its receptive field); choose a window of at least {rf}")
     n = ((H - wh) // sh + 1) * ((W - ww) // sw + 1)
     check_size(n, MAX_WINDOWS, f"the sliding-window pass ({wh}x{ww} windows, stride {sh}x{sw}, {H}x{W} image)",
                "use a larger stride or a smaller image (dense_predict does the whole image in one pass)",

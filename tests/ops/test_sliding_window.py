@@ -96,5 +96,18 @@ def test_window_larger_than_receptive_field_uses_the_centre_cell():
 
 
 def test_window_smaller_than_receptive_field_is_a_clear_error():
-    with pytest.raises(ValueError, match="cannot classify a 12x12 window"):
+    with pytest.raises(ValueError, match="a 12x12 window is too small for this network"):
         sliding_window_predict(patch_net(), torch.zeros(3, 30, 30), 12, 4)
+
+
+def test_a_window_below_the_receptive_field_is_one_plain_sentence():
+    from explainers.models import get
+
+    net = get("patch", "shapes").module
+    rf = network_geometry(net)[0]
+    img = torch.rand(3, 64, 64)
+    with pytest.raises(ValueError) as info:
+        sliding_window_predict(net, img, 24, 2)
+    msg = str(info.value)
+    assert f"at least {rf}" in msg and "receptive field" in msg and "Kernel size" not in msg
+    sliding_window_predict(net, img[:, :rf + 2, :rf + 2], rf, 2)      # the network's own window works
