@@ -86,6 +86,8 @@ class Explainer:
         self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=70, b=40),
                                height=520, showlegend=False)
         self.controls = W.HBox([])
+        # the animation controls: shown only when there is more than one step to go through
+        self.anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
         self.failed = ""
         try:
             self._build()
@@ -95,8 +97,15 @@ class Explainer:
         else:
             self.guard(self.refresh)
         self.plot = PlotView(self.fig)
+        if self.error.value:                 # the first refresh failed: no stale or empty picture
+            self.plot.layout.visibility = "hidden"
+        try:
+            if max(1, self.n_steps()) <= 1:
+                self.anim.layout.display = "none"
+        except Exception:                    # nothing built to count steps of: the error line says why
+            self.anim.layout.display = "none"
         header = W.HTML(f"<h3 style='margin:2px 0;font-size:24px'>{html.escape(self.title)}</h3>")
-        anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
+        anim = self.anim
         # one screen per idea: controls, then what this step shows (large, above the plot), the
         # plot (sized to the window by PlotView), then the checks
         self.caption.layout = W.Layout(min_height="2.9em")
@@ -165,10 +174,15 @@ class Explainer:
             self._show_error(msg)
             return None
         self.error.value = ""
+        if self.plot is not None:
+            self.plot.layout.visibility = "visible"
         return out
 
     def _show_error(self, msg: str) -> None:
+        """The error in words, in the page; the plot (now out of date) is hidden until a change works."""
         self.error.value = f"<span style='color:{VERMILLION};font-size:17px'>⚠ {html.escape(msg)}</span>"
+        if getattr(self, "plot", None) is not None:
+            self.plot.layout.visibility = "hidden"
 
     @property
     def error_text(self) -> str:
@@ -200,6 +214,7 @@ class Explainer:
 
     def _reset_steps(self, keep: bool = False) -> None:
         n = max(1, self.n_steps())
+        self.anim.layout.display = "none" if n <= 1 else None    # no Play/step where nothing moves
         value = min(self.step.value, n - 1) if keep else 0
         with self.step.hold_trait_notifications():
             self.play.max = self.step.max = n - 1

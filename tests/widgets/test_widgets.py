@@ -312,3 +312,19 @@ def test_nms_page_explains_batched_nms_float32_offset():
     assert "batched_nms keeps [0, 1, 2]" in e.note.value and "float32" in e.note.value
     e.class_aware.value = False             # plain NMS: no shift, plain torchvision.ops.nms
     assert agrees(e) and "torchvision.ops.nms (kept" in e.check_text and e.note.value == ""
+
+
+def test_controls_only_where_they_do_something_and_no_stale_picture():
+    live = LiveModelExplainer()
+    assert live.anim.layout.display == "none"                  # one picture per image: no Play/step
+    a = AnchorsExplainer(source="live")
+    assert a.anim.layout.display != "none"
+    a.view.value = "after"                                     # one picture: the controls go
+    assert a.n_steps() == 1 and a.anim.layout.display == "none"
+    a.view.value = "anchors"
+    assert a.anim.layout.display != "none"
+    s = SlidingWindowExplainer()
+    s.window.value = 24                                        # below the receptive field
+    assert "too small for this network" in s.error_text and s.plot.layout.visibility == "hidden"
+    s.window.value = 40
+    assert s.error_text == "" and s.plot.layout.visibility == "visible"
