@@ -23,6 +23,7 @@ class Entry:
     tour_source: str = "lecture"   #: the source the tour opens it with ("lecture" or "live")
     control: str = ""         #: the attribute of the control a benchmark moves
     values: tuple = ()        #: the values the benchmark cycles that control through
+    switch: bool = True       #: its page (explainers.app.Page) offers lecture / live and an image choice
 
     def load(self):
         """The explainer class (imports ipywidgets, plotly, torch: only when asked for)."""
@@ -51,7 +52,7 @@ EXPLAINERS: tuple[Entry, ...] = (
           control="threshold", values=(0.3, 0.35, 0.4, 0.45, 0.5)),
     Entry("LiveModelExplainer", "live_model", "07_live_model", "7 live model",
           "semantic segmentation, detection and instance segmentation on any image",
-          control="threshold", values=(0.3, 0.35, 0.4, 0.45, 0.5)),
+          control="threshold", values=(0.3, 0.35, 0.4, 0.45, 0.5), switch=False),
 )
 
 BY_NAME = {e.name: e for e in EXPLAINERS}

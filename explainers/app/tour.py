@@ -6,6 +6,7 @@ import html
 import ipywidgets as W
 
 from ..registry import EXPLAINERS, entry
+from .page import Page
 
 #: the first page shown: quick to build (no model), so the first plot appears fast
 FIRST = "UnpoolingExplainer"
@@ -31,8 +32,8 @@ class Tour:
                             f"&middot; <a href='{e.notebook}.ipynb' target='_blank'>open on its own page</a></p>")
         try:
             if name not in self._built:
-                self._built[name] = e.load()(source=e.tour_source)
-            self._built[name].sync_figure()
+                self._built[name] = Page(e.load()(source=e.tour_source))
+            self._built[name].explainer.sync_figure()
             self.body.children = [self._built[name].widget]
             self.error.value = ""
         except Exception as exc:  # keep the tour usable whatever one explainer does

@@ -251,6 +251,23 @@ def test_live_page_takes_uploads_up_to_the_limit_and_refuses_larger_ones(server,
     close_page(page)
 
 
+def test_lecture_and_live_are_one_click_on_a_page(server, browser):
+    """Voila hides the code: the page itself switches to the live model and picks its image."""
+    page, problems, _ = open_page(browser, f"{server}/voila/render/02_unpooling.ipynb")
+    page.get_by_text("the live model").first.click()
+    page.wait_for_function("() => document.body.innerText.includes(\"the decoder's own max unpooling\")",
+                           timeout=120_000)
+    page.wait_for_selector(DATA, timeout=60_000)
+    before = plot_html(page)
+    page.locator("select").filter(has_text="shapes scene 1").first.select_option("shapes scene 2")
+    wait_for_plot_change(page, before, timeout_ms=120_000)
+    assert "⚠" not in page.inner_text("body")
+    page.get_by_text("the slide's numbers").first.click()
+    page.wait_for_function("() => !document.body.innerText.includes(\"decoder's own\")", timeout=60_000)
+    assert not problems, problems
+    close_page(page)
+
+
 def test_leaving_a_page_frees_its_kernel(server, browser):
     """A closed tab must not keep its kernel (about 1 GB) until the idle culler comes."""
     import psutil

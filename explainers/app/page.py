@@ -1,0 +1,81 @@
+"""An explainer as a page for a class: lecture and live are one click, and live takes any sample image.
+
+Voila hides the code, so "change one line to ``source="live"``" is impossible there; a
+:class:`Page` puts that choice (and, live, the choice of image) on the page. Each combination
+is built once, on first use, and kept.
+"""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+from ..registry import entry
+
+#: the image a live page starts with (the bundled scene whose objects it knows)
+DEFAULT_SAMPLE = "shapes scene 1"
+
+
+def _samples() -> dict:
+    from ..widgets.live_model import sample_images
+
+    return sample_images()
+
+
+class Page:
+    """``Page(explainer)``: the explainer under a lecture / live switch and, live, an image chooser.
+
+    ``explainer`` is an explainer instance (shown first) or class. The explainers of the registry
+    whose row says ``switch=False`` (the live model page, with its own image chooser) are shown
+    as they are.
+    """
+
+    def __init__(self, explainer):
+        first = explainer if not isinstance(explainer, type) else explainer()
+        self.cls, self.entry = type(first), entry(type(first).__name__)
+        self._samples = _samples()
+        names = list(self._samples)
+        self._built = {(first.source, DEFAULT_SAMPLE if first.source == "live" else None): first}
+        self.source = W.ToggleButtons(options=[("the slide's numbers", "lecture"), ("the live model", "live")],
+                                      value=first.source, style={"button_width": "170px"},
+                                      tooltips=["the lecture's worked example", "real tensors from the running model"])
+        self.sample = W.Dropdown(options=names, value=DEFAULT_SAMPLE if DEFAULT_SAMPLE in names else names[0],
+                                 description="image", layout=W.Layout(width="300px"))
+        self.error = W.HTML()
+        self.body = W.VBox([first.widget])
+        bar = W.HBox([self.source, self.sample])
+        self.source.observe(lambda _: self._show(), "value")
+        self.sample.observe(lambda _: self._show(), "value")
+        self.widget = W.VBox(([bar] if self.entry.switch else []) + [self.error, self.body])
+        self._sync_sample_visibility()
+
+    @property
+    def explainer(self):
+        """The explainer shown now."""
+        return self._built[self._key()]
+
+    def _key(self):
+        live = self.source.value == "live"
+        return (self.source.value, self.sample.value if live else None)
+
+    def _sync_sample_visibility(self) -> None:
+        self.sample.layout.display = None if self.source.value == "live" else "none"
+
+    def _show(self) -> None:
+        self._sync_sample_visibility()
+        key = self._key()
+        try:
+            if key not in self._built:
+                source, sample = key
+                image = None if sample is None or sample == DEFAULT_SAMPLE else self._samples[sample]()
+                self._built[key] = self.cls(source=source, image=image)
+            self._built[key].sync_figure()
+            self.body.children = [self._built[key].widget]
+            self.error.value = ""
+        except Exception as exc:  # keep the page usable whatever one combination does
+            self.error.value = (f"<span style='color:#D55E00;font-size:17px'>⚠ "
+                                f"{html.escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</span>")
+
+    def _repr_mimebundle_(self, **kwargs):
+        self.explainer.sync_figure()
+        return self.widget._repr_mimebundle_(**kwargs)

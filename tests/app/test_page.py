@@ -1,0 +1,48 @@
+"""A page puts lecture / live and the live image on the page (Voila hides the code)."""
+from explainers.app import Page
+from explainers.registry import EXPLAINERS
+from explainers.widgets import LiveModelExplainer, NMSExplainer, UnpoolingExplainer
+
+
+def test_lecture_and_live_are_one_click_and_each_is_built_once():
+    first = UnpoolingExplainer()
+    page = Page(first)
+    assert page.explainer is first and page.sample.layout.display == "none"
+    page.source.value = "live"
+    live = page.explainer
+    assert live.source == "live" and live.image is None and page.sample.layout.display is None
+    assert "decoder's own" in live.check_text and page.body.children == (live.widget,)
+    page.sample.value = "shapes scene 2"            # another image: another live explainer
+    other = page.explainer
+    assert other is not live and other.image is not None and other.source == "live"
+    page.source.value = "lecture"
+    assert page.explainer is first and page.body.children == (first.widget,)
+    page.source.value = "live"
+    page.sample.value = "shapes scene 1"
+    assert page.explainer is live                   # kept, not rebuilt
+
+
+def test_a_failure_stays_on_the_page():
+    page = Page(NMSExplainer())
+    page.cls = lambda **kw: (_ for _ in ()).throw(ValueError("no detector here"))
+    page.source.value = "live"
+    assert "no detector here" in page.error.value and page.body.children[0] is page._built[("lecture", None)].widget
+
+
+def test_the_live_model_page_has_its_own_image_chooser():
+    page = Page(LiveModelExplainer())
+    assert page.widget.children == (page.error, page.body)     # no lecture / live switch, no second chooser
+    nms = Page(NMSExplainer())
+    assert nms.widget.children[0].children == (nms.source, nms.sample)
+
+
+def test_every_notebook_shows_its_explainer_on_a_page_in_four_lines():
+    import json
+
+    from explainers.app import NOTEBOOKS_DIR
+
+    for e in EXPLAINERS:
+        nb = json.loads((NOTEBOOKS_DIR / f"{e.notebook}.ipynb").read_text())
+        code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+        assert len(code) == 1 and len([ln for ln in code[0].splitlines() if ln.strip()]) <= 4
+        assert ("Page(explainer)" in code[0]) == e.switch
