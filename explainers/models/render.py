@@ -1,5 +1,11 @@
-"""Drawing results as overlays (numpy RGB images), with a colour-blind-safe palette."""
+"""Drawing results as overlays (numpy RGB images), with a colour-blind-safe palette.
+
+One palette for every page: :func:`class_colour` gives class ``k``'s colour (``k`` = label
+index, 0 = background) for label maps, boxes, masks and legends alike."""
 from __future__ import annotations
+
+import functools
+import html
 
 import numpy as np
 import torch
@@ -7,15 +13,94 @@ import torch
 #: Okabe-Ito, the colour-blind-safe palette (without black), as RGB
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
            (204, 121, 167), (153, 153, 153)]
+#: the background class (label 0): a light grey that shows on white and differs from the palette's grey
+BACKGROUND = (190, 190, 190)
 
 
 def colour(i: int) -> tuple[int, int, int]:
     return PALETTE[i % len(PALETTE)]
 
 
+def class_colour(k: int) -> tuple[int, int, int]:
+    """The colour of class ``k`` (a label index: 0 is the background, 1 the first object class)."""
+    return BACKGROUND if k == 0 else colour(k - 1)
+
+
+def hex_colour(rgb) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*(int(v) for v in rgb))
+
+
+def class_hex(k: int) -> str:
+    """:func:`class_colour` as ``#RRGGBB`` (plotly, HTML)."""
+    return hex_colour(class_colour(k))
+
+
+def legend_items(classes, indices) -> list[str]:
+    """"■ name" for each class index in ``indices``, the square in its class colour (plotly/HTML text)."""
+    return [f"<span style='color:{class_hex(k)}'>■</span> {html.escape(classes[k] if k < len(classes) else str(k))}"
+            for k in indices]
+
+
+def legend_html(classes, indices) -> str:
+    """A one-line legend of the classes ``indices`` (see :func:`legend_items`)."""
+    return " &nbsp; ".join(legend_items(classes, indices))
+
+
+@functools.lru_cache(maxsize=16)
+def font(size: int):
+    """A scalable TrueType font of ``size`` pixels (Pillow's bundled one, else DejaVu Sans)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)          # Pillow >= 10.1, no file needed
+    except (TypeError, ImportError, OSError, AttributeError):
+        pass
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "Arial.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def label_font(height: int, width: int):
+    """The label font for an ``height x width`` overlay: 8% of its shorter side, at least 13 px (about
+    20 px on a projector when the image fills a ~400 x 310 px panel; 20 px on a 256 x 256 image)."""
+    return font(max(13, round(0.08 * min(height, width))))
+
+
+def _text_colour(c) -> tuple[int, int, int]:
+    """Black on light colours, white on dark ones."""
+    return (0, 0, 0) if 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] >= 110 else (255, 255, 255)
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """A ``(3, H, W)`` float image in [0, 1] as an ``(H, W, 3)`` uint8 array (for drawing)."""
     return (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def _legend(draw, fnt, H: int, W: int, entries) -> None:
+    """``(colour, name)`` entries as "■ name" on a dark strip at the top left, wrapping lines."""
+    pad = max(2, fnt.size // 6)
+    _, t, _, b = fnt.getbbox("Ag")
+    lh = b - t + 2 * pad
+    x = y = 0
+    items = []
+    for c, name in entries:
+        tw = fnt.getbbox(name)[2]
+        w = lh + pad + tw + 2 * pad
+        if x and x + w > W:
+            x, y = 0, y + lh
+        items.append((x, y, w, c, name))
+        x += w
+    for x, y, w, c, name in items:
+        draw.rectangle([x, y, x + w, y + lh], fill=(0, 0, 0))
+        draw.rectangle([x + pad, y + pad, x + lh - pad, y + lh - pad], fill=c)
+        draw.text((x + lh + pad, y + pad - t), name, fill=(255, 255, 255), font=fnt)
 
 
 def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarray:
@@ -26,6 +111,7 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarr
 
     base = to_uint8(result.image).astype(np.float32)
     H, W = base.shape[:2]
+    fnt = label_font(H, W)
     if isinstance(result, SegmentationResult):
         lab = result.labels
         if lab.shape != (H, W):  # the patch classifier labels a coarser grid: nearest upsampling
@@ -35,11 +121,12 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarr
         for k in np.unique(lab):
             if k == 0:
                 continue
-            over[lab == k] = (1 - alpha) * base[lab == k] + alpha * np.array(colour(int(k) - 1), np.float32)
+            over[lab == k] = (1 - alpha) * base[lab == k] + alpha * np.array(class_colour(int(k)), np.float32)
         img = Image.fromarray(over.round().astype(np.uint8))
         draw = ImageDraw.Draw(img)
-        names = [result.classes[k] for k in np.unique(lab) if k > 0 and k < len(result.classes)]
-        draw.text((4, 4), ", ".join(names) if names else "(background only)", fill=(255, 255, 255))
+        present = [int(k) for k in np.unique(lab) if 0 < k < len(result.classes)]
+        entries = [(class_colour(k), result.classes[k]) for k in present]
+        _legend(draw, fnt, H, W, entries or [(class_colour(0), "(background only)")])
         return np.asarray(img)
     if not isinstance(result, DetectionResult):
         raise TypeError(f"cannot render a {type(result).__name__}")
@@ -48,15 +135,32 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarr
     if r.masks is not None:
         for i in range(len(r.boxes)):
             m = r.masks[i].numpy() > 0.5
-            over[m] = (1 - alpha) * over[m] + alpha * np.array(colour(int(r.labels[i]) - 1), np.float32)
+            over[m] = (1 - alpha) * over[m] + alpha * np.array(class_colour(int(r.labels[i])), np.float32)
     img = Image.fromarray(over.round().astype(np.uint8))
     draw = ImageDraw.Draw(img)
     width = max(2, round(min(H, W) / 150))
-    for box, name, score, lab in zip(r.boxes.tolist(), r.names, r.scores.tolist(), r.labels.tolist()):
-        c = colour(int(lab) - 1)
-        draw.rectangle(box, outline=c, width=width)
+    pad = max(2, fnt.size // 8)
+    _, t, _, b = fnt.getbbox("Ag")
+    lh = b - t + 2 * pad
+    items = sorted(zip(r.boxes.tolist(), r.names, r.scores.tolist(), r.labels.tolist()), key=lambda it: -it[2])
+    for box, _, _, lab in items:
+        draw.rectangle(box, outline=class_colour(int(lab)), width=width)
+    placed = []
+    for box, name, score, lab in items:                # best first: it gets the place above its box
+        c = class_colour(int(lab))
         text = f"{name} {score:.2f}"
-        x, y = box[0], max(0, box[1] - 12)
-        draw.rectangle([x, y, x + 6 * len(text) + 4, y + 12], fill=c)
-        draw.text((x + 2, y), text, fill=(0, 0, 0))
+        lw = fnt.getbbox(text)[2] + 2 * pad
+        x = min(max(0, box[0]), max(0, W - lw))
+        if box[1] - lh >= 0:                    # above the box; else below it; else inside its top
+            y = box[1] - lh
+        elif box[3] + lh <= H:
+            y = box[3]
+        else:
+            y = max(0, box[1])
+        rect = [x, y, x + lw, y + lh]
+        while any(_overlaps(rect, p) for p in placed) and rect[3] + lh <= H:   # stack: never on another label
+            rect = [x, rect[1] + lh, x + lw, rect[3] + lh]
+        placed.append(rect)
+        draw.rectangle(rect, fill=c)
+        draw.text((rect[0] + pad, rect[1] + pad - t), text, fill=_text_colour(c), font=fnt)
     return np.asarray(img)

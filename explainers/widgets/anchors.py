@@ -53,8 +53,13 @@ class AnchorsExplainer(Explainer):
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         fig.update_yaxes(scaleanchor="x", row=1, col=1)
+        # the anchor shapes (lecture) and the objectness grid (live): one unit as long on both axes,
+        # so an aspect ratio 2 anchor is drawn twice as high as wide
+        fig.update_yaxes(scaleanchor="x2", constrain="domain", row=1, col=2)
+        fig.update_xaxes(constrain="domain", row=1, col=2)
         if live:                                                                                      # 7 recall
-            fig.add_bar(x=[], y=[], text=[], textposition="auto", marker_color=SKY, row=1, col=3)
+            fig.add_bar(x=[], y=[], text=[], textposition="auto", textfont=dict(size=16), marker_color=SKY,
+                        row=1, col=3)
             fig.update_yaxes(autorange=False, range=[0, 1.05], showgrid=True, title_text="objects found",
                              row=1, col=3)
             fig.update_xaxes(tickangle=-35, row=1, col=3)
@@ -124,6 +129,11 @@ class AnchorsExplainer(Explainer):
                 obj = torch.sigmoid(self._rpn["objectness"]).reshape(Hf, Wf, K).max(-1).values
                 self.fig.data[4].update(z=obj.tolist(), zmin=0, zmax=1, visible=True)
                 self.fig.data[5].update(x=[], y=[])
+                for ax, n in (("xaxis2", Wf), ("yaxis2", Hf)):      # cell indices: integer ticks, no padding
+                    step = next(d for d in (1, 2, 5, 10, 20, 50, 100, 10**9) if d >= n / 5)   # <= 5 labels
+                    self.fig.layout[ax].update(tickmode="linear", tick0=0, dtick=step,
+                                               autorange=False,
+                                               range=[n - 0.5, -0.5] if ax == "yaxis2" else [-0.5, n - 0.5])
             else:
                 self.fig.data[4].update(visible=False)
                 self.fig.data[5].update(dict(zip("xy", rect_path(at.base_anchors.tolist()))))

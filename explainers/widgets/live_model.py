@@ -57,7 +57,12 @@ class LiveModelExplainer(Explainer):
             fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=c, hoverinfo="skip")
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
+        for c in (1, 2, 3):      # images: y down, square pixels (boxes keep their shape)
+            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if c == 1 else c}", row=1, col=c)
         self._use_figure(fig, 430)
+        # the classes drawn, each in its colour (the same palette as every page), above the titles
+        self.fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                                yshift=32, showarrow=False, font=dict(size=17))
         self._cache: dict = {}
         self._image_note = ""
         self._results: dict = {}
@@ -113,9 +118,11 @@ class LiveModelExplainer(Explainer):
 
     def _draw(self):
         from ..models import render
+        from ..models.render import legend_items
 
         models = self._models()
         titles = []
+        legend: dict = {}
         with self.fig.batch_update():
             for i, (title, task) in enumerate(TASKS):
                 r = self._results.get(task)
@@ -131,12 +138,21 @@ class LiveModelExplainer(Explainer):
                 else:
                     self.fig.data[i].source = png_uri(render(r, self.threshold.value))
                 if hasattr(r, "boxes"):
+                    shown = r.labels[r.scores >= self.threshold.value]
+                    present = sorted(set(int(v) for v in shown.tolist()))
+                else:
+                    present = sorted(set(int(v) for v in r.labels.unique().tolist()) - {0})
+                for item in legend_items(r.classes, present):
+                    legend.setdefault(item, None)
+                if hasattr(r, "boxes"):
                     n = int((r.scores >= self.threshold.value).sum())
                     titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")
                 else:
                     titles.append(f"{title}: {', '.join(r.present[1:]) or 'background'}, {r.seconds * 1e3:.0f} ms")
             for ann, t in zip(self.fig.layout.annotations, titles):
                 ann.text = t
+            self.fig.layout.annotations[3].text = (" &nbsp; ".join(legend) if legend
+                                                   else "no object class found")
         weights = {m.weights for m in models.values()}
         device = next(iter(models.values())).device
         notes = {r.note for r in self._results.values() if r.note} | ({self._image_note} - {""})

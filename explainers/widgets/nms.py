@@ -8,7 +8,7 @@ import torch
 
 from .. import ops
 from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
-from ..models.render import to_uint8
+from ..models.render import class_hex, legend_html, to_uint8
 from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
@@ -17,6 +17,19 @@ LECTURE_BOXES = [[60, 80, 300, 400], [75, 70, 310, 390], [50, 100, 280, 420], [3
 LECTURE_SCORES = [0.92, 0.86, 0.71, 0.88, 0.80, 0.55, 0.63, 0.60]
 LECTURE_LABELS = [1, 1, 1, 2, 2, 1, 1, 2]
 LECTURE_CLASSES = ["background", "cat", "dog"]
+#: at most this many boxes are labelled before the first step (the best-scoring ones)
+FIRST_LABELS = 8
+
+
+def _halo() -> dict:
+    """A contrasting outline around trace text (plotly.js >= 2.31), so it reads on any image."""
+    import plotly.graph_objects as go
+
+    try:
+        go.scatter.Textfont(shadow="auto")
+    except ValueError:
+        return {}
+    return {"shadow": "auto"}
 
 
 class NMSExplainer(Explainer):
@@ -38,11 +51,17 @@ class NMSExplainer(Explainer):
         for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
                                     (ORANGE, 5, "solid"), (VERMILLION, 3, "dash")):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
-        fig.add_scatter(x=[], y=[], text=[], mode="text", textposition="bottom right",
-                        textfont=dict(size=14, color="black"), hoverinfo="skip")
+        # 6: the labels of the boxes this step is about, each after a square in its class colour
+        fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="middle right",
+                        marker=dict(symbol="square", size=16, color=[], line=dict(color="black", width=1)),
+                        textfont=dict(size=17, color="black", **_halo()), hoverinfo="skip")
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x")
         fig.update_xaxes(showgrid=False, zeroline=False)
         self._use_figure(fig, 560)
+        # the class legend (one colour per class, as on every page) above the image
+        fig = self.fig
+        fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                           yshift=6, showarrow=False, font=dict(size=17), align="left")
         self._load()
 
     def _load(self):
@@ -92,6 +111,10 @@ class NMSExplainer(Explainer):
         self._keep = keep
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
         self.fig.data[0].source = png_uri(self._img)
+        present = sorted({int(v) for v in self._labels.tolist()})
+        self.fig.layout.annotations[0].text = (
+            legend_html(self._classes, present) + " &nbsp;·&nbsp; boxes: orange = kept now, green = kept, "
+            "dashed = suppressed now")
         self._reset_steps()
 
     def _model_check(self, thr: float) -> tuple[list, str]:
@@ -121,6 +144,32 @@ class NMSExplainer(Explainer):
     def n_steps(self) -> int:
         return len(self._tr.steps) + 1
 
+    def _place_labels(self, labelled, ious) -> tuple[list, list, list, list]:
+        """Label positions inside each box's top-left corner, moved down a line while they would
+        cover a label already placed (so none sits on another). Sizes are in image pixels, for the
+        image drawn about 330 px high (a 1280x720 projector) with 17 px text."""
+        H, W_ = self._img.shape[:2]
+        line, char = H / 14, H / 30
+        placed, tx, ty, tt, tc = [], [], [], [], []
+        for i, prefix in labelled:
+            lab = int(self._labels[i])
+            name = self._classes[lab] if lab < len(self._classes) else "?"
+            text = f"{prefix}{name} {self._scores[i]:.2f}"
+            if i in ious and prefix == "":
+                text += f" | IoU {ious[i]:.2f}"
+            w = (len(text) + 3) * char
+            x1, y1 = float(self._boxes[i, 0]), float(self._boxes[i, 1])
+            x = min(max(0.0, x1 + char), max(0.0, W_ - w))
+            y = min(max(line / 2, y1 + line / 2 + 2), H - line / 2)
+            while any(abs(y - py) < line and x < px + pw and px < x + w for px, py, pw in placed) and y + line < H:
+                y += line
+            placed.append((x, y, w))
+            tx.append(x)
+            ty.append(y)
+            tt.append(text)
+            tc.append(class_hex(lab))
+        return tx, ty, tt, tc
+
     def frame(self, k: int) -> dict:
         tr, b = self._tr, self._boxes
         state = tr.state_after(k)            # 0 undecided, 1 kept, 2 suppressed
@@ -130,22 +179,21 @@ class NMSExplainer(Explainer):
         suppressed = [i for i in range(len(b)) if state[i] == 2 and i not in just]
         kept = [i for i in range(len(b)) if state[i] == 1 and (current is None or i != current.kept)]
         ious = dict(zip(current.candidates.tolist(), current.ious.tolist())) if current is not None else {}
-        tx, ty, tt = [], [], []
-        for i in range(len(b)):
-            name = self._classes[int(self._labels[i])] if int(self._labels[i]) < len(self._classes) else "?"
-            label = f"{name} {self._scores[i]:.2f}"
-            if i in ious:
-                label += f" | IoU {ious[i]:.2f}"
-            tx.append(float(b[i, 0]))
-            ty.append(float(b[i, 1]))
-            tt.append(label)
+        # label only what this step is about: before the first step the best boxes (their scores),
+        # then the box kept now and the boxes it suppresses (with their IoU)
+        if current is None:
+            order = sorted(range(len(b)), key=lambda i: -float(self._scores[i]))[:FIRST_LABELS]
+            labelled = [(i, "") for i in order]
+        else:
+            labelled = [(current.kept, "keep ")] + [(i, "") for i in sorted(just, key=lambda i: -ious.get(i, 0.0))]
+        tx, ty, tt, tc = self._place_labels(labelled, ious)
         data = {
             1: dict(zip("xy", rect_path(b[undecided]))) if undecided else {"x": [], "y": []},
             2: dict(zip("xy", rect_path(b[suppressed]))) if suppressed else {"x": [], "y": []},
             3: dict(zip("xy", rect_path(b[kept]))) if kept else {"x": [], "y": []},
             4: dict(zip("xy", rect_path(b[[current.kept]]))) if current is not None else {"x": [], "y": []},
             5: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
-            6: {"x": tx, "y": ty, "text": tt},
+            6: {"x": tx, "y": ty, "text": tt, "marker": {"color": tc}},
         }
         if current is None:
             msg = f"{len(b)} candidate boxes, sorted by score; press play"

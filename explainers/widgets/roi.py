@@ -17,6 +17,34 @@ LECTURE_FEATURES = (torch.arange(64, dtype=torch.float32).reshape(8, 8) * 7 % 10
 LECTURE_BOX = (1.3, 0.6, 6.2, 5.4)
 
 
+def _halo() -> dict:
+    """A contrasting outline around trace text (plotly.js >= 2.31): it reads on any heatmap colour."""
+    import plotly.graph_objects as go
+
+    try:
+        go.scatter.Textfont(shadow="auto")
+    except ValueError:
+        return {}
+    return {"shadow": "auto"}
+
+
+def _int_ticks(n: int) -> dict:
+    """Integer ticks (0, d, 2d, ...) on the axis of an ``n``-cell grid, about ten at most."""
+    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
+
+
+def _cell_text(v: float, many: bool) -> str:
+    """A cell's number; in a large grid with at most two significant digits, so that it fits its cell."""
+    if not many or v == 0:
+        return fmt(v)
+    return f"{v:.2g}" if 1e-3 <= abs(v) < 1e3 else f"{v:.0e}"
+
+
+def _cell_outlines(cells) -> list:
+    """Closed outlines just inside the cells ``(col, row)``: they frame a number, never cover it."""
+    return rect_path([(c - 0.45, r - 0.45, c + 0.45, r + 0.45) for c, r in cells])
+
+
 def _sr_text(v: int) -> str:
     return f"adaptive ({v})" if v <= 0 else str(v)
 
@@ -64,24 +92,27 @@ class RoIPoolAlignExplainer(Explainer):
         self.controls = W.VBox(rows)
         fig = make_subplots(2, 6, specs=[[{"colspan": 3}, None, None, {"colspan": 3}, None, None],
                                          [{"colspan": 2}, None, {"colspan": 2}, None, {"colspan": 2}, None]],
-                            row_heights=[0.68, 0.32], vertical_spacing=0.1,
+                            row_heights=[0.68, 0.32], vertical_spacing=0.16,
                             subplot_titles=("RoI Pool: snapped to cells", "RoI Align: exact bins, bilinear samples",
                                             "RoI Pool output", "RoI Align output", "Align - Pool"))
         for r, c in ((1, 1), (1, 4), (2, 1), (2, 3), (2, 5)):
-            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=12),
+            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
                             colorscale="Viridis" if r == 1 else "Cividis", showscale=False, xgap=1, ygap=1,
                             row=r, col=c)
         fig.data[4].update(colorscale="RdBu", zmid=0)
         add = fig.add_scatter
         add(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dash"), row=1, col=1)          # 5
         add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)                        # 6
-        add(x=[], y=[], mode="markers", marker=dict(symbol="x", size=14, color=VERMILLION), row=1, col=1)   # 7
+        # 7: each bin's maximum, an open square just inside its cell (its number stays readable)
+        add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=3), row=1, col=1)                   # 7
         add(x=[], y=[], mode="lines", line=dict(color=SKY, width=3), row=1, col=4)                           # 8
         add(x=[], y=[], mode="markers", marker=dict(size=6, color="white"), row=1, col=4)                   # 9
         add(x=[], y=[], mode="markers", marker=dict(size=14, color=VERMILLION), row=1, col=4)               # 10
-        add(x=[], y=[], mode="markers+text", textposition="top center", textfont=dict(size=13, color="white"),
-            marker=dict(symbol="square-open", size=18, color=ORANGE, line=dict(width=3)), row=1, col=4)    # 11
+        # 11: the four neighbours' weights, written in their cells (the RoI Align map shows no values)
+        add(x=[], y=[], text=[], mode="text", textposition="middle center",
+            textfont=dict(size=17, color="black", **_halo()), row=1, col=4)                                # 11
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)                   # 12
+        add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=4)                        # 13
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         self._use_figure(fig, 720)
@@ -172,6 +203,7 @@ class RoIPoolAlignExplainer(Explainer):
                            aligned=bool(self.aligned.value), channel=c, p_out=p_out, a_out=a_out, model=model)
         self._pt, self._at = pt, at
         fm = f[c]
+        self._map_shape = tuple(fm.shape)
         if level is not None:
             where = f"map '{level.name}' (scale {_scale_text(scale)})"
             self.fig.layout.annotations[0].text = f"RoI Pool on {where}: snapped to cells"
@@ -179,24 +211,36 @@ class RoIPoolAlignExplainer(Explainer):
         lo, hi = float(fm.min()), float(fm.max())
         small = fm.numel() <= 100
         txt = [[fmt(v) for v in row] for row in fm.tolist()] if small else None
+        many = out > 4
+
+        def cells(t):
+            return [[_cell_text(v, many) for v in row] for row in t.tolist()]
         po, ao = p_out[c], a_out[c]
         d = ao - po
         lim = float(d.abs().max()) or 1.0
         sx1, sy1, sx2, sy2 = pt.snapped_box
         bins = pt.bins.reshape(-1, 4).tolist()
         bin_rects = [(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5) for x0, y0, x1, y1 in bins]
-        cells = pt.argmax_cells(c).reshape(-1, 2)
-        cells = cells[cells[:, 0] >= 0]
+        maxima = pt.argmax_cells(c).reshape(-1, 2)
+        maxima = maxima[maxima[:, 0] >= 0]
         with self.fig.batch_update():
-            for i in (0, 1):
-                self.fig.data[i].update(z=fm.tolist(), text=txt, zmin=lo, zmax=hi)
-            self.fig.data[2].update(z=po.tolist(), text=[[fmt(v) for v in r] for r in po.tolist()], zmin=lo, zmax=hi)
-            self.fig.data[3].update(z=ao.tolist(), text=[[fmt(v) for v in r] for r in ao.tolist()], zmin=lo, zmax=hi)
-            self.fig.data[4].update(z=d.tolist(), text=[[fmt(v) for v in r] for r in d.tolist()], zmin=-lim, zmax=lim)
+            # the values are written on the RoI Pool map; the RoI Align map holds the sampling picture
+            self.fig.data[0].update(z=fm.tolist(), text=txt, zmin=lo, zmax=hi)
+            self.fig.data[1].update(z=fm.tolist(), text=None, zmin=lo, zmax=hi)
+            self.fig.data[2].update(z=po.tolist(), text=cells(po), zmin=lo, zmax=hi)
+            self.fig.data[3].update(z=ao.tolist(), text=cells(ao), zmin=lo, zmax=hi)
+            self.fig.data[4].update(z=d.tolist(), text=cells(d), zmin=-lim, zmax=lim)
+            H, W_ = fm.shape
+            for ax in ("xaxis", "xaxis2"):       # the map's cells exactly, integer ticks
+                self.fig.layout[ax].update(_int_ticks(W_), range=[-0.5, W_ - 0.5], autorange=False)
+            for ax in ("yaxis", "yaxis2"):
+                self.fig.layout[ax].update(_int_ticks(H), range=[H - 0.5, -0.5], autorange=False)
+            for ax in ("xaxis3", "yaxis3", "xaxis4", "yaxis4", "xaxis5", "yaxis5"):
+                self.fig.layout[ax].update(_int_ticks(out))
             sb = pt.scaled_box.tolist()
             self.fig.data[5].update(dict(zip("xy", rect_path([sb]))))
             self.fig.data[6].update(dict(zip("xy", rect_path(bin_rects))))
-            self.fig.data[7].update(x=cells[:, 0].tolist(), y=cells[:, 1].tolist())
+            self.fig.data[7].update(dict(zip("xy", _cell_outlines(maxima.tolist()))))
             self.fig.data[8].update(dict(zip("xy", rect_path(at.bins.reshape(-1, 4).tolist()))))
             pts = at.points.reshape(-1, 2)
             self.fig.data[9].update(x=pts[:, 0].tolist(), y=pts[:, 1].tolist())
@@ -312,7 +356,8 @@ class RoIPoolAlignExplainer(Explainer):
         at, pt = self._at, self._pt
         ph, pw, gh, gw = at.points.shape[:4]
         if gh * gw == 0:
-            return {"data": {10: {"x": [], "y": []}, 11: {"x": [], "y": [], "text": []}, 12: {"x": [], "y": []}},
+            return {"data": {10: {"x": [], "y": []}, 11: {"x": [], "y": [], "text": []}, 12: {"x": [], "y": []},
+                             13: {"x": [], "y": []}},
                     "caption": "this region is empty: RoI Align outputs zeros"}
         i, rest = divmod(k, pw * gh * gw)
         j, rest = divmod(rest, gh * gw)
@@ -322,6 +367,12 @@ class RoIPoolAlignExplainer(Explainer):
         w = at.weights[i, j, a, b].tolist()
         x0, y0, x1, y1 = pt.bins[i, j].tolist()
         value = at.samples[self.channel.value, i, j, a, b].item()
+        # a small map: each weight in its neighbour's cell; a large one (cells smaller than the text):
+        # each weight outside the 2x2 block, on its neighbour's side of the sample point
+        if max(self._map_shape) <= 12:
+            pos = ["middle center"] * len(nb)
+        else:
+            pos = [("top " if ny <= y else "bottom ") + ("left" if nx <= x else "right") for nx, ny in nb]
         terms = " + ".join(f"{wt:.2f}·f({nx},{ny})" for (nx, ny), wt in zip(nb, w) if wt)
         caption = (
             f"bin ({i}, {j}), sample {a * gw + b + 1}/{gh * gw} at "
@@ -330,6 +381,8 @@ class RoIPoolAlignExplainer(Explainer):
             f"x {x0}..{x1 - 1}, y {y0}..{y1 - 1}.")
         return {"caption": caption, "data": {
             10: {"x": [x], "y": [y]},
-            11: {"x": [n[0] for n in nb], "y": [n[1] for n in nb], "text": [f"{wt:.2f}" for wt in w]},
+            11: {"x": [n[0] for n in nb], "y": [n[1] for n in nb], "text": [f"{wt:.2f}" for wt in w],
+                 "textposition": pos},
             12: dict(zip("xy", rect_path([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)]))),
+            13: dict(zip("xy", _cell_outlines(nb))),
         }}

@@ -1,16 +1,23 @@
 """Sliding-window segmentation, then the same network run fully convolutionally."""
 from __future__ import annotations
 
+import math
+
 import ipywidgets as W
 import numpy as np
 import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.render import to_uint8
-from ._base import CLASS_COLOURS, ORANGE, VERMILLION, Explainer, png_uri
+from ..models.render import class_hex, legend_html, to_uint8
+from ._base import ORANGE, VERMILLION, Explainer, png_uri
 
 LECTURE_SEED, LECTURE_SIZE = 10_000_011, 120
+
+
+def _int_ticks(n: int) -> dict:
+    """Integer ticks (0, d, 2d, ...) on the axis of an ``n``-cell grid, about ten of them at most."""
+    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
 
 
 class SlidingWindowExplainer(Explainer):
@@ -37,16 +44,22 @@ class SlidingWindowExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)     # 1
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2
         fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=2, hoverinfo="skip")  # 3
-        colours = ["#FFFFFF"] + CLASS_COLOURS[:3]
-        scale = [[0.0, colours[0]], [0.25, colours[0]], [0.25, colours[1]], [0.5, colours[1]],
-                 [0.5, colours[2]], [0.75, colours[2]], [0.75, colours[3]], [1.0, colours[3]]]
-        fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=3.5, colorscale=scale, showscale=False, row=1, col=3)  # 4
+        fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=0.5, showscale=False, row=1, col=3)           # 4
         fig.add_scatter(x=[], y=[], mode="markers", row=1, col=3, hoverinfo="skip",                   # 5
                         marker=dict(symbol="square-open", size=12, color=VERMILLION, line=dict(width=2)))
-        fig.add_bar(x=[], y=[], marker_color=colours, row=1, col=4)                                    # 6
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, row=1, col=3)
+        fig.add_bar(x=[], y=[], row=1, col=4)                                                          # 6
+        # images and the label map: y down, one pixel (cell) as wide as it is high
+        for col in (1, 2, 3):
+            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", constrain="domain",
+                             row=1, col=col)
+            fig.update_xaxes(constrain="domain", row=1, col=col)
+        fig.update_yaxes(showgrid=False, zeroline=False, row=1, col=3)
+        fig.update_xaxes(showgrid=False, zeroline=False, row=1, col=3)
         fig.update_yaxes(range=[0, 1], row=1, col=4)
         self._use_figure(fig, 460)
+        # the class legend (the colours of the label map and the bars) above the subplot titles
+        self.fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                                yshift=32, showarrow=False, font=dict(size=17))
         from ..models import get
         from ..models.live import PatchModel
 
@@ -67,8 +80,21 @@ class SlidingWindowExplainer(Explainer):
                           f"{self._model.stride}.")
         self._img = img
         self._img_u8 = to_uint8(img)
+        self._set_class_colours()
         self.window.value = self._model.window
         self.stride_ctl.value = self._model.stride
+
+    def _set_class_colours(self) -> None:
+        """One colour per class (the palette of every page), background grey: label map, bars, legend."""
+        classes = list(self._model.classes)
+        n = len(classes)
+        colours = [class_hex(k) for k in range(n)]
+        scale = []
+        for k, c in enumerate(colours):            # label k is the band [k - 0.5, k + 0.5]
+            scale += [[k / n, c], [(k + 1) / n, c]]
+        self.fig.data[4].update(colorscale=scale, zmin=-0.5, zmax=n - 0.5)
+        self.fig.data[6].update(marker_color=colours, marker_line=dict(color="#555555", width=1))
+        self.fig.layout.annotations[4].text = legend_html(classes, range(n))
 
     def refresh(self):
         net = self._model.module
@@ -91,6 +117,9 @@ class SlidingWindowExplainer(Explainer):
         with self.fig.batch_update():
             self.fig.data[0].source = png_uri(self._img_u8)
             self.fig.layout.annotations[2].text = f"label map ({labels.shape[1]}x{labels.shape[0]} windows)"
+            nH, nW = labels.shape
+            self.fig.layout.xaxis3.update(_int_ticks(nW), range=[-0.5, nW - 0.5], autorange=False)
+            self.fig.layout.yaxis3.update(_int_ticks(nH), range=[nH - 0.5, -0.5], autorange=False)
             self.fig.data[6].x = list(self._model.classes)
         self.dense.value = False
         self._reset_steps()

@@ -1,6 +1,8 @@
 """Transposed convolution as the transpose of the convolution matrix, in 1D and 2D."""
 from __future__ import annotations
 
+import math
+
 import ipywidgets as W
 import numpy as np
 import torch
@@ -8,11 +10,39 @@ from plotly.subplots import make_subplots
 
 from .. import ops
 from ..models.live_inputs import decoder_window, decoder_window_by_ops, segnet_capture, strongest_kernel
-from ._base import ORANGE, Explainer, fmt
+from ._base import ORANGE, Explainer, fmt, rect_path
 
 KERNEL_LABELS = ["x", "y", "z"]
 VECTOR_LABELS = "abcdefghijklmnopqrstuvw"
 LECTURE = {1: dict(k=3, s=2, p=1, n=4), 2: dict(k=3, s=2, p=1, n=4)}
+#: numbers are written in the cells of X and X^T while a side has at most this many cells
+MAX_TEXT_CELLS = 24
+
+
+def _short(v: float) -> str:
+    """A learned weight in four characters or so (".057", "-.12"): it fits a narrow cell of X."""
+    if v == 0:
+        return "0"
+    s = f"{v:.2g}"
+    if "e" in s:
+        return fmt(v)
+    return s.replace("0.", ".", 1) if s.startswith(("0.", "-0.")) else s
+
+
+def _int_ticks(n: int) -> dict:
+    """Integer ticks (0, d, 2d, ...) for an ``n``-cell axis, at most about a dozen."""
+    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 12)), tickvals=None, ticktext=None)
+
+
+def _span(n: int, down: bool = False) -> dict:
+    """Exactly the ``n`` cells on the axis (no padding around the outlines); rows run downwards."""
+    return dict(range=[n - 0.5, -0.5] if down else [-0.5, n - 0.5], autorange=False)
+
+
+def _cell_outlines(cells) -> dict:
+    """Open squares just inside the cells ``(col, row)``: they frame a cell's number, never cover it."""
+    return dict(zip("xy", rect_path([(c - 0.46, r - 0.46, c + 0.46, r + 0.46) for c, r in cells]))) \
+        if cells else {"x": [], "y": []}
 
 
 class TransposedConvExplainer(Explainer):
@@ -34,16 +64,18 @@ class TransposedConvExplainer(Explainer):
             c.observe(lambda _: self.guard(self.refresh), "value")
         self.dims.observe(lambda _: self.guard(self._switch_dims), "value")
         self.controls = W.VBox([W.HBox([self.dims, self.ksize, self.stride]), W.HBox([self.padding, self.size])])
+        # X gets the most room: in 2D it is 4 x 16 cells, each holding a number
         fig = make_subplots(1, 3, subplot_titles=("X (convolution)", "X^T (transposed)", "output = X^T y"),
-                            column_widths=[0.34, 0.26, 0.40], horizontal_spacing=0.07)
+                            column_widths=[0.48, 0.19, 0.33], horizontal_spacing=0.075)
         for col in (1, 2, 3):
-            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=15),
+            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
                             colorscale="RdBu", zmid=0, showscale=False, xgap=1, ygap=1, row=1, col=col)
-        for col in (1, 2, 3):
-            fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
-                            marker=dict(symbol="square-open", size=26, color=ORANGE, line=dict(width=3)))
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
-        fig.update_xaxes(showgrid=False, zeroline=False, dtick=1)
+        for col in (1, 2, 3):      # 3, 4, 5: outlines of the cells this step uses (open: the numbers show)
+            fig.add_scatter(x=[], y=[], mode="lines", row=1, col=col, hoverinfo="skip",
+                            line=dict(color=ORANGE, width=3))
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, automargin=True,
+                         tickmode="linear", tick0=0, dtick=1)
+        fig.update_xaxes(showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
         self._use_figure(fig, 520)
         if self.source == "live":
             self._load_live()
@@ -146,8 +178,11 @@ class TransposedConvExplainer(Explainer):
             Xl = ops.conv_matrix_labels(KERNEL_LABELS, n + 2 * p, s, 0)
             self._ylabels = list(VECTOR_LABELS[: y.numel()])
         else:
-            Xl = [[fmt(v) if v else "0" for v in row] for row in X.tolist()]
+            cell = fmt if self.source == "lecture" else _short      # learned weights: short enough for a cell
+            Xl = [[cell(v) if v else "0" for v in row] for row in X.tolist()]
             self._ylabels = [fmt(v) for v in y.reshape(-1).tolist()]
+        if max(X.shape) > MAX_TEXT_CELLS:          # too many cells for readable numbers: colours only
+            Xl = [["" for _ in row] for row in X.tolist()]
         self._symbolic = symbolic
         XT = ops.transpose_labels(Xl)
         with self.fig.batch_update():
@@ -159,6 +194,14 @@ class TransposedConvExplainer(Explainer):
             self.fig.layout.annotations[0].text = f"X: {X.shape[0]}x{X.shape[1]}"
             self.fig.layout.annotations[1].text = f"X^T: {X.shape[1]}x{X.shape[0]}"
             self.fig.layout.annotations[2].text = "output = X^T y" + ("" if d == 2 else sym)
+            rows, cols = X.shape
+            out_rows = 2 if d == 1 else self._shape[0]          # 1D: "this copy" and "running sum"
+            self.fig.layout.xaxis.update(**_int_ticks(cols), **_span(cols))
+            self.fig.layout.yaxis.update(**_int_ticks(rows), **_span(rows, down=True))
+            self.fig.layout.xaxis2.update(**_int_ticks(rows), **_span(rows))
+            self.fig.layout.yaxis2.update(**_int_ticks(cols), **_span(cols, down=True))
+            self.fig.layout.xaxis3.update(**_int_ticks(self._shape[-1]), **_span(self._shape[-1]))
+            self.fig.layout.yaxis3.update(_span(out_rows, down=True))
         self._reset_steps()
 
     def n_steps(self) -> int:
@@ -184,7 +227,7 @@ class TransposedConvExplainer(Explainer):
             text = [copy_txt, sums]
             nz = copy.nonzero()[:, 0].tolist()
             hx, hy = nz, [0] * len(nz)
-            ylab = dict(tickmode="array", tickvals=[0, 1], ticktext=["this copy", "running sum"])
+            ylab = dict(tickmode="array", tickvals=[0, 1], ticktext=["this<br>copy", "running<br>sum"])
             if self._symbolic and self._pad and k == self.n_steps() - 1:
                 note = (f" The {self._pad} padding position(s) at each end are cropped: "
                         f"output = [{', '.join(sums[self._pad:-self._pad])}].")
@@ -193,12 +236,13 @@ class TransposedConvExplainer(Explainer):
             text = [[fmt(v) for v in row] for row in total.tolist()]
             nz = copy.nonzero().tolist()
             hx, hy = [c for _, c in nz], [r for r, _ in nz]
-            ylab = dict(tickmode="auto")
+            ylab = _int_ticks(self._shape[0])
+        ncols = self._tr.matrix.shape[1]
         data = {
             2: {"z": z, "text": text},
-            3: {"x": list(range(self._tr.matrix.shape[1])), "y": [k] * self._tr.matrix.shape[1]},
-            4: {"x": [k] * self._tr.matrix.shape[1], "y": list(range(self._tr.matrix.shape[1]))},
-            5: {"x": hx, "y": hy},
+            3: _cell_outlines([(c, k) for c in range(ncols)]),      # row k of X
+            4: _cell_outlines([(k, r) for r in range(ncols)]),      # column k of X^T
+            5: _cell_outlines(list(zip(hx, hy))),                   # the output cells this copy reaches
         }
         ylabel = self._ylabels[k]
         caption = (f"step {k + 1}/{self.n_steps()}: input element {ylabel} scales a copy of the filter placed "

@@ -16,6 +16,15 @@ MODES = [("nearest neighbour", "nearest"), ('"bed of nails"', "bed_of_nails"), (
          ("bilinear", "bilinear")]
 
 
+def _cell_text(v: float, live: bool) -> str:
+    """A cell's number, short enough to sit inside its highlight square: live values with two
+    significant digits and no leading zero (".57", "-.12")."""
+    if not live or v == 0 or not 1e-3 <= abs(v) < 100:
+        return fmt(v)
+    s = f"{v:.2g}"
+    return s.replace("0.", ".", 1) if s.startswith(("0.", "-0.")) else s
+
+
 def _cells(points):
     xs = [c for _, c in points]
     ys = [r for r, _ in points]
@@ -38,13 +47,14 @@ class UnpoolingExplainer(Explainer):
         fig = make_subplots(1, 3, subplot_titles=("max pooling (switches)", "input", "output"),
                             horizontal_spacing=0.06)
         for col in (1, 2, 3):
-            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=18),
+            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),
                             colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=col, zmin=0, zmax=1)
+        # open squares around the cells (wider than a cell's number: they frame it, never cross it)
         for col, colour in ((1, ORANGE), (2, ORANGE), (3, ORANGE), (1, VERMILLION)):
             fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
-                            marker=dict(symbol="square-open", size=44, color=colour, line=dict(width=4)))
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, dtick=1)
-        fig.update_xaxes(showgrid=False, zeroline=False, dtick=1)
+                            marker=dict(symbol="square-open", size=54, color=colour, line=dict(width=4)))
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
+        fig.update_xaxes(showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
         self._use_figure(fig, 460)
         if self.source == "live":
             self._load_live()
@@ -95,11 +105,20 @@ class UnpoolingExplainer(Explainer):
         self._n = self._pool_steps + n_in + 1
         lo = float(min(x.min(), out.min(), pin.min() if pin is not None else x.min()))
         hi = float(max(x.max(), out.max(), pin.max() if pin is not None else x.max()))
+        live = self.source == "live"
+        grids = (pin.shape if pin is not None else (1, 1), x.shape, out.shape)
         with self.fig.batch_update():
+            for i, (h, w) in enumerate(grids, 1):     # exactly the cells: no padding around the squares
+                self.fig.layout[f"xaxis{'' if i == 1 else i}"].update(range=[-0.5, w - 0.5], autorange=False)
+                self.fig.layout[f"yaxis{'' if i == 1 else i}"].update(range=[h - 0.5, -0.5], autorange=False)
+            for i, (h, w) in ((3, grids[0]), (4, grids[1]), (5, grids[2]), (6, grids[0])):
+                # as large as its subplot's cells allow: 4x4 cells are ~85 px, 8x8 ones ~42 px
+                self.fig.data[i].marker.size = 54 if max(h, w) <= 4 else 40
             self.fig.data[0].update(z=pin.tolist() if pin is not None else [[None]],
-                                    text=[[fmt(v) for v in row] for row in pin.tolist()] if pin is not None else [[""]],
+                                    text=[[_cell_text(v, live) for v in row] for row in pin.tolist()]
+                                    if pin is not None else [[""]], zmin=lo, zmax=hi)
+            self.fig.data[1].update(z=x.tolist(), text=[[_cell_text(v, live) for v in row] for row in x.tolist()],
                                     zmin=lo, zmax=hi)
-            self.fig.data[1].update(z=x.tolist(), text=[[fmt(v) for v in row] for row in x.tolist()], zmin=lo, zmax=hi)
             self.fig.data[2].update(zmin=lo, zmax=hi)
             title0 = "max pooling: switches" if pin is not None else "(max pooling: max unpooling only)"
             self.fig.layout.annotations[0].text = title0
@@ -139,7 +158,8 @@ class UnpoolingExplainer(Explainer):
             if j >= h * w:
                 filled[:] = True
         z = np.where(filled, out.numpy(), np.nan)
-        text = [[fmt(out[r, c].item()) if filled[r, c] else "" for c in range(Wo)] for r in range(Ho)]
+        live = self.source == "live"
+        text = [[_cell_text(out[r, c].item(), live) if filled[r, c] else "" for c in range(Wo)] for r in range(Ho)]
         data[2] = {"z": [[None if np.isnan(v) else float(v) for v in row] for row in z], "text": text}
         caption = ""
         empty = {"x": [], "y": []}

@@ -1,0 +1,328 @@
+"""Readable from the back row (a 1280x720 projector), computed from the figures (no browser).
+
+Text at least 16 px, integer ticks on cell grids, open highlight squares, labels that do not
+pile up, equal axis scales where shapes matter, and one colour per class on every page."""
+import numpy as np
+import pytest
+import torch
+
+from explainers.models import render
+from explainers.models.render import BACKGROUND, PALETTE, class_colour, class_hex, label_font
+from explainers.models.results import DetectionResult, SegmentationResult
+from explainers.widgets import (AnchorsExplainer, LiveModelExplainer, NMSExplainer, RoIPoolAlignExplainer,
+                                SlidingWindowExplainer, TransposedConvExplainer, UnpoolingExplainer)
+
+ALL = [AnchorsExplainer, LiveModelExplainer, NMSExplainer, RoIPoolAlignExplainer, SlidingWindowExplainer,
+       TransposedConvExplainer, UnpoolingExplainer]
+_PAGES: dict = {}
+
+
+def page(cls, source="lecture"):
+    """One explainer per class and source for this module (live ones run models: build them once)."""
+    if (cls, source) not in _PAGES:
+        _PAGES[cls, source] = cls(source=source)
+    e = _PAGES[cls, source]
+    assert e.error_text == "", e.error_text
+    return e
+
+
+def text_traces(fig):
+    """The traces that write text: heatmaps with cell text, scatters in a text mode, bars with text."""
+    out = []
+    for tr in fig.data:
+        if tr.type == "heatmap" and tr.texttemplate and tr.text is not None:
+            out.append(tr)
+        elif tr.type == "scatter" and "text" in (tr.mode or ""):
+            out.append(tr)
+        elif tr.type == "bar" and tr.text is not None:
+            out.append(tr)
+    return out
+
+
+def axis(fig, ref: str, letter: str):
+    """The layout axis a trace refers to ("x", "x2", ... -> xaxis, xaxis2, ...)."""
+    return fig.layout[f"{letter}axis{ref[1:]}"]
+
+
+def integer_ticks(ax) -> bool:
+    """Ticks at whole numbers only: integer tickvals, or linear ticks from an integer tick0 by an integer dtick."""
+    if ax.tickmode == "array":
+        return ax.tickvals is not None and len(ax.tickvals) > 0 and all(float(v).is_integer() for v in ax.tickvals)
+    if ax.dtick is None or ax.tickmode not in (None, "linear"):
+        return False
+    tick0 = 0 if ax.tick0 is None else ax.tick0
+    return float(ax.dtick).is_integer() and ax.dtick >= 1 and float(tick0).is_integer()
+
+
+def y_down(ax) -> bool:
+    """The axis runs downwards: reversed autorange, or a fixed range from bottom to top."""
+    return ax.autorange == "reversed" or (ax.autorange is False and ax.range[0] > ax.range[1])
+
+
+def luminance(hex_colour: str) -> float:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+# ----------------------------------------------------------------------------- text size
+@pytest.mark.parametrize("source", ["lecture", "live"])
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_every_text_is_at_least_16px_and_ticks_14px(cls, source):
+    e = page(cls, source)
+    fig = e.fig
+    assert fig.layout.font.size >= 16                       # ticks, titles and legends inherit it
+    for tr in text_traces(fig):
+        size = tr.textfont.size
+        assert size is not None and size >= 16, (cls.__name__, tr.type, size)
+    for name in [k for k in fig.layout if k.startswith(("xaxis", "yaxis"))] + ["xaxis", "yaxis"]:
+        tf = fig.layout[name].tickfont
+        assert tf.size is None or tf.size >= 14, (name, tf.size)
+    for ann in fig.layout.annotations:
+        assert ann.font.size is None or ann.font.size >= 16, (ann.text, ann.font.size)
+
+
+def test_pages_that_write_numbers_have_text_traces():
+    """The size test above is not vacuous: these pages do write numbers or labels in traces."""
+    for cls in (NMSExplainer, RoIPoolAlignExplainer, TransposedConvExplainer, UnpoolingExplainer):
+        assert text_traces(page(cls).fig), cls.__name__
+    assert text_traces(page(AnchorsExplainer, "live").fig)
+
+
+# ----------------------------------------------------------------------------- integer ticks
+def grid_axes_have_integer_ticks(e):
+    fig = e.fig
+    checked = 0
+    for tr in fig.data:
+        if tr.type != "heatmap" or tr.visible is False:
+            continue
+        for letter, ref in (("x", tr.xaxis or "x"), ("y", tr.yaxis or "y")):
+            ax = axis(fig, ref, letter)
+            assert integer_ticks(ax), (type(e).__name__, ref, ax.tickmode, ax.tick0, ax.dtick, ax.tickvals)
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+@pytest.mark.parametrize("cls", [RoIPoolAlignExplainer, UnpoolingExplainer, SlidingWindowExplainer,
+                                 AnchorsExplainer], ids=lambda c: c.__name__)
+def test_cell_grids_have_integer_ticks(cls, source):
+    e = page(cls, source)
+    for k in sorted({0, e.n_steps() - 1}):
+        e.step.value = k
+        n = grid_axes_have_integer_ticks(e)
+        assert n >= (2 if cls is not AnchorsExplainer or source == "live" else 0)
+
+
+def test_transposed_conv_grids_have_integer_ticks_in_1d_and_2d():
+    e = TransposedConvExplainer()
+    for dims in (1, 2, 1):
+        e.dims.value = dims
+        for k in range(e.n_steps()):
+            e.step.value = k
+            assert grid_axes_have_integer_ticks(e) == 6
+    # the output's row labels are short lines (nothing clipped between the subplots), with room given
+    e.dims.value = 1
+    ax = e.fig.layout.yaxis3
+    assert ax.automargin and max(len(line) for t in ax.ticktext for line in t.split("<br>")) <= 8
+
+
+def test_unpooling_max_mode_and_roi_outputs_have_integer_ticks():
+    e = UnpoolingExplainer()
+    e.mode.value = "max"
+    assert grid_axes_have_integer_ticks(e) == 6
+    r = RoIPoolAlignExplainer()
+    r.out_size.value = 7
+    assert grid_axes_have_integer_ticks(r) == 10
+    assert (r.fig.layout.xaxis3.tick0, r.fig.layout.xaxis3.dtick) == (0, 1)
+
+
+# ----------------------------------------------------------------------------- highlights and labels
+@pytest.mark.parametrize("cls", [RoIPoolAlignExplainer, TransposedConvExplainer, UnpoolingExplainer],
+                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_highlights_on_numbers_are_open(cls, source):
+    """A marker drawn on a subplot whose cells hold numbers is an open outline (never a filled shape)."""
+    e = page(cls, source)
+    fig = e.fig
+    for k in sorted({0, 1, e.n_steps() - 1} & set(range(e.n_steps()))):
+        e.step.value = k
+        numbered = {(tr.xaxis or "x", tr.yaxis or "y") for tr in fig.data if tr.type == "heatmap"
+                    and tr.text is not None and any(any(str(v) for v in row) for row in tr.text)}
+        assert numbered
+        for tr in fig.data:
+            if tr.type != "scatter" or (tr.xaxis or "x", tr.yaxis or "y") not in numbered:
+                continue
+            if "markers" in (tr.mode or "") and tr.x is not None and len(tr.x):
+                assert str(tr.marker.symbol).endswith("-open"), (cls.__name__, tr.marker.symbol)
+
+
+def test_roi_maxima_are_outlines_around_their_cells():
+    e = RoIPoolAlignExplainer()
+    tr = e.fig.data[7]
+    assert tr.mode == "lines"
+    xs = [v for v in tr.x if v is not None]
+    cells = e._pt.argmax_cells(0).reshape(-1, 2)
+    assert len(xs) == 5 * len(cells[cells[:, 0] >= 0])
+    # every outline lies inside its cell: it frames the number at the cell's centre
+    for c in cells.tolist():
+        assert c[0] - 0.45 in xs and c[0] + 0.45 in xs
+
+
+def test_nms_labels_never_overlap_and_name_the_step():
+    """At a 1280x720 projector the 480-pixel-high image is drawn ~330 px high: with 17 px text a
+    character is ~9.4 px wide and a line ~21 px high. No two label rectangles may intersect."""
+    e = page(NMSExplainer)
+    H = e._img.shape[0]
+    px = 330 / H                                            # screen pixels per image pixel
+    char, line, chip = 9.4 / px, 21 / px, 22 / px
+    for k in range(e.n_steps()):
+        e.step.value = k
+        tr = e.fig.data[6]
+        assert tr.textfont.size >= 16
+        rects = [(x, y - line / 2, x + chip + char * len(t), y + line / 2) for x, y, t in zip(tr.x, tr.y, tr.text)]
+        for i, a in enumerate(rects):
+            for b in rects[i + 1:]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (k, a, b)
+        if k >= 1:
+            step = e._tr.steps[k - 1]
+            assert tr.text[0].startswith("keep ") and len(tr.text) == 1 + len(step.suppressed)
+            assert all("IoU" in t for t in tr.text[1:])
+
+
+# ----------------------------------------------------------------------------- one palette, legends
+def test_sliding_window_background_is_visible_grey():
+    e = page(SlidingWindowExplainer)
+    bar = list(e.fig.data[6].marker.color)
+    assert bar[0].upper() != "#FFFFFF" and luminance(bar[0]) < 230
+    scale = e.fig.data[4].colorscale
+    assert scale[0][1].upper() == bar[0].upper() == class_hex(0)
+    assert tuple(BACKGROUND) not in PALETTE
+
+
+def heatmap_colour(tr, label: int) -> str:
+    """The colour the label map's colorscale gives a cell holding ``label``."""
+    t = (label - tr.zmin) / (tr.zmax - tr.zmin)
+    for (a, ca), (b, cb) in zip(tr.colorscale, tr.colorscale[1:]):
+        if a <= t <= b and ca == cb:
+            return ca
+    raise AssertionError(f"no flat band at {t}")
+
+
+def test_one_palette_for_classes_on_every_page():
+    sw = page(SlidingWindowExplainer)
+    classes = list(sw._model.classes)
+    for k in range(len(classes)):
+        assert heatmap_colour(sw.fig.data[4], k).upper() == sw.fig.data[6].marker.color[k].upper() == class_hex(k)
+    legend = sw.fig.layout.annotations[-1].text
+    for k, name in enumerate(classes):
+        assert f"color:{class_hex(k)}'>■</span> {name}" in legend
+
+    nms = page(NMSExplainer)
+    nms.step.value = 0
+    tr = nms.fig.data[6]
+    names = nms._classes
+    for text, c in zip(tr.text, tr.marker.color):
+        k = names.index(text.removeprefix("keep ").split()[0])
+        assert c == class_hex(k), (text, c)
+    assert len(set(tr.marker.color)) == 2                    # cats and dogs, two colours
+    legend = nms.fig.layout.annotations[0].text
+    for k in (1, 2):
+        assert f"color:{class_hex(k)}'>■</span> {names[k]}" in legend
+
+    # the live model's overlays: boxes and masks drawn in class_colour(label)
+    image = torch.full((3, 64, 64), 1.0)
+    for lab in (1, 2, 3):
+        det = DetectionResult(image=image, classes=["background", "a", "b", "c"], task="detection", weights="x",
+                              device="cpu", seconds=0.0, boxes=torch.tensor([[10.0, 30, 50, 60]]),
+                              scores=torch.tensor([0.9]), labels=torch.tensor([lab]), names=["abc"[lab - 1]],
+                              masks=None)
+        out = render(det)
+        assert tuple(out[45, 10]) == class_colour(lab) == tuple(int(class_hex(lab)[i:i + 2], 16) for i in (1, 3, 5))
+    live = page(LiveModelExplainer)
+    legend = live.fig.layout.annotations[3].text
+    seg = live._results["segmentation"]
+    for k in set(seg.labels.unique().tolist()) - {0}:
+        assert f"color:{class_hex(k)}'>■</span> {seg.classes[k]}" in legend
+
+
+def test_live_model_legend_follows_the_threshold():
+    e = page(LiveModelExplainer)
+    det = e._results["detection"]
+    for t in (0.95, 0.05):
+        e.threshold.value = t
+        shown = {int(v) for v in det.labels[det.scores >= t].tolist()}
+        legend = e.fig.layout.annotations[3].text
+        for k in shown:
+            assert f"color:{class_hex(k)}'>■</span> {det.classes[k]}" in legend
+    e.threshold.value = 0.5
+
+
+# ----------------------------------------------------------------------------- geometry
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_anchor_shapes_keep_their_aspect_ratio(source):
+    e = page(AnchorsExplainer, source)
+    assert e.fig.layout.yaxis2.scaleanchor == "x2" and e.fig.layout.yaxis.scaleanchor == "x"
+    assert y_down(e.fig.layout.yaxis2)
+
+
+def test_images_and_label_maps_have_equal_scales_and_y_down():
+    sw = page(SlidingWindowExplainer)
+    for ax, anchor in (("yaxis", "x"), ("yaxis2", "x2"), ("yaxis3", "x3")):
+        assert sw.fig.layout[ax].scaleanchor == anchor and y_down(sw.fig.layout[ax])
+    live = page(LiveModelExplainer)
+    for ax, anchor in (("yaxis", "x"), ("yaxis2", "x2"), ("yaxis3", "x3")):
+        assert live.fig.layout[ax].scaleanchor == anchor and y_down(live.fig.layout[ax])
+    nms = page(NMSExplainer)
+    assert nms.fig.layout.yaxis.scaleanchor == "x" and y_down(nms.fig.layout.yaxis)
+
+
+# ----------------------------------------------------------------------------- render() labels
+def _dark_rows(img, x0, x1, y0, y1) -> int:
+    """How many rows of ``img[y0:y1, x0:x1]`` hold a dark (text) pixel, top to bottom."""
+    rows = np.nonzero((img[y0:y1, x0:x1].max(-1) < 80).any(1))[0]
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
+
+
+def test_render_labels_are_readable_on_a_256px_image():
+    text = "circle 0.90"
+    font = label_font(256, 256)
+    left, top, right, bottom = font.getbbox(text)
+    assert bottom - top >= 14, (font.size, (left, top, right, bottom))
+    image = torch.full((3, 256, 256), 1.0)                   # white: the label is the only dark thing
+    det = DetectionResult(image=image, classes=["background", "circle"], task="detection", weights="x",
+                          device="cpu", seconds=0.0, boxes=torch.tensor([[40.0, 80, 200, 220]]),
+                          scores=torch.tensor([0.9]), labels=torch.tensor([1]), names=["circle"], masks=None)
+    out = render(det)
+    # the label sits on a class-coloured strip above the box, the text drawn in it is >= 14 px high
+    col = out[:80, 41]                                     # inside the strip, left of the text
+    strip = np.nonzero((col == class_colour(1)).all(-1))[0]
+    assert len(strip) >= 14 + 2 and strip[-1] == 79
+    assert _dark_rows(out, 42, 40 + right, int(strip[0]), 80) >= 14
+    assert 40 + right - left < 256                       # and the whole label fits in the image
+
+
+def test_render_stacks_labels_of_boxes_with_the_same_corner():
+    image = torch.full((3, 256, 256), 1.0)
+    det = DetectionResult(image=image, classes=["background", "circle", "square"], task="detection", weights="x",
+                          device="cpu", seconds=0.0, boxes=torch.tensor([[40.0, 80, 200, 220], [42.0, 82, 190, 230]]),
+                          scores=torch.tensor([0.9, 0.8]), labels=torch.tensor([1, 2]), names=["circle", "square"],
+                          masks=None)
+    out = render(det)
+    alone = render(DetectionResult(**{**det.__dict__, "boxes": det.boxes[:1], "scores": det.scores[:1],
+                                      "labels": det.labels[:1], "names": det.names[:1]}))
+    # the best box's label (above it) is untouched by the second one ...
+    assert np.array_equal(out[:80], alone[:80])
+    # ... which is stacked below it, inside the boxes: a strip of its own colour (beyond the box edges)
+    rows = np.nonzero((out[84:140, 50:120] == class_colour(2)).all(-1).any(1))[0]
+    assert len(rows) >= 14
+
+
+def test_render_segmentation_names_classes_in_a_legend():
+    lab = torch.zeros(256, 256, dtype=torch.long)
+    lab[100:200, 100:200] = 2
+    seg = SegmentationResult(image=torch.full((3, 256, 256), 1.0), classes=["background", "circle", "square"],
+                             task="segmentation", weights="x", device="cpu", seconds=0.0, labels=lab,
+                             probabilities=torch.zeros(3, 256, 256))
+    out = render(seg)
+    assert (out[:40, :40] == class_colour(2)).all(-1).sum() >= 100      # the legend's square for "square"
+    assert (out[:40].max(-1) > 200).any() and (out[:40].max(-1) < 30).any()   # white text on a dark strip
