@@ -44,6 +44,16 @@ def png_uri(img: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def halo() -> dict:
+    """Text font settings for a contrasting outline around trace text (plotly.js >= 2.31), so
+    numbers read on any image or heatmap colour; ``{}`` on an older plotly."""
+    try:
+        go.scatter.Textfont(shadow="auto")
+    except ValueError:
+        return {}
+    return {"shadow": "auto"}
+
+
 def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
 

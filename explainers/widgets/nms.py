@@ -9,7 +9,7 @@ import torch
 from .. import ops
 from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
 from ..models.render import class_hex, legend_html, to_uint8
-from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
+from ._base import halo, GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
 LECTURE_BOXES = [[60, 80, 300, 400], [75, 70, 310, 390], [50, 100, 280, 420], [340, 120, 600, 420],
@@ -19,17 +19,6 @@ LECTURE_LABELS = [1, 1, 1, 2, 2, 1, 1, 2]
 LECTURE_CLASSES = ["background", "cat", "dog"]
 #: at most this many boxes are labelled before the first step (the best-scoring ones)
 FIRST_LABELS = 8
-
-
-def _halo() -> dict:
-    """A contrasting outline around trace text (plotly.js >= 2.31), so it reads on any image."""
-    import plotly.graph_objects as go
-
-    try:
-        go.scatter.Textfont(shadow="auto")
-    except ValueError:
-        return {}
-    return {"shadow": "auto"}
 
 
 class NMSExplainer(Explainer):
@@ -54,7 +43,7 @@ class NMSExplainer(Explainer):
         # 6: the labels of the boxes this step is about, each after a square in its class colour
         fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="middle right",
                         marker=dict(symbol="square", size=16, color=[], line=dict(color="black", width=1)),
-                        textfont=dict(size=17, color="black", **_halo()), hoverinfo="skip")
+                        textfont=dict(size=17, color="black", **halo()), hoverinfo="skip")
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x")
         fig.update_xaxes(showgrid=False, zeroline=False)
         self._use_figure(fig, 560)

@@ -10,22 +10,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ._base import ORANGE, SKY, VERMILLION, Explainer, fmt, rect_path
+from ._base import halo, ORANGE, SKY, VERMILLION, Explainer, fmt, rect_path
 
 #: an 8x8 feature map and a region whose corners fall between cells (the lecture's picture)
 LECTURE_FEATURES = (torch.arange(64, dtype=torch.float32).reshape(8, 8) * 7 % 10).tolist()
 LECTURE_BOX = (1.3, 0.6, 6.2, 5.4)
-
-
-def _halo() -> dict:
-    """A contrasting outline around trace text (plotly.js >= 2.31): it reads on any heatmap colour."""
-    import plotly.graph_objects as go
-
-    try:
-        go.scatter.Textfont(shadow="auto")
-    except ValueError:
-        return {}
-    return {"shadow": "auto"}
 
 
 def _int_ticks(n: int) -> dict:
@@ -110,7 +99,7 @@ class RoIPoolAlignExplainer(Explainer):
         add(x=[], y=[], mode="markers", marker=dict(size=14, color=VERMILLION), row=1, col=4)               # 10
         # 11: the four neighbours' weights, written in their cells (the RoI Align map shows no values)
         add(x=[], y=[], text=[], mode="text", textposition="middle center",
-            textfont=dict(size=17, color="black", **_halo()), row=1, col=4)                                # 11
+            textfont=dict(size=17, color="black", **halo()), row=1, col=4)                                # 11
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)                   # 12
         add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=4)                        # 13
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
