@@ -5,6 +5,7 @@
     explainers segment IMAGE -o out.png             semantic segmentation overlay
     explainers train TASK                           train a bundled shapes model
     explainers download TASK                        fetch torchvision's COCO weights once
+    explainers export-site DIR                      every lecture animation as a static web site
     explainers list                                 the explainers
 """
 from __future__ import annotations
@@ -153,6 +154,19 @@ def _train(args) -> int:
     return train_main([args.task] + extra)
 
 
+def _export_site(args) -> int:
+    from .app.site import SiteError, export_site
+
+    try:
+        files = export_site(args.directory)
+    except SiteError as exc:
+        print(f"explainers export-site: {exc}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in files) / 2**20
+    print(f"wrote {len(files)} files ({size:.1f} MB) to {args.directory}; open {files[0]}")
+    return 0
+
+
 def _download(args) -> int:
     from .models import ModelUnavailable, download
 
@@ -198,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("task", choices=["patch", "segmentation", "detection", "instance", "all"])
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(func=_train)
+    p = sub.add_parser("export-site", help="write every lecture animation as a static web site (offline)")
+    p.add_argument("directory", help="a new or empty folder")
+    p.set_defaults(func=_export_site)
     p = sub.add_parser("download", help="download torchvision's COCO weights for a task")
     p.add_argument("task", choices=["segmentation", "detection", "instance"])
     p.set_defaults(func=_download)

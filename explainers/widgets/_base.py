@@ -268,7 +268,7 @@ class Explainer:
         self.sync_figure()
         display(self.widget)
 
-    def export_html(self, path) -> Path:
+    def export_html(self, path, plotly_src: str | None = None) -> Path:
         """A standalone HTML file of the animation as the page shows it: the title, the controls
         (play, step back and forward, a step slider, speed), each step's caption, the plot, the
         check line and the note. plotly.js is inlined: no kernel and no internet needed.
@@ -277,7 +277,8 @@ class Explainer:
         ``Plotly.react`` (axes, ranges and colour ranges as on the page). A step stores only what
         changed since the one before it (a small patch), and image crops of a figure image are
         cut from it in the browser, so long animations stay small. Deterministic; a directory at
-        ``path`` is refused, never overwritten."""
+        ``path`` is refused, never overwritten. ``plotly_src``: the address of a plotly.js file to
+        load instead of inlining it (a static site shares one copy)."""
         import html as _html
         import json
 
@@ -314,6 +315,7 @@ class Explainer:
         title = _html.escape(self.title)
         parts = [(f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n<title>{title}</title>\n"
                   "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+                  "<link rel='icon' href='data:,'>\n"
                   f"<style>{_EXPORT_CSS}</style>\n</head>\n<body>\n<div id='explainer'>\n"
                   f"<h1 class='explainer-title'>{title}</h1>\n")]
         if n:
@@ -335,7 +337,9 @@ class Explainer:
         if n:
             from plotly.offline import get_plotlyjs
 
-            parts.append(f"<script>\n{get_plotlyjs()}\n</script>\n"
+            script = (f"<script src='{_html.escape(plotly_src)}'></script>\n" if plotly_src
+                      else f"<script>\n{get_plotlyjs()}\n</script>\n")
+            parts.append(script +
                          f"<script type='application/json' id='explainer-data'>{data}</script>\n"
                          f"<script>\n{_EXPORT_JS}\n</script>\n")
         parts.append("</body>\n</html>\n")

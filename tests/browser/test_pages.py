@@ -393,3 +393,52 @@ def test_exported_html_steps_with_its_captions_offline(server, browser, tmp_path
     page.screenshot(path=str(SHOTS / f"export_{entry(name).module}.png"), full_page=True)
     assert not problems, problems
     page.close()
+
+
+@pytest.fixture(scope="module")
+def static_site(tmp_path_factory):
+    from explainers.app.site import export_site
+
+    out = tmp_path_factory.mktemp("static") / "site"
+    export_site(out)
+    return out
+
+
+@pytest.mark.parametrize("how", ["file", "http.server"])
+def test_static_site_draws_every_page_offline(browser, static_site, how):
+    """The exported site, from disk and from a plain `python -m http.server`: the index links every
+    page and every page draws its plot; no request leaves the machine."""
+    import re
+    import sys
+
+    from explainers.registry import EXPLAINERS
+
+    proc = None
+    if how == "file":
+        base = static_site.as_uri()
+    else:
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                                 "--directory", str(static_site)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        line = proc.stdout.readline()
+        port = re.search(r"port (\d+)", line).group(1)
+        base = f"http://127.0.0.1:{port}"
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        problems = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("request", lambda r: problems.append(f"request leaves the machine: {r.url}")
+                if not r.url.startswith(("file://", "http://127.0.0.1", "data:", "blob:", "about:")) else None)
+        page.goto(f"{base}/index.html")
+        links = page.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href'))")
+        assert links == [f"{e.notebook}.html" for e in EXPLAINERS]
+        for href in links:
+            page.goto(f"{base}/{href}")
+            page.wait_for_selector(DATA.replace(".explainers-plot", "#explainer-plot"), timeout=60_000)
+        page.screenshot(path=str(SHOTS / f"static_site_{how.replace('.', '_')}.png"))
+        assert not problems, problems
+        page.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)

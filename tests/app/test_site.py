@@ -1,0 +1,45 @@
+"""``explainers export-site``: a static site of every lecture animation, offline, nothing overwritten."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from explainers.app.site import PLOTLY_FILE, SiteError, export_site
+from explainers.registry import EXPLAINERS
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site") / "course"
+    export_site(out)
+    return out
+
+
+def test_one_page_per_explainer_an_index_and_one_plotly(site):
+    index = (site / "index.html").read_text()
+    for e in EXPLAINERS:
+        page = site / f"{e.notebook}.html"
+        text = page.read_text()
+        assert f"href='{page.name}'" in index
+        assert f"<script src='{PLOTLY_FILE}'></script>" in text and text.count("Plotly.newPlot") == 0
+        assert "<h1 class='explainer-title'>" in text
+        assert not re.search(r"(src|href)=['\"]https?://", text), "a page fetches from the internet"
+    total = sum(f.stat().st_size for f in site.iterdir())
+    assert (site / PLOTLY_FILE).stat().st_size > 1_000_000 and total < 12 * 2**20
+
+
+def test_nothing_is_overwritten(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(SiteError, match="not empty"):
+        export_site(tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "keep me" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(SiteError, match="is a file"):
+        export_site(tmp_path / "mine.txt")
+
+
+def test_cli_one_line_and_exit_2(tmp_path):
+    (tmp_path / "x").write_text("")
+    r = subprocess.run([sys.executable, "-m", "explainers.cli", "export-site", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("explainers export-site:") and len(r.stderr.splitlines()) == 1
