@@ -120,8 +120,12 @@ class UnpoolingExplainer(Explainer):
             self.fig.data[1].update(z=x.tolist(), text=[[_cell_text(v, live) for v in row] for row in x.tolist()],
                                     zmin=lo, zmax=hi)
             self.fig.data[2].update(zmin=lo, zmax=hi)
-            title0 = "max pooling: switches" if pin is not None else "(max pooling: max unpooling only)"
+            title0 = ("max pooling: switches" if pin is not None
+                      else "max pooling is used by max unpooling only:<br>choose mode 'max' to see it")
             self.fig.layout.annotations[0].text = title0
+            # no empty axes in the other modes
+            self.fig.update_xaxes(visible=pin is not None, row=1, col=1)
+            self.fig.update_yaxes(visible=pin is not None, row=1, col=1)
             self.fig.layout.annotations[2].text = f"output ({mode.replace('_', ' ')})"
         self._reset_steps()
 

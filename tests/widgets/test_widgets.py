@@ -328,3 +328,11 @@ def test_controls_only_where_they_do_something_and_no_stale_picture():
     assert "too small for this network" in s.error_text and s.plot.layout.visibility == "hidden"
     s.window.value = 40
     assert s.error_text == "" and s.plot.layout.visibility == "visible"
+
+
+def test_unpooling_shows_no_empty_panel():
+    e = UnpoolingExplainer()
+    assert e.mode.value == "nearest" and e.fig.layout.xaxis.visible is False and e.fig.layout.yaxis.visible is False
+    assert "choose mode 'max'" in e.fig.layout.annotations[0].text
+    e.mode.value = "max"
+    assert e.fig.layout.xaxis.visible is True and e.fig.layout.annotations[0].text == "max pooling: switches"
