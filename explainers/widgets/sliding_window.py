@@ -28,7 +28,7 @@ class SlidingWindowExplainer(Explainer):
     play_interval = 150
 
     def _build(self):
-        self.window = W.IntSlider(value=40, min=8, max=72, step=4, description="window",
+        self.window = W.IntSlider(value=40, min=8, max=72, step=2, description="window",
                                   layout=W.Layout(width="280px"), continuous_update=False)
         self.stride_ctl = W.IntSlider(value=4, min=1, max=16, description="stride",
                                       layout=W.Layout(width="280px"), continuous_update=False)

@@ -336,3 +336,28 @@ def test_unpooling_shows_no_empty_panel():
     assert "choose mode 'max'" in e.fig.layout.annotations[0].text
     e.mode.value = "max"
     assert e.fig.layout.xaxis.visible is True and e.fig.layout.annotations[0].text == "max pooling: switches"
+
+
+def test_nms_things_to_try_are_true():
+    """notebooks/06_nms.ipynb: "Lower the IoU threshold to 0.2: more boxes go" and "Untick
+    class-aware: the cat can now suppress the dog"."""
+    e = NMSExplainer()
+    kept = {}
+    for t in (0.5, 0.3, 0.2):
+        e.threshold.value = t
+        kept[t] = set(e.state()["keep"].tolist())
+    assert kept[0.2] < kept[0.3] < kept[0.5]                      # lowering the threshold removes boxes
+    e.threshold.value = 0.5
+    aware = set(e.state()["keep"].tolist())
+    e.class_aware.value = False
+    plain = set(e.state()["keep"].tolist())
+    gone = aware - plain
+    assert gone and all(LECTURE_LABELS[i] == 2 for i in gone)    # a dog goes ...
+    tr = e._tr
+    assert all(LECTURE_LABELS[int(tr.suppressed_by[i])] == 1 for i in gone)   # ... suppressed by a cat
+
+
+def test_sliding_window_slider_reaches_the_networks_own_window():
+    e = SlidingWindowExplainer()
+    rf = e._model.window
+    assert (rf - e.window.min) % e.window.step == 0 and e.window.min <= rf <= e.window.max
