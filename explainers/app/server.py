@@ -22,6 +22,7 @@ import html
 import os
 import sys
 
+import tornado.ioloop
 import tornado.web
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import url_path_join
@@ -91,6 +92,8 @@ class CappedVoilaHandler(TornadoVoilaHandler):
     """Voila's page handler, answering "the server is full" instead of starting a kernel."""
 
     async def get(self, path=None):
+        # checked here too, not only in start_kernel: a preheated page (the tour) takes a pool
+        # kernel without starting one, so only this check caps it
         if getattr(self.kernel_manager, "is_full", lambda: False)():
             raise ServerFull(self.kernel_manager.running())
         # Set the _xsrf cookie: when the tab closes, Voila's page posts it with the request that
@@ -119,7 +122,6 @@ class ExplainersVoila(Voila):
     def init_settings(self):
         cap = self.max_kernels or default_max_kernels()
         self.voila_configuration.multi_kernel_manager_class = CappedKernelManager
-        self.config.CappedKernelManager.max_kernels = cap
         settings = super().init_settings()
         self.kernel_manager.max_kernels = cap
         return settings

@@ -237,22 +237,18 @@ class BoxPooler:
 
 
 def box_pooler(trace: DetectorTrace) -> BoxPooler:
-    """The box RoI pooler of the detector that made ``trace`` (``trace._roi_heads.box_roi_pool``)."""
-    from torchvision.ops import MultiScaleRoIAlign
-
-    pool = getattr(trace._roi_heads, "box_roi_pool", None)
-    if not isinstance(pool, MultiScaleRoIAlign):
-        raise ValueError(f"the detector's box pooler is {type(pool).__name__}, not torchvision's MultiScaleRoIAlign")
-    if pool.scales is None or pool.map_levels is None:
-        raise ValueError("the detector's MultiScaleRoIAlign has not run yet: it sets its scales on its first run")
-    names = tuple(k for k in trace.features if k in pool.featmap_names)
-    if len(names) != len(pool.scales):
-        raise ValueError(f"the pooler has {len(pool.scales)} scales for the feature maps {list(names)}")
-    m = pool.map_levels
-    ph, pw = (tuple(int(v) for v in pool.output_size) * 2)[:2]
-    return BoxPooler((ph, pw), int(pool.sampling_ratio), False, names,
-                     tuple(float(s) for s in pool.scales), int(m.k_min), int(m.k_max), float(m.s0),
-                     float(m.lvl0), float(m.eps), m)
+    """The box RoI pooler of the detector that made ``trace``, from the parameters the trace read
+    off its ``MultiScaleRoIAlign`` after the forward pass (``roi_*`` fields and its level mapper)."""
+    mapper = trace._level_mapper
+    if mapper is None or not trace.roi_scales:
+        raise ValueError("the detector's RoI pooler did not run: no scales or level mapper to take from it")
+    if len(trace.roi_featmap_names) != len(trace.roi_scales):
+        raise ValueError(f"the pooler has {len(trace.roi_scales)} scales for the feature maps "
+                         f"{list(trace.roi_featmap_names)}")
+    ph, pw = (tuple(trace.roi_output_size) * 2)[:2]
+    return BoxPooler((ph, pw), trace.roi_sampling_ratio, False, tuple(trace.roi_featmap_names),
+                     tuple(trace.roi_scales), trace.roi_k_min, trace.roi_k_max, float(trace.roi_canonical_scale),
+                     float(trace.roi_canonical_level), float(mapper.eps), mapper)
 
 
 @dataclass
