@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -260,3 +261,70 @@ def _export_patch(old, new):
         if len(json.dumps(patch, separators=(",", ":"))) < len(json.dumps(new, separators=(",", ":"))):
             return patch
     return {"=": new}
+
+
+def write_export(explainer, path, plotly_src: str | None = None) -> Path:
+    """The body of :meth:`Explainer.export_html` (see there)."""
+    import html as _html
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: give a file name for the HTML export")
+    base = _export_json(explainer.fig.to_plotly_json())
+    base.setdefault("data", [])
+    base.setdefault("layout", {})
+    n = 0 if explainer.failed else max(1, explainer.n_steps())
+    frames = [_export_json(explainer.frame(k)) for k in range(n)]
+    captions = [str(fr.get("caption", "") or "") for fr in frames]
+    contents = _export_contents(frames, base)
+    crops = _export_crops(contents, base)
+    patches, previous = [], {}
+    for k, content in enumerate(contents):
+        patches.append({"name": str(k), "patch": _export_patch(previous, content) or {"~": {}}})
+        previous = content
+    active = min(max(0, int(explainer.step.value)), n - 1) if n else 0
+    interval = int(explainer.play.interval)
+    payload = {"figure": base, "config": {"displaylogo": False, "responsive": True},
+               "frames": patches, "captions": captions, "active": active, "crop_sources": crops}
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # inside <script>: no "</script>", no "<!--" (JSON.parse and json.loads read \u003c back as "<")
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    speeds = list(explainer.speed.options)     # the page's own speeds
+    if interval not in dict(speeds).values():
+        speeds.insert(0, (f"{interval} ms", interval))
+    options = "".join(f"<option value='{ms}'{' selected' if ms == interval else ''}>{name}</option>"
+                      for name, ms in speeds)
+    height = int(base["layout"].get("height") or 520)
+    title = _html.escape(explainer.title)
+    parts = [(f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n<title>{title}</title>\n"
+              "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+              "<link rel='icon' href='data:,'>\n"
+              f"<style>{_EXPORT_CSS}</style>\n</head>\n<body>\n<div id='explainer'>\n"
+              f"<h1 class='explainer-title'>{title}</h1>\n")]
+    if n:
+        parts.append(
+            "<div class='explainer-controls'>"
+            "<button type='button' id='explainer-play' title='play the steps'>▶ play</button>"
+            "<button type='button' id='explainer-back' title='one step back'>◀ step</button>"
+            "<button type='button' id='explainer-forward' title='one step forward'>step ▶</button>"
+            f"<label>step <input type='range' id='explainer-step' min='0' max='{n - 1}' value='{active}'></label>"
+            f"<output id='explainer-step-label'>{active}</output>"
+            f"<label>speed <select id='explainer-speed'>{options}</select></label></div>\n")
+    parts.append(f"<div id='explainer-error'>{explainer.error.value}</div>\n")
+    if n:
+        parts.append(f"<div id='explainer-caption' class='explainer-caption' aria-live='polite'>"
+                     f"{captions[active]}</div>\n"
+                     f"<div id='explainer-plot' class='explainers-plot' style='height:{height}px'></div>\n")
+    parts.append(f"<div id='explainer-check'>{explainer.check.value}</div>\n"
+                 f"<div id='explainer-note'>{explainer.note.value}</div>\n</div>\n")
+    if n:
+        from plotly.offline import get_plotlyjs
+
+        script = (f"<script src='{_html.escape(plotly_src)}'></script>\n" if plotly_src
+                  else f"<script>\n{get_plotlyjs()}\n</script>\n")
+        parts.append(script +
+                     f"<script type='application/json' id='explainer-data'>{data}</script>\n"
+                     f"<script>\n{_EXPORT_JS}\n</script>\n")
+    parts.append("</body>\n</html>\n")
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
