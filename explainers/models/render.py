@@ -78,6 +78,37 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _cover(a, b) -> float:
+    """The area of ``a`` that lies on ``b`` (both ``[x1, y1, x2, y2]``)."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _label_place(box, lw: float, lh: float, W: int, H: int, placed: list, boxes: list) -> list:
+    """Where the label of ``box`` goes: never on a label already placed, and covering as little of
+    the objects' boxes as it can (small shapes stay visible). Tried in order: just above the box,
+    just below it, inside its top; then a line further out each way."""
+    x = min(max(0, box[0]), max(0, W - lw))
+    tried = []
+    for k in range(max(1, int(H // max(lh, 1)))):
+        tried += [box[1] - lh * (k + 1), box[3] + lh * k, box[1] + lh * k]
+    best, best_cost = None, None
+    for i, y in enumerate(tried):
+        if y < 0 or y + lh > H:
+            continue
+        rect = [x, y, x + lw, y + lh]
+        if any(_overlaps(rect, p) for p in placed):
+            continue
+        cost = sum(_cover(rect, b) for b in boxes)
+        if best_cost is None or cost < best_cost - 1e-9:
+            best, best_cost = rect, cost
+            if cost == 0:
+                break
+    if best is None:      # no free place (a crowded image): inside the top of the box
+        y = min(max(0, box[1]), H - lh)
+        best = [x, y, x + lw, y + lh]
+    return best
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """A ``(3, H, W)`` float image in [0, 1] as an ``(H, W, 3)`` uint8 array (for drawing)."""
     return (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
@@ -103,8 +134,9 @@ def _legend(draw, fnt, H: int, W: int, entries) -> None:
         draw.text((x + lh + pad, y + pad - t), name, fill=(255, 255, 255), font=fnt)
 
 
-def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarray:
-    """An ``(H, W, 3)`` uint8 overlay of a segmentation or detection result."""
+def render(result, score_threshold: float = 0.5, alpha: float = 0.5, legend: bool = True) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 overlay of a segmentation or detection result. ``legend``: the
+    segmentation's class legend drawn in its top left corner (a page with its own legend leaves it out)."""
     from PIL import Image, ImageDraw
 
     from .live import DetectionResult, SegmentationResult
@@ -123,10 +155,11 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarr
                 continue
             over[lab == k] = (1 - alpha) * base[lab == k] + alpha * np.array(class_colour(int(k)), np.float32)
         img = Image.fromarray(over.round().astype(np.uint8))
-        draw = ImageDraw.Draw(img)
-        present = [int(k) for k in np.unique(lab) if 0 < k < len(result.classes)]
-        entries = [(class_colour(k), result.classes[k]) for k in present]
-        _legend(draw, fnt, H, W, entries or [(class_colour(0), "(background only)")])
+        if legend:
+            draw = ImageDraw.Draw(img)
+            present = [int(k) for k in np.unique(lab) if 0 < k < len(result.classes)]
+            entries = [(class_colour(k), result.classes[k]) for k in present]
+            _legend(draw, fnt, H, W, entries or [(class_colour(0), "(background only)")])
         return np.asarray(img)
     if not isinstance(result, DetectionResult):
         raise TypeError(f"cannot render a {type(result).__name__}")
@@ -146,20 +179,12 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarr
     for box, _, _, lab in items:
         draw.rectangle(box, outline=class_colour(int(lab)), width=width)
     placed = []
-    for box, name, score, lab in items:                # best first: it gets the place above its box
+    boxes = [it[0] for it in items]
+    for box, name, score, lab in items:                # best first: it gets the best place
         c = class_colour(int(lab))
         text = f"{name} {score:.2f}"
         lw = fnt.getbbox(text)[2] + 2 * pad
-        x = min(max(0, box[0]), max(0, W - lw))
-        if box[1] - lh >= 0:                    # above the box; else below it; else inside its top
-            y = box[1] - lh
-        elif box[3] + lh <= H:
-            y = box[3]
-        else:
-            y = max(0, box[1])
-        rect = [x, y, x + lw, y + lh]
-        while any(_overlaps(rect, p) for p in placed) and rect[3] + lh <= H:   # stack: never on another label
-            rect = [x, rect[1] + lh, x + lw, rect[3] + lh]
+        rect = _label_place(box, lw, lh, W, H, placed, boxes)
         placed.append(rect)
         draw.rectangle(rect, fill=c)
         draw.text((rect[0] + pad, rect[1] + pad - t), text, fill=_text_colour(c), font=fnt)

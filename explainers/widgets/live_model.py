@@ -133,7 +133,7 @@ class LiveModelExplainer(Explainer):
                 if task == "segmentation":
                     # the score threshold does not change a label map: draw it once per image
                     if getattr(self, "_seg_image", None) is None:
-                        self._seg_image = png_uri(render(r))
+                        self._seg_image = png_uri(render(r, legend=False))   # the legend is above the panels
                     self.fig.data[i].source = self._seg_image
                 else:
                     self.fig.data[i].source = png_uri(render(r, self.threshold.value))

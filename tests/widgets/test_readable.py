@@ -301,7 +301,7 @@ def test_render_labels_are_readable_on_a_256px_image():
     assert 40 + right - left < 256                       # and the whole label fits in the image
 
 
-def test_render_stacks_labels_of_boxes_with_the_same_corner():
+def test_render_puts_the_second_label_where_it_covers_no_object():
     image = torch.full((3, 256, 256), 1.0)
     det = DetectionResult(image=image, classes=["background", "circle", "square"], task="detection", weights="x",
                           device="cpu", seconds=0.0, boxes=torch.tensor([[40.0, 80, 200, 220], [42.0, 82, 190, 230]]),
@@ -312,9 +312,27 @@ def test_render_stacks_labels_of_boxes_with_the_same_corner():
                                       "labels": det.labels[:1], "names": det.names[:1]}))
     # the best box's label (above it) is untouched by the second one ...
     assert np.array_equal(out[:80], alone[:80])
-    # ... which is stacked below it, inside the boxes: a strip of its own colour (beyond the box edges)
-    rows = np.nonzero((out[84:140, 50:120] == class_colour(2)).all(-1).any(1))[0]
+    # ... whose label goes below its own box (not inside the boxes, where the object is)
+    rows = np.nonzero((out[230:256, 50:120] == class_colour(2)).all(-1).any(1))[0]
     assert len(rows) >= 14
+    assert not (out[90:215, 50:180] == class_colour(2)).all(-1).any()
+
+
+def test_render_labels_of_small_stacked_objects_cover_none_of_them():
+    """Three small squares one above the other (a scene the live page showed with every label on an
+    object): each label lands where it covers no box and no other label."""
+    from explainers.models.render import _cover, _label_place, label_font
+
+    H, W = 400, 250
+    boxes = [[100.0, 40, 140, 80], [100.0, 95, 140, 135], [100.0, 150, 140, 190]]
+    fnt = label_font(H, W)
+    lh = fnt.getbbox("Ag")[3] - fnt.getbbox("Ag")[1] + 2 * max(2, fnt.size // 8)
+    placed = []
+    for b in boxes:
+        rect = _label_place(b, fnt.getbbox("square 0.99")[2] + 8, lh, W, H, placed, boxes)
+        assert all(_cover(rect, p) == 0 for p in placed)
+        assert sum(_cover(rect, o) for o in boxes) == 0, (rect, b)
+        placed.append(rect)
 
 
 def test_render_segmentation_names_classes_in_a_legend():
