@@ -44,17 +44,28 @@ class UnpoolingExplainer(Explainer):
         self.mode.observe(lambda _: self.guard(self.refresh), "value")
         self.channel.observe(lambda _: self.guard(self.refresh), "value")
         self.controls = W.HBox([self.mode] + ([self.channel] if self.source == "live" else []))
-        fig = make_subplots(1, 3, subplot_titles=("max pooling (switches)", "input", "output"),
-                            horizontal_spacing=0.06)
-        for col in (1, 2, 3):
+        # the slide's path, left to right: max pooling (switches) -> the pooled map -> "rest of the
+        # network" -> the map to unpool -> the unpooled output; every cell the same size, so a 2x2
+        # map is drawn half as wide as a 4x4 one (the other modes show the last two panels only)
+        fig = make_subplots(1, 4, subplot_titles=("max pooling: switches", "pooled", "input", "output"))
+        for col in (1, 3, 4):                                                             # 0, 1, 2
             fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),
                             colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=col, zmin=0, zmax=1)
         # open squares around the cells (wider than a cell's number: they frame it, never cross it)
-        for col, colour in ((1, ORANGE), (2, ORANGE), (3, ORANGE), (1, VERMILLION)):
+        for col, colour in ((1, ORANGE), (3, ORANGE), (4, ORANGE), (1, VERMILLION)):      # 3, 4, 5, 6
             fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
                             marker=dict(symbol="square-open", size=54, color=colour, line=dict(width=4)))
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
-        fig.update_xaxes(showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
+        fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),     # 7 pooled
+                        colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=2, zmin=0, zmax=1)
+        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2, hoverinfo="skip",                # 8
+                        marker=dict(symbol="square-open", size=54, color=ORANGE, line=dict(width=4)))
+        fig.update_yaxes(showgrid=False, zeroline=False, tickmode="array")
+        fig.update_xaxes(showgrid=False, zeroline=False, tickmode="array", constrain="domain")
+        for c in (1, 2, 3, 4):                 # square cells in every panel
+            fig.update_yaxes(scaleanchor=f"x{'' if c == 1 else c}", constrain="domain", row=1, col=c)
+        # between the pooled map and the map that is unpooled: the rest of the network
+        fig.add_annotation(text="", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                           font=dict(size=17), align="center")
         self._use_figure(fig, 460)
         if self.source == "live":
             self._load_live()
@@ -102,32 +113,62 @@ class UnpoolingExplainer(Explainer):
         self._pooled = ops.max_pool_with_switches(pin)[0] if pin is not None else None
         n_in = x.numel()
         self._pool_steps = self._pooled.numel() if pin is not None else 0
-        self._n = self._pool_steps + n_in + 1
+        # pooling, one block a step; then "the rest of the network"; then unpooling, one input cell a step
+        self._net_steps = 1 if pin is not None else 0
+        self._n = self._pool_steps + self._net_steps + n_in + 1
         lo = float(min(x.min(), out.min(), pin.min() if pin is not None else x.min()))
         hi = float(max(x.max(), out.max(), pin.max() if pin is not None else x.max()))
         live = self.source == "live"
-        grids = (pin.shape if pin is not None else (1, 1), x.shape, out.shape)
+        pooled = self._pooled
         with self.fig.batch_update():
-            for i, (h, w) in enumerate(grids, 1):     # exactly the cells: no padding around the squares
-                self.fig.layout[f"xaxis{'' if i == 1 else i}"].update(range=[-0.5, w - 0.5], autorange=False)
-                self.fig.layout[f"yaxis{'' if i == 1 else i}"].update(range=[h - 0.5, -0.5], autorange=False)
-            for i, (h, w) in ((3, grids[0]), (4, grids[1]), (5, grids[2]), (6, grids[0])):
-                # as large as its subplot's cells allow: 4x4 cells are ~85 px, 8x8 ones ~42 px
-                self.fig.data[i].marker.size = 54 if max(h, w) <= 4 else 40
+            self._lay_out(pin, pooled, x, out)
+            for i in (3, 4, 5, 6, 8):
+                # every panel's cells are the same size: ~68 px with a 4x4 output, ~40 px with 8x8
+                self.fig.data[i].marker.size = 54 if max(out.shape) <= 4 else 34
+            cells = lambda t: [[_cell_text(v, live) for v in row] for row in t.tolist()]  # noqa: E731
             self.fig.data[0].update(z=pin.tolist() if pin is not None else [[None]],
-                                    text=[[_cell_text(v, live) for v in row] for row in pin.tolist()]
-                                    if pin is not None else [[""]], zmin=lo, zmax=hi)
-            self.fig.data[1].update(z=x.tolist(), text=[[_cell_text(v, live) for v in row] for row in x.tolist()],
-                                    zmin=lo, zmax=hi)
+                                    text=cells(pin) if pin is not None else [[""]], zmin=lo, zmax=hi)
+            self.fig.data[7].update(z=pooled.tolist() if pooled is not None else [[None]],
+                                    text=cells(pooled) if pooled is not None else [[""]], zmin=lo, zmax=hi)
+            self.fig.data[1].update(z=x.tolist(), text=cells(x), zmin=lo, zmax=hi)
             self.fig.data[2].update(zmin=lo, zmax=hi)
-            title0 = ("max pooling: switches" if pin is not None
-                      else "max pooling is used by max unpooling only:<br>choose mode 'max' to see it")
-            self.fig.layout.annotations[0].text = title0
-            # no empty axes in the other modes
-            self.fig.update_xaxes(visible=pin is not None, row=1, col=1)
-            self.fig.update_yaxes(visible=pin is not None, row=1, col=1)
-            self.fig.layout.annotations[2].text = f"output ({mode.replace('_', ' ')})"
+            self.fig.layout.annotations[3].text = f"output ({mode.replace('_', ' ')})"
+            self.fig.layout.annotations[2].text = "input (to unpool)" if pin is not None else "input"
         self._reset_steps()
+
+    def _lay_out(self, pin, pooled, x, out) -> None:
+        """Panel widths in proportion to their cells (every cell the same size), rows centred on
+        one shared height; in modes without pooling the two pooling panels take no room."""
+        Ho = out.shape[0]
+        shown = pin is not None
+        units = [pin.shape[1] if shown else 0, pooled.shape[1] if shown else 0, x.shape[1], out.shape[1]]
+        gaps = [1.0, 3.0, 1.5] if shown else [0.0, 0.0, 2.5]
+        total = sum(units) + sum(gaps)
+        left = 0.0
+        doms = []
+        grids = (pin.shape if shown else (1, 1), pooled.shape if shown else (1, 1), x.shape, out.shape)
+        for c, ((h, w), u, gap) in enumerate(zip(grids, units, gaps + [0.0]), 1):
+            dom = [left / total, (left + u) / total] if u else [0.0, 0.0]
+            left += u + gap
+            doms.append(dom)
+            visible = bool(u)
+            mid = (h - 1) / 2
+            name = "" if c == 1 else str(c)
+            self.fig.layout[f"xaxis{name}"].update(domain=dom, range=[-0.5, w - 0.5], autorange=False,
+                                                   tickvals=list(range(w)), visible=visible)
+            self.fig.layout[f"yaxis{name}"].update(range=[mid + Ho / 2, mid - Ho / 2], autorange=False,
+                                                   tickvals=list(range(h)), visible=visible)
+            ann = self.fig.layout.annotations[c - 1]
+            ann.x = (dom[0] + dom[1]) / 2
+            ann.visible = visible
+        net = self.fig.layout.annotations[4]
+        if shown:
+            net.x = (doms[1][1] + doms[2][0]) / 2
+            net.text = "→<br>rest of<br>the network<br>→"
+        net.visible = shown
+        for c in (1, 2):
+            for i in (0, 3, 6) if c == 1 else (7, 8):
+                self.fig.data[i].visible = shown
 
     def _state(self) -> dict:
         """``mode``; ``input (h, w)``: what is unpooled; ``output (2h, 2w)``; for "max":
@@ -150,8 +191,8 @@ class UnpoolingExplainer(Explainer):
         h, w = x.shape
         Ho, Wo = out.shape
         data = {}
-        # cells of the output filled so far: by the first (k - pool_steps) input cells
-        j = k - self._pool_steps
+        # cells of the output filled so far: by the first (k - pool_steps - net_steps) input cells
+        j = k - self._pool_steps - self._net_steps
         filled = np.zeros((Ho, Wo), dtype=bool)
         src = tr.src_index[0, 0].numpy()
         wgt = tr.src_weight[0, 0].numpy()
@@ -167,13 +208,16 @@ class UnpoolingExplainer(Explainer):
         data[2] = {"z": [[None if np.isnan(v) else float(v) for v in row] for row in z], "text": text}
         caption = ""
         empty = {"x": [], "y": []}
-        data[3], data[4], data[5] = dict(empty), dict(empty), dict(empty)
+        data[3], data[4], data[5], data[8] = dict(empty), dict(empty), dict(empty), dict(empty)
         if self._pin is not None:
-            # switches found so far
+            # switches found so far, and the pooled cells computed so far
             sw = self._switches.numpy().reshape(-1)
             Wp = self._pin.shape[1]
-            found = sw[: min(k + 1, self._pool_steps)] if k < self._pool_steps else sw
-            data[6] = {"x": (found % Wp).tolist(), "y": (found // Wp).tolist()}
+            done = min(k + 1, self._pool_steps)
+            data[6] = {"x": (sw[:done] % Wp).tolist(), "y": (sw[:done] // Wp).tolist()}
+            pooled = self._pooled.numpy()
+            data[7] = {"text": [[_cell_text(float(v), live) if r * pooled.shape[1] + c < done else ""
+                                 for c, v in enumerate(row)] for r, row in enumerate(pooled)]}
         else:
             data[6] = dict(empty)
         if k < self._pool_steps:
@@ -181,8 +225,16 @@ class UnpoolingExplainer(Explainer):
             block = [(2 * r + a, 2 * c + b) for a in range(2) for b in range(2)]
             xs, ys = _cells(block)
             data[3] = {"x": xs, "y": ys}
-            caption = (f"max pooling, block ({r}, {c}): the maximum {fmt(self._pooled[r, c].item())} "
-                       f"is remembered at its position (switch)")
+            data[8] = {"x": [c], "y": [r]}
+            caption = (f"max pooling, block ({r}, {c}): the maximum {fmt(self._pooled[r, c].item())} goes to the "
+                       f"pooled map, and its position in the block is remembered (the switch, red)")
+            if float(self._pin[2 * r:2 * r + 2, 2 * c:2 * c + 2].abs().max()) == 0:
+                caption += ("; all four values are 0 (the ReLU before the pooling zeroed them), so the switch is "
+                            "the first of the tied positions")
+        elif k < self._pool_steps + self._net_steps:
+            caption = ("the rest of the network works on the pooled map; the decoder's matching layer receives "
+                       + ("these numbers (the slide's 1, 2, 3, 4)" if self.source == "lecture" else
+                          "the map in the middle") + " and puts each value back at its block's switch")
         elif j < h * w:
             r, c = divmod(j, w)
             data[4] = {"x": [c], "y": [r]}
@@ -191,8 +243,11 @@ class UnpoolingExplainer(Explainer):
             data[5] = {"x": xs, "y": ys}
             mode = self.mode.value
             verb = {"nearest": "is copied into", "bed_of_nails": "goes to the top-left of",
-                    "max": "goes back to the remembered position in", "bilinear": "is blended (bilinear weights) into"}
+                    "max": "goes back to the remembered position (switch) in", "bilinear":
+                    "is blended (bilinear weights) into"}
             caption = f"input ({r}, {c}) = {fmt(x[r, c].item())} {verb[mode]} {len(targets)} output cell(s)"
         else:
             caption = "done: every output cell is filled"
+            if self._pin is None:
+                caption += " (mode 'max' also shows the max pooling whose switches it uses)"
         return {"data": data, "caption": caption}

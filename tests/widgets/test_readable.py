@@ -115,11 +115,11 @@ def test_cell_grids_have_integer_ticks(cls, source):
 
 def test_transposed_conv_grids_have_integer_ticks_in_1d_and_2d():
     e = TransposedConvExplainer()
-    for dims in (1, 2, 1):
-        e.dims.value = dims
+    for dims, view in ((1, "transposed"), (2, "transposed"), (2, "conv"), (1, "conv"), (1, "transposed")):
+        e.dims.value, e.view.value = dims, view
         for k in range(e.n_steps()):
             e.step.value = k
-            assert grid_axes_have_integer_ticks(e) == 6
+            assert grid_axes_have_integer_ticks(e) == (6 if dims == 1 else 10)
     # the output's row labels are short lines (nothing clipped between the subplots), with room given
     e.dims.value = 1
     ax = e.fig.layout.yaxis3
@@ -129,7 +129,7 @@ def test_transposed_conv_grids_have_integer_ticks_in_1d_and_2d():
 def test_unpooling_max_mode_and_roi_outputs_have_integer_ticks():
     e = UnpoolingExplainer()
     e.mode.value = "max"
-    assert grid_axes_have_integer_ticks(e) == 6
+    assert grid_axes_have_integer_ticks(e) == 8
     r = RoIPoolAlignExplainer()
     r.out_size.value = 7
     assert grid_axes_have_integer_ticks(r) == 10

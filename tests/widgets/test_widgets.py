@@ -98,22 +98,50 @@ def test_unpooling_lecture_modes():
         assert agrees(e)
         e.step.value = e.n_steps() - 1
         assert [list(r) for r in e.fig.data[2].z] == out
-    # max unpooling: the 4 pooling steps first, with the switches at the maxima 6, 5, 7, 8
+    # max unpooling, the slide's whole path: the 4 pooling steps first, with the switches at the
+    # maxima 6, 5, 7, 8 and the pooled map [[5, 6], [7, 8]]; then "the rest of the network"; then
+    # the slide's [[1, 2], [3, 4]] is unpooled
     e.mode.value = "max"
-    assert e.n_steps() == 4 + 4 + 1
+    assert e.n_steps() == 4 + 1 + 4 + 1
     e.step.value = 3
     assert sorted(zip(e.fig.data[6].x, e.fig.data[6].y)) == [(0, 3), (1, 1), (2, 0), (3, 3)]
+    assert [list(r) for r in e.fig.data[7].z] == [[5, 6], [7, 8]]
+    assert [list(r) for r in e.fig.data[7].text] == [["5", "6"], ["7", "8"]]
     assert list(e.fig.data[1].z[0]) == [1, 2]
-    # step 4: input cell (0, 0) = 1 goes to its switch (1, 1); nothing else filled yet
     e.step.value = 4
+    assert "rest of the network" in e.caption.value and e.fig.layout.annotations[4].visible
+    # step 5: input cell (0, 0) = 1 goes to its switch (1, 1); nothing else filled yet
+    e.step.value = 5
     assert list(e.fig.data[5].x) == [1] and list(e.fig.data[5].y) == [1]
     assert sum(v is not None for row in e.fig.data[2].z for v in row) == 1
+
+
+def test_unpooling_draws_every_cell_the_same_size():
+    """The 2x2 maps are drawn half as wide as the 4x4 ones (panel widths follow their cells), all
+    on one shared height."""
+    e = UnpoolingExplainer()
+    e.mode.value = "max"
+    lay = e.fig.layout
+    width = lambda ax: ax.domain[1] - ax.domain[0]  # noqa: E731
+    assert abs(width(lay.xaxis) - 2 * width(lay.xaxis2)) < 1e-9 and abs(width(lay.xaxis4) - 2 * width(lay.xaxis3)) < 1e-9
+    spans = {abs(ax.range[0] - ax.range[1]) for ax in (lay.yaxis, lay.yaxis2, lay.yaxis3, lay.yaxis4)}
+    assert spans == {4.0}
+    e.mode.value = "nearest"
+    assert width(lay.xaxis) == width(lay.xaxis2) == 0 and abs(width(lay.xaxis4) - 2 * width(lay.xaxis3)) < 1e-9
 
 
 def test_unpooling_live_uses_real_switches():
     e = UnpoolingExplainer(source="live")
     e.mode.value = "max"
     assert "decoder's own max unpooling" in e.check_text and agrees(e)
+    # a block the ReLU zeroed: the page says why its maximum is 0
+    pin, pooled = e.state()["pool_input"], e._pooled
+    zero = [k for k in range(pooled.numel()) if float(pin[2 * (k // pooled.shape[1]):2 * (k // pooled.shape[1]) + 2,
+                                                        2 * (k % pooled.shape[1]):2 * (k % pooled.shape[1]) + 2]
+                                                    .abs().max()) == 0]
+    for k in range(pooled.numel()):
+        e.step.value = k
+        assert ("ReLU" in e.caption.value) == (k in zero)
     e.channel.value = (e.channel.value + 1) % (e.channel.max + 1)
     assert agrees(e)
 
@@ -131,15 +159,16 @@ def test_transposed_conv_controls_and_errors():
     e = TransposedConvExplainer()
     e.dims.value = 2
     assert agrees(e) and "conv_transpose2d" in e.check_text
-    assert len(e.fig.data[2].z) == 4           # 2x2 input, 3x3 kernel, stride 2, padding 1 -> 4x4
+    assert e.state()["output"].shape == (4, 4)  # 2x2 input, 3x3 kernel, stride 2, padding 1, output_padding 1
     e.stride.value = 0
     assert "stride must be at least 1" in e.error_text
     e.stride.value = 1
-    assert e.error_text == "" and agrees(e)
-    e.ksize.value = 5
+    assert e.error_text == "" and agrees(e) and e.out_pad.value == 0   # output_padding < stride
+    e.ksize.value = 1
+    e.padding.value = 3
     e.size.value = 1
-    assert "larger than the padded input" in e.error_text
-    e.size.value = 5
+    assert "crops the whole output" in e.error_text
+    e.size.value = 8
     assert e.error_text == "" and agrees(e)
 
 
@@ -333,9 +362,12 @@ def test_controls_only_where_they_do_something_and_no_stale_picture():
 def test_unpooling_shows_no_empty_panel():
     e = UnpoolingExplainer()
     assert e.mode.value == "nearest" and e.fig.layout.xaxis.visible is False and e.fig.layout.yaxis.visible is False
-    assert "choose mode 'max'" in e.fig.layout.annotations[0].text
+    assert e.fig.layout.annotations[0].visible is False and e.fig.data[7].visible is False
+    e.step.value = e.n_steps() - 1
+    assert "mode 'max' also shows the max pooling" in e.caption.value
     e.mode.value = "max"
     assert e.fig.layout.xaxis.visible is True and e.fig.layout.annotations[0].text == "max pooling: switches"
+    assert e.fig.layout.annotations[0].visible and e.fig.data[7].visible is True
 
 
 def test_nms_things_to_try_are_true():
