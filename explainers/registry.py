@@ -53,6 +53,9 @@ EXPLAINERS: tuple[Entry, ...] = (
     Entry("LiveModelExplainer", "live_model", "07_live_model", "7 live model",
           "semantic segmentation, detection and instance segmentation on any image",
           control="threshold", values=(0.3, 0.35, 0.4, 0.45, 0.5), switch=False),
+    Entry("TrainingTargetsExplainer", "training_targets", "09_training_targets", "9 training targets",
+          "anchors labelled and sampled, regression targets, and the four Faster R-CNN losses",
+          control="weight", values=(0.5, 1.0, 2.0, 5.0, 10.0)),
 )
 
 BY_NAME = {e.name: e for e in EXPLAINERS}

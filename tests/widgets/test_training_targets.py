@@ -1,0 +1,165 @@
+"""The training-targets page: both sources, checks, state(), pure frames, the notebook's Things to try,
+and a live check that fails when the model's loss dict is not what the page computed."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from explainers.widgets.training_targets import VIEWS, TrainingTargetsExplainer
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "09_training_targets.ipynb"
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    return TrainingTargetsExplainer(source="lecture")
+
+
+@pytest.fixture(scope="module")
+def live():
+    return TrainingTargetsExplainer(source="live")
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_both_sources_and_both_views_pass_their_checks(source, lecture, live):
+    e = lecture if source == "lecture" else live
+    for view in VIEWS:
+        e.view.value = view
+        assert e.error_text == "" and marks(e) and set(marks(e)) == {"✔"}, e.check_text
+        st = e.state()
+        assert st["view"] == view and st["n_steps"] == e.n_steps() > 1
+    e.view.value = VIEWS[0]
+
+
+def test_frames_are_pure_and_readable(lecture):
+    for view in VIEWS:
+        lecture.view.value = view
+        before = {k: (v if not isinstance(v, torch.Tensor) else v.clone()) for k, v in lecture.state().items()}
+        for k in range(lecture.n_steps()):
+            a, b = lecture.frame(k), lecture.frame(k)
+            assert json.dumps(a, default=str) == json.dumps(b, default=str)
+            assert a["caption"]
+        after = lecture.state()
+        for key, v in before.items():
+            w = after[key]
+            assert torch.equal(v, w) if isinstance(v, torch.Tensor) else v == w
+        for t in lecture.fig.data:
+            size = getattr(getattr(t, "textfont", None), "size", None)
+            assert size is None or size >= 16
+    lecture.view.value = VIEWS[0]
+
+
+def test_faster_view_draws_the_ops_and_equals_torchvision_on_the_drawn_numbers(lecture):
+    import torchvision
+    from torchvision.models.detection._utils import BoxCoder, Matcher
+
+    lecture.view.value = VIEWS[1]
+    st = lecture.state()
+    iou = torchvision.ops.box_iou(st["gt_boxes"], st["anchors"])
+    m = Matcher(0.7, 0.3, True)(iou)
+    expect = torch.where(m >= 0, 1.0, torch.where(m == -1, 0.0, -1.0))
+    assert torch.equal(st["anchor_labels"], expect)
+    pos = st["sampled_positive"]
+    tg = BoxCoder((1.0, 1.0, 1.0, 1.0)).encode_single(st["gt_boxes"][m[pos.sort().values]], st["anchors"][pos.sort().values])
+    assert torch.allclose(st["regression_targets"], tg, atol=1e-6)
+    for k in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"):
+        assert abs(st["losses"][k] - st["model_losses"][k]) < 1e-5
+    # frame 2 draws exactly the sampled anchors: green boxes for the positives, blue dots for the negatives
+    fr = lecture.frame(2)["data"]
+    assert len(fr[3]["x"]) == len(st["sampled_negative"]) and len(fr[5]["x"]) == 6 * len(pos)
+    lecture.view.value = VIEWS[0]
+
+
+def test_the_model_is_left_as_it_was(live):
+    from explainers.models import get
+
+    m = get("detection", "shapes")
+    before = copy.deepcopy(m.module.state_dict())
+    TrainingTargetsExplainer(source="live").view.value = VIEWS[1]
+    assert not m.module.training
+    assert all(torch.equal(before[k], v) for k, v in m.module.state_dict().items())
+
+
+def test_tampering_the_models_loss_dict_flips_the_live_check():
+    e = TrainingTargetsExplainer(source="live")
+    e.view.value = VIEWS[1]
+    assert marks(e) == ["✔"] * 5 and "the model's own loss dict" in e.check_text
+    e._run.losses["loss_rpn_box_reg"] += 0.01
+    e.refresh()
+    assert marks(e) == ["✔"] * 4 + ["✘"]
+    e._run.losses["loss_rpn_box_reg"] -= 0.01
+    e._run.sampled_proposals[0, 0] += 1.0        # the box head pooled other RoIs than the page drew
+    e.refresh()
+    assert marks(e)[-1] == "✘"
+    e.view.value = VIEWS[0]                        # single object, live: the class term averages to the model's
+    assert marks(e) == ["✔", "✔"]
+    e._run.losses["loss_classifier"] += 0.01
+    e.refresh()
+    assert marks(e) == ["✔", "✘"]
+
+
+def test_live_with_an_image_needs_its_ground_truth():
+    import numpy as np
+
+    e = TrainingTargetsExplainer(source="live", image=np.zeros((64, 64, 3), np.uint8))
+    e.view.value = VIEWS[1]
+    assert "ground truth" in e.error_text
+
+
+# ----------------------------------------------------------------------------- Things to try
+def test_notebook_is_four_line_style_without_outputs():
+    nb = json.loads(NOTEBOOK.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert len(code) == 1 and not code[0]["outputs"] and "TrainingTargetsExplainer(source=\"lecture\")" in "".join(
+        code[0]["source"])
+    tries = [line for line in "".join(nb["cells"][-1]["source"]).splitlines() if line.startswith("- ")]
+    assert len(tries) == 4
+
+
+def test_try_box_weight_10_makes_the_box_term_tenfold():
+    e = TrainingTargetsExplainer(source="lecture")
+    one = e.state()
+    e.weight.value = 10
+    ten = e.state()
+    assert ten["box_loss"] == pytest.approx(one["box_loss"])
+    assert ten["total"] - ten["class_loss"] == pytest.approx(10 * (one["total"] - one["class_loss"]))
+    assert ten["total"] > one["total"]
+    assert set(marks(e)) == {"✔"}
+
+
+def test_try_smooth_l1_halves_the_box_loss():
+    e = TrainingTargetsExplainer(source="lecture")
+    l2 = e.state()
+    e.box_loss.value = "smooth L1"
+    sl1 = e.state()
+    assert (l2["box_pred"] - l2["box_true"]).abs().max() < 1
+    assert sl1["box_loss"] == pytest.approx(l2["box_loss"] / 2)
+    assert set(marks(e)) == {"✔"}
+
+
+def test_try_faster_view_counts(lecture):
+    lecture.view.value = VIEWS[1]
+    st = lecture.state()
+    assert int((st["anchor_labels"] == 1).sum()) == 2 == len(st["sampled_positive"])
+    assert len(st["sampled_negative"]) == 254
+    assert marks(lecture) == ["✔"] * 5
+    caps = [lecture.frame(k)["caption"] for k in range(lecture.n_steps())]
+    assert "2 positives" in caps[2] and "254 random negatives" in caps[2]
+    lecture.view.value = VIEWS[0]
+
+
+def test_try_live_single_object_is_one_roi_of_the_model(live):
+    live.view.value = VIEWS[0]
+    st = live.state()
+    rec, run = live._rec, live._run
+    terms = rec.box_loss.class_terms
+    assert len(terms) == 64
+    assert any(abs(float(t) - st["class_loss"]) < 1e-5 for t in terms)
+    assert float(terms.mean()) == pytest.approx(run.losses["loss_classifier"], abs=1e-5)
+    assert "loss_classifier" in live.check_text and marks(live) == ["✔", "✔"]
