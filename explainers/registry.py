@@ -39,8 +39,9 @@ EXPLAINERS: tuple[Entry, ...] = (
           "nearest neighbour, bed of nails, max unpooling with switches, bilinear",
           control="mode", values=("nearest", "max", "bilinear", "bed_of_nails")),
     Entry("TransposedConvExplainer", "transposed_conv", "03_transposed_conv", "3 transposed conv",
-          "convolution as a matrix X, transposed convolution as X^T, 1D and 2D",
-          control="padding", values=(0, 1)),
+          "convolution as a matrix X, transposed convolution as X^T (copies of the kernel), strided conv "
+          "as learnable downsampling, 1D and 2D",
+          control="view", values=("transposed", "conv")),
     Entry("AnchorsExplainer", "anchors", "04_anchors_rpn", "4 anchors & RPN",
           "anchors per feature cell, objectness, box corrections, top-k RPN proposals",
           tour_source="live", control="view", values=("anchors", "before", "after", "nms")),

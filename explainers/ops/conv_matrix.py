@@ -226,3 +226,173 @@ def conv_transpose_via_matrix(y, kernel, input_shape, stride=1, padding=0) -> tu
     output = (X.T @ yf).reshape(shape)
     op = tuple((n + 2 * pd - kk) % st for n, kk, st, pd in zip(shape, ks, s, p))
     return output, ConvTransposeTrace(X, yt, contributions, partial, output, s, p, op)
+
+
+# ----------------------------------------------------------------------------- the slides' pictures
+def _axes(kernel: torch.Tensor, shape, stride, padding, output_padding=0):
+    """Per-axis tuples ``(shape, kernel_shape, stride, padding, output_padding)`` for a 1D or 2D kernel."""
+    if kernel.dim() not in (1, 2) or kernel.numel() == 0:
+        raise ValueError(f"kernel must be 1D (k,) or 2D (kh, kw), got shape {tuple(kernel.shape)}")
+    nd = kernel.dim()
+    shape = tuple(shape)
+    if len(shape) != nd:
+        raise ValueError(f"a {nd}D kernel needs a {nd}D input, got shape {shape}")
+
+    def per_axis(v, name):
+        return pair(v, name)[:nd] if nd == 2 else (pair(v, name)[0],)
+
+    s = tuple(positive(v, "stride") for v in per_axis(stride, "stride"))
+    p = tuple(non_negative(v, "padding") for v in per_axis(padding, "padding"))
+    op = tuple(non_negative(v, "output_padding") for v in per_axis(output_padding, "output_padding"))
+    return shape, tuple(kernel.shape), s, p, op
+
+
+def flip_kernel(kernel) -> torch.Tensor:
+    """The kernel rotated by 180 degrees (reversed along every axis)."""
+    k = as_tensor(kernel, "kernel")
+    return torch.flip(k, dims=tuple(range(k.dim())))
+
+
+def flip_labels(labels):
+    """:func:`flip_kernel` for a list (1D) or list of lists (2D) of names."""
+    if labels and isinstance(labels[0], (list, tuple)):
+        return [list(reversed(row)) for row in reversed(labels)]
+    return list(reversed(labels))
+
+
+def conv_transpose_output_shape(kernel_shape, input_shape, stride=1, padding=0, output_padding=0) -> tuple[int, ...]:
+    """``(n - 1) * s - 2p + k + output_padding`` per axis, as in ``F.conv_transpose1d/2d``.
+
+    Raises ``ValueError`` (a sentence) when ``output_padding >= stride`` (torch refuses it
+    too: the extra rows would belong to the next copy) or when the padding crops everything."""
+    k = torch.zeros(()).expand(tuple(kernel_shape))
+    shape, ks, s, p, op = _axes(k, shape_tuple(input_shape, "input_shape"), stride, padding, output_padding)
+    out = []
+    for n, kk, st, pd, o in zip(shape, ks, s, p, op):
+        if o >= st:
+            raise ValueError(f"output_padding ({o}) must be smaller than the stride ({st}): it only adds the "
+                             "rows a strided convolution could have skipped at the end")
+        size = (n - 1) * st - 2 * pd + kk + o
+        if size < 1:
+            raise ValueError(f"the padding ({pd}) crops the whole output ({(n - 1) * st + kk + o} cells before "
+                             "cropping): use less padding or a larger input")
+        out.append(size)
+    return tuple(out)
+
+
+@dataclass
+class TransposedCanvasTrace:
+    """The transposed convolution as the slide draws it: every input cell scales a copy of the
+    kernel, the copies move ``stride`` cells per input cell on a *canvas* and add up where they
+    overlap; the output is the canvas without ``padding`` cells on each side.
+
+    Attributes (``n``: input shape, ``N``: output shape, ``L = N + 2 * padding`` per axis, the
+    canvas, ``= (n - 1) * stride + k + output_padding``):
+        y: the input ``n``.
+        kernel: ``k`` (as used: flip it first with :func:`flip_kernel` to see the other convention).
+        matrix: ``X``, ``(prod(n), prod(N))``: the convolution ``N -> n`` (stride, padding) whose
+            transpose this is; ``output.flatten() == X.T @ y.flatten()``.
+        canvas_matrix: ``X`` over the padded input, ``(prod(n), prod(L))`` (the slide's
+            ``[[x,y,z,0,0,0],[0,0,x,y,z,0]]`` over ``(0,a,b,c,d,0)``).
+        contributions: ``(prod(n),) + L``: entry ``j`` is ``y[j]`` times the kernel placed at
+            ``stride * j`` on the canvas.
+        partial_sums: running sums of ``contributions``; the last one is ``canvas``.
+        canvas: ``L``; ``output = canvas[padding : padding + N]`` per axis.
+        output: ``N``.
+    """
+
+    y: torch.Tensor
+    kernel: torch.Tensor
+    matrix: torch.Tensor
+    canvas_matrix: torch.Tensor
+    contributions: torch.Tensor
+    partial_sums: torch.Tensor
+    canvas: torch.Tensor
+    output: torch.Tensor
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+
+
+def conv_transpose_canvas(y, kernel, stride=1, padding=0, output_padding=0) -> tuple[torch.Tensor, TransposedCanvasTrace]:
+    """``F.conv_transpose1d/2d(y, kernel, stride, padding, output_padding)`` (one channel) drawn as
+    copies of the kernel on a canvas, computed as ``X.T @ y`` (:func:`conv_transpose_via_matrix`).
+
+    Size limits as :func:`conv_matrix` (``MAX_ELEMENTS`` for the canvas matrix and each of the
+    ``contributions``). Returns ``(output, trace)``; see :class:`TransposedCanvasTrace`."""
+    k = as_tensor(kernel, "kernel")
+    if not k.is_floating_point():
+        k = k.to(torch.float32)
+    yt = as_tensor(y, "y").to(k.dtype)
+    N = conv_transpose_output_shape(tuple(k.shape), tuple(yt.shape), stride, padding, output_padding)
+    _, ks, s, p, op = _axes(k, tuple(yt.shape), stride, padding, output_padding)
+    L = tuple(n + 2 * pd for n, pd in zip(N, p))
+    _, tr = conv_transpose_via_matrix(yt, k, L, s, 0)
+    crop = tuple(slice(pd, pd + n) for pd, n in zip(p, N))
+    output = tr.output[crop]
+    X = conv_matrix(k, N, s, p)
+    return output, TransposedCanvasTrace(yt, k, X, tr.matrix, tr.contributions, tr.partial_sums, tr.output,
+                                         output, s, p, op)
+
+
+def zero_stuffed(y, kernel_shape, stride=1, padding=0, output_padding=0) -> torch.Tensor:
+    """``y`` with ``stride - 1`` zeros between its cells and ``k - 1 - padding`` zeros around it
+    (``+ output_padding`` at the end; a negative amount crops): a stride-1 convolution of this
+    with the *flipped* kernel is the transposed convolution (the other way to compute it)."""
+    yt = as_tensor(y, "y")
+    N = conv_transpose_output_shape(kernel_shape, tuple(yt.shape), stride, padding, output_padding)
+    _, ks, s, p, op = _axes(torch.zeros(()).expand(tuple(kernel_shape)), tuple(yt.shape), stride, padding,
+                            output_padding)
+    full = tuple((n - 1) * st + 1 + 2 * (kk - 1) + o for n, st, kk, o in zip(yt.shape, s, ks, op))
+    check_size(prod(full), MAX_ELEMENTS, f"the zero-stuffed input ({'x'.join(map(str, full))})",
+               "use a smaller input or stride")
+    out = torch.zeros(full, dtype=yt.dtype if yt.is_floating_point() else torch.float32)
+    idx = tuple(slice(kk - 1, kk - 1 + (n - 1) * st + 1, st) for n, st, kk in zip(yt.shape, s, ks))
+    out[idx] = yt
+    crop = tuple(slice(pd, pd + n + kk - 1) for pd, n, kk in zip(p, N, ks))
+    return out[crop]
+
+
+@dataclass
+class StridedConvTrace:
+    """A strided convolution ("learnable downsampling") one output pixel at a time: the filter
+    moves ``stride`` pixels in the input for each pixel of the output.
+
+    Attributes (``n``: input shape, ``o``: output shape, ``k``: kernel shape):
+        x: the input ``n``; padded: ``x`` with ``padding`` zeros around it.
+        kernel: ``k``.
+        matrix: ``X``, ``(prod(o), prod(n))``; ``output.flatten() == X @ x.flatten()``.
+        windows: ``(prod(o), ndim)`` top-left corner of each output pixel's window in ``padded``
+            (``stride * output index``).
+        products: ``(prod(o),) + k``: kernel times the window, whose sum is that output pixel.
+        output: ``o``.
+    """
+
+    x: torch.Tensor
+    padded: torch.Tensor
+    kernel: torch.Tensor
+    matrix: torch.Tensor
+    windows: torch.Tensor
+    products: torch.Tensor
+    output: torch.Tensor
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+
+
+def strided_conv(x, kernel, stride=1, padding=0) -> tuple[torch.Tensor, StridedConvTrace]:
+    """``F.conv1d/2d(x, kernel, stride, padding)`` (one channel) as ``X @ x`` with each output
+    pixel's window; sizes as :func:`conv_matrix`. Returns ``(output, trace)``."""
+    k = as_tensor(kernel, "kernel")
+    if not k.is_floating_point():
+        k = k.to(torch.float32)
+    xt = as_tensor(x, "x").to(k.dtype)
+    shape, ks, s, p, out = _geometry(k, tuple(xt.shape), stride, padding)
+    X = conv_matrix(k, shape, s, p)
+    output = (X @ xt.reshape(-1)).reshape(out)
+    padded = torch.zeros(tuple(n + 2 * pd for n, pd in zip(shape, p)), dtype=k.dtype)
+    padded[tuple(slice(pd, pd + n) for pd, n in zip(p, shape))] = xt
+    grids = torch.meshgrid(*[torch.arange(o) * st for o, st in zip(out, s)], indexing="ij")
+    windows = torch.stack([g.reshape(-1) for g in grids], dim=1)
+    products = torch.stack([k * padded[tuple(slice(int(c), int(c) + kk) for c, kk in zip(w, ks))]
+                            for w in windows])
+    return output, StridedConvTrace(xt, padded, k, X, windows, products, output, s, p)

@@ -138,3 +138,18 @@ def reference_roi_align(features, box, output_size, spatial_scale: float = 1.0, 
 
     return torchvision.ops.roi_align(features[None], [check_boxes(box)], output_size, spatial_scale,
                                      sampling_ratio, aligned)[0]
+
+
+def reference_conv_transpose_explicit(y, kernel, stride=1, padding=0, output_padding=0) -> torch.Tensor:
+    """``F.conv_transpose1d/2d`` on one channel with the ``output_padding`` given (not derived);
+    output at most ``MAX_ELEMENTS`` elements."""
+    from .conv_matrix import conv_transpose_output_shape
+
+    k = as_tensor(kernel, "kernel")
+    if not k.is_floating_point():
+        k = k.to(torch.float32)
+    yt = as_tensor(y, "y").to(k.dtype)
+    out = conv_transpose_output_shape(tuple(k.shape), tuple(yt.shape), stride, padding, output_padding)
+    check_size(prod(out), MAX_ELEMENTS, f"the output ({'x'.join(map(str, out))})", "use a smaller input")
+    fn = F.conv_transpose1d if k.dim() == 1 else F.conv_transpose2d
+    return fn(yt[None, None], k[None, None], stride=stride, padding=padding, output_padding=output_padding)[0, 0]

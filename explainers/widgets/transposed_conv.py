@@ -1,26 +1,34 @@
-"""Transposed convolution as the transpose of the convolution matrix, in 1D and 2D."""
+"""Transposed convolution (the slides' items 4 and 5): the convolution as a matrix X, the
+transposed convolution as X^T, drawn in 1D as matrix-vector products and in 2D as weighted copies
+of the kernel moving ``stride`` cells per input cell; and the strided convolution ("learnable
+downsampling") whose filter moves ``stride`` pixels in the input per output pixel."""
 from __future__ import annotations
 
 import math
 
 import ipywidgets as W
-import numpy as np
 import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
+from ..ops.conv_matrix import (conv_transpose_canvas, conv_transpose_output_shape, flip_kernel, flip_labels,
+                               strided_conv, zero_stuffed)
+from ..ops.reference import reference_conv_transpose_explicit
 from ..models.live_inputs import decoder_window, decoder_window_by_ops, segnet_capture, strongest_kernel
 from ._base import ORANGE, Explainer, fmt, rect_path
 
 KERNEL_LABELS = ["x", "y", "z"]
-VECTOR_LABELS = "abcdefghijklmnopqrstuvw"
-LECTURE = {1: dict(k=3, s=2, p=1, n=4), 2: dict(k=3, s=2, p=1, n=4)}
-#: numbers are written in the cells of X and X^T while a side has at most this many cells
+VECTOR_LABELS = "abcdefghijklmnopqrstuvwxyz"
+VIEWS = [("transposed conv: X^T y", "transposed"), ("strided conv: X x (downsampling)", "conv")]
+#: lecture defaults per view: the slide's 2 -> 4 transposed convolution and 4 -> 2 strided one
+SIZES = {"transposed": 2, "conv": 4}
+#: numbers are written in the cells of X and X^T in 1D while a side has at most this many cells
 MAX_TEXT_CELLS = 24
+BLACK = "#222222"
 
 
 def _short(v: float) -> str:
-    """A learned weight in four characters or so (".057", "-.12"): it fits a narrow cell of X."""
+    """A learned value in four characters or so (".057", "-.12"): it fits a narrow cell."""
     if v == 0:
         return "0"
     s = f"{v:.2g}"
@@ -29,222 +37,533 @@ def _short(v: float) -> str:
     return s.replace("0.", ".", 1) if s.startswith(("0.", "-0.")) else s
 
 
-def _int_ticks(n: int) -> dict:
-    """Integer ticks (0, d, 2d, ...) for an ``n``-cell axis, at most about a dozen."""
-    return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 12)), tickvals=None, ticktext=None)
+def _int_ticks(n: int, start: int = 0) -> dict:
+    """Integer ticks (start, start + d, ...) for an ``n``-cell axis, at most about a dozen."""
+    return dict(tickmode="linear", tick0=start, dtick=max(1, math.ceil(n / 12)), tickvals=None, ticktext=None)
 
 
-def _span(n: int, down: bool = False) -> dict:
-    """Exactly the ``n`` cells on the axis (no padding around the outlines); rows run downwards."""
-    return dict(range=[n - 0.5, -0.5] if down else [-0.5, n - 0.5], autorange=False)
+def _span(n: int, down: bool = False, start: int = 0) -> dict:
+    """Exactly the ``n`` cells ``start .. start + n - 1`` on the axis; rows run downwards."""
+    lo, hi = start - 0.5, start + n - 0.5
+    return dict(range=[hi, lo] if down else [lo, hi], autorange=False)
 
 
-def _cell_outlines(cells) -> dict:
+def _outlines(cells) -> dict:
     """Open squares just inside the cells ``(col, row)``: they frame a cell's number, never cover it."""
-    return dict(zip("xy", rect_path([(c - 0.46, r - 0.46, c + 0.46, r + 0.46) for c, r in cells]))) \
+    return dict(zip("xy", rect_path([(c - 0.44, r - 0.44, c + 0.44, r + 0.44) for c, r in cells]))) \
         if cells else {"x": [], "y": []}
 
 
+def _frame(c0, r0, c1, r1) -> dict:
+    """A rectangle around the cells ``c0..c1`` x ``r0..r1`` (on the cell borders)."""
+    return dict(zip("xy", rect_path([(c0 - 0.5, r0 - 0.5, c1 + 0.5, r1 + 0.5)])))
+
+
+def _names(n: int) -> list[str]:
+    return list(VECTOR_LABELS[:n]) if n <= len(VECTOR_LABELS) else [f"v{i}" for i in range(n)]
+
+
 class TransposedConvExplainer(Explainer):
-    """X (the convolution), X^T (its transpose) and the transposed convolution X^T y,
-    built one input element at a time: each scales a copy of the filter placed in the
-    output, and overlapping copies add up."""
+    """X (the convolution), X^T (its transpose) and the transposed convolution X^T y, built one
+    input cell at a time: each scales a copy of the filter placed ``stride`` cells further on the
+    output, and overlapping copies add up. The other view walks the strided convolution X x one
+    output pixel at a time: the filter moves ``stride`` pixels in the input per output pixel."""
 
     title = "Transposed convolution = multiplying by X^T"
 
     def _build(self):
+        live = self.source == "live"
         # live: the decoder's kernel is 2D, and 2D is where the page checks against its output
-        self.dims = W.ToggleButtons(options=[("1D", 1), ("2D", 2)], value=2 if self.source == "live" else 1,
-                                    description="")
-        self.ksize = W.IntSlider(value=3, min=1, max=5, description="kernel", layout=W.Layout(width="240px"))
-        self.stride = W.IntSlider(value=2, min=0, max=4, description="stride", layout=W.Layout(width="240px"))
-        self.padding = W.IntSlider(value=1, min=0, max=3, description="padding", layout=W.Layout(width="240px"))
-        self.size = W.IntSlider(value=4, min=1, max=8, description="input n", layout=W.Layout(width="240px"))
-        for c in (self.ksize, self.stride, self.padding, self.size):
+        self.dims = W.ToggleButtons(options=[("1D", 1), ("2D", 2)], value=2 if live else 1, description="",
+                                    style={"button_width": "60px"})
+        self.view = W.ToggleButtons(options=VIEWS, value="transposed", description="",
+                                    style={"button_width": "250px"})
+        self.flip = W.Checkbox(value=False, description="flip kernel 180°", indent=False,
+                               layout=W.Layout(width="150px"))
+        sl = dict(layout=W.Layout(width="230px"), style={"description_width": "95px"})
+        self.ksize = W.IntSlider(value=3, min=1, max=5, description="kernel", **sl)
+        self.stride = W.IntSlider(value=2, min=0, max=4, description="stride", **sl)
+        self.padding = W.IntSlider(value=1, min=0, max=3, description="padding", **sl)
+        self.out_pad = W.IntSlider(value=1, min=0, max=1, description="output_padding", **sl)
+        self.size = W.IntSlider(value=SIZES["transposed"], min=1, max=8, description="input n", **sl)
+        for c in (self.ksize, self.padding, self.out_pad, self.size, self.flip):
             c.observe(lambda _: self.guard(self.refresh), "value")
-        self.dims.observe(lambda _: self.guard(self._switch_dims), "value")
-        self.controls = W.VBox([W.HBox([self.dims, self.ksize, self.stride]), W.HBox([self.padding, self.size])])
-        # X gets the most room: in 2D it is 4 x 16 cells, each holding a number
-        fig = make_subplots(1, 3, subplot_titles=("X (convolution)", "X^T (transposed)", "output = X^T y"),
-                            column_widths=[0.48, 0.19, 0.33], horizontal_spacing=0.075)
-        for col in (1, 2, 3):
-            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
-                            colorscale="RdBu", zmid=0, showscale=False, xgap=1, ygap=1, row=1, col=col)
-        for col in (1, 2, 3):      # 3, 4, 5: outlines of the cells this step uses (open: the numbers show)
-            fig.add_scatter(x=[], y=[], mode="lines", row=1, col=col, hoverinfo="skip",
-                            line=dict(color=ORANGE, width=3))
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, automargin=True,
-                         tickmode="linear", tick0=0, dtick=1)
-        fig.update_xaxes(showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
-        self._use_figure(fig, 520)
-        if self.source == "live":
+        self.stride.observe(lambda _: self.guard(self._stride_changed), "value")
+        self.dims.observe(lambda _: self.guard(self._rebuild), "value")
+        self.view.observe(lambda _: self.guard(self._switch_view), "value")
+        self.controls = W.VBox([W.HBox([self.dims, self.view, self.flip]),
+                                W.HBox([self.ksize, self.stride, self.padding, self.out_pad, self.size])])
+        self._layout_key = None
+        self._use_figure(make_subplots(1, 1), 540)
+        if live:
             self._load_live()
+            self.ksize.disabled = True
 
+    # ------------------------------------------------------------------ live data
     def _load_live(self):
         from ..models import get
 
         model = self.model or get("segmentation", "shapes")
         self._captured = segnet_capture(model, self.live_image(), "the live transposed convolution")
         up1 = model.module.up1
-        self._up1 = dict(stride=up1.stride[0], padding=up1.padding[0], bias=up1.bias.detach(),
-                         c_in=up1.in_channels)
+        self._up1 = dict(stride=up1.stride[0], padding=up1.padding[0], output_padding=up1.output_padding[0],
+                         bias=up1.bias.detach(), c_in=up1.in_channels)
         pick = strongest_kernel(self._captured)
         self._kernel2d, self._feat = pick.kernel, pick.features
         self._live_pick = (pick.c_in, pick.c_out, *pick.peak)
-        self.ksize.disabled = True
 
-    def _model_check(self, d, s, p, r0, c0, out_shape) -> tuple[list, str]:
-        """Live: what exactly is drawn, and (2D, the model's stride and padding) a check that all
+    def _model_check(self, d, shape, r0, c0) -> tuple[list, str]:
+        """Live: what exactly is drawn, and (2D, transposed, the model's settings) a check that all
         input channels' copies plus the bias, by the same op, give the decoder's own output."""
         i, o, _, _ = self._live_pick
         m = self._up1
         H, W_ = self._feat.shape
+        s, p, op = self.stride.value, self.padding.value, self.out_pad.value
         what = (f"Drawn: input channel {i} → output channel {o} of SegNet's learned transposed convolution "
-                f"(3x3, stride {m['stride']}, padding {m['padding']}, {m['c_in']} input channels), on the "
-                f"{'x'.join(map(str, out_shape))} crop at row {r0}, column {c0} of its {W_}x{H} input (width x height): one channel's "
-                f"copies, without the bias b[{o}] = {fmt(float(m['bias'][o]))}.")
-        if d != 2 or (s, p) != (m["stride"], m["padding"]):
-            return [], what + (f" The model uses stride {m['stride']} and padding {m['padding']} in 2D: the "
-                               "check against its own output applies there only.")
-        win = decoder_window(self._captured, m["bias"], o, (r0, c0), out_shape[0])
+                f"(3x3, stride {m['stride']}, padding {m['padding']}, output_padding {m['output_padding']}, "
+                f"{m['c_in']} input channels), on the {'x'.join(map(str, shape))} crop at row {r0}, column {c0} "
+                f"of its {W_}x{H} input (width x height): one channel, without the bias b[{o}] = "
+                f"{fmt(float(m['bias'][o]))}.")
+        if self.view.value == "conv":
+            return [], what + (" Here the learned kernel is used as an ordinary strided filter, to show the "
+                               "downsampling direction; the decoder uses it transposed (choose that view to "
+                               "compare with the decoder).")
+        if d != 2 or (s, p, op) != (m["stride"], m["padding"], m["output_padding"]) or self.flip.value:
+            return [], what + (f" The model uses stride {m['stride']}, padding {m['padding']} and output_padding "
+                               f"{m['output_padding']} in 2D, unflipped: the check against its own output "
+                               "applies there only.")
+        win = decoder_window(self._captured, m["bias"], o, (r0, c0), shape[0])
         diff = float((decoder_window_by_ops(win, s, p) - win.output).abs().max())
         return ([(f"the decoder's own output there (all {m['c_in']} channels + bias, by the same op)", diff)],
                 what)
 
+    # ------------------------------------------------------------------ controls
+    def _stride_changed(self):
+        # output_padding only adds rows a strided convolution could skip: 0 .. stride - 1 (torch's rule)
+        with self.out_pad.hold_trait_notifications():
+            self.out_pad.unobserve_all("value")
+            self.out_pad.max = max(0, self.stride.value - 1)
+            self.out_pad.observe(lambda _: self.guard(self.refresh), "value")
+        self.refresh()
+
+    def _switch_view(self):
+        self.size.unobserve_all("value")
+        self.size.value = SIZES[self.view.value]
+        self.size.observe(lambda _: self.guard(self.refresh), "value")
+        self._rebuild()
+
+    def _rebuild(self):
+        self.refresh()
+
+    def _kernel_and_labels(self):
+        """The kernel drawn (flipped if asked) and its names (lecture) or short values (live)."""
+        d, k = self.dims.value, self.ksize.value
+        if self.source == "live":
+            kern = self._kernel2d[1] if d == 1 else self._kernel2d
+            names = None
+        elif d == 1:
+            kern = torch.arange(1, k + 1, dtype=torch.float32)
+            names = list(KERNEL_LABELS) if k == 3 else [f"w{i + 1}" for i in range(k)]
+        else:
+            kern = torch.arange(1, k * k + 1, dtype=torch.float32).reshape(k, k)
+            names = [[f"w{i + 1}{j + 1}" for j in range(k)] for i in range(k)]
+        if self.flip.value:
+            kern = flip_kernel(kern)
+            names = flip_labels(names) if names is not None else None
+        if names is None:
+            names = [_short(v) for v in kern.tolist()] if d == 1 else [[_short(v) for v in r] for r in kern.tolist()]
+        return kern, names
+
+    def _input(self, shape):
+        """The input the view starts from: the slide's 1, 2, 3, ... (named a, b, c, ...) or a live crop."""
+        if self.source == "lecture":
+            return torch.arange(1, math.prod(shape) + 1, dtype=torch.float32).reshape(shape), (0, 0)
+        _, _, r, c = self._live_pick
+        f = self._feat
+        if any(n > m for n, m in zip(shape[::-1], f.shape[::-1])):
+            raise ValueError(f"the feature map ({f.shape[1]}x{f.shape[0]}) is too small for a "
+                             f"{'x'.join(map(str, shape))} input")
+        if len(shape) == 1:
+            c0 = max(0, min(c, f.shape[1] - shape[0]))
+            return f[r, c0:c0 + shape[0]], (r, c0)
+        r0, c0 = max(0, min(r, f.shape[0] - shape[0])), max(0, min(c, f.shape[1] - shape[1]))
+        return f[r0:r0 + shape[0], c0:c0 + shape[1]], (r0, c0)
+
+    # ------------------------------------------------------------------ figure
+    def _figure(self, d, view):
+        """A fresh layout for (dims, view); traces: heatmaps 0-2 (1D) or 0-4 (2D), then one outline
+        trace per heatmap, then the frame of the kept output (transposed) or of the real input (conv)."""
+        if d == 1:
+            if view == "transposed":
+                titles, widths = ("X", "X^T", "X^T y"), [0.46, 0.17, 0.37]
+            else:
+                titles, widths = ("X", "x", "X x"), [0.6, 0.1, 0.3]
+            fig = make_subplots(1, 3, subplot_titles=titles, column_widths=widths, horizontal_spacing=0.09)
+            cells = [(1, c) for c in (1, 2, 3)]
+        else:
+            big, small = [0.34, 0.17, 0.19, 0.3], [0.13, 0.2, 0.37, 0.3]
+            fig = make_subplots(2, 4, specs=[[{"rowspan": 2}, {"rowspan": 2}, {"rowspan": 2}, {}],
+                                             [None, None, None, {}]],
+                                subplot_titles=("input", "kernel", "output", "X", "X^T"), row_heights=[0.3, 0.7],
+                                column_widths=small if view == "transposed" else big,
+                                horizontal_spacing=0.05, vertical_spacing=0.2)
+            cells = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 4)]
+        for r, c in cells:
+            fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
+                            colorscale="RdBu", zmid=0, showscale=False, xgap=1, ygap=1, row=r, col=c,
+                            hovertemplate="%{text}<extra></extra>")
+        for r, c in cells:
+            fig.add_scatter(x=[], y=[], mode="lines", row=r, col=c, hoverinfo="skip",
+                            line=dict(color=ORANGE, width=4))
+        r, c = cells[2] if view == "transposed" else cells[0 if d == 2 else 1]
+        fig.add_scatter(x=[], y=[], mode="lines", row=r, col=c, hoverinfo="skip",
+                        line=dict(color=BLACK, width=3, dash="dash"))
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, automargin=True,
+                         tickmode="linear", tick0=0, dtick=1)
+        fig.update_xaxes(showgrid=False, zeroline=False, tickmode="linear", tick0=0, dtick=1)
+        if d == 2:     # the pictures (not the matrices) are drawn with square cells
+            for i in (1, 2, 3):
+                fig.layout[f"yaxis{'' if i == 1 else i}"].update(scaleanchor=f"x{'' if i == 1 else i}",
+                                                                constrain="domain")
+                fig.layout[f"xaxis{'' if i == 1 else i}"].update(constrain="domain")
+        return fig
+
+    def _install(self, d, view):
+        if self._layout_key == (d, view):
+            return
+        new = self._figure(d, view)
+        with self.fig.batch_update():
+            self.fig.data = []
+            self.fig.layout = new.layout
+            self.fig.add_traces(list(new.data))
+            self.fig.update_layout(font=dict(size=16), template="plotly_white",
+                                   margin=dict(l=40, r=20, t=80, b=40), height=540, showlegend=False)
+        self._layout_key = (d, view)
+
+    # ------------------------------------------------------------------ state
     def _state(self) -> dict:
-        """``dims`` (1 or 2); ``kernel`` (k,) or (k, k); ``input``: y, the vector or grid the
-        transposed convolution spreads; ``output``: X^T y; ``matrix``: X; ``stride``, ``padding``,
-        ``output_padding``; ``contribution``: the copy of the kernel added at the current step and
-        ``partial_sum`` after it. Live: ``channels`` (c_in, c_out) and ``crop_origin``."""
+        """``dims`` (1 or 2); ``view`` ("transposed" or "conv"); ``flip`` (kernel rotated by 180°);
+        ``kernel`` (k,) or (k, k) as used; ``input``: y (transposed) or x (conv); ``output``: X^T y
+        or X x; ``matrix``: X; ``stride``, ``padding``, ``output_padding`` (transposed; 0 for conv).
+        Transposed: ``canvas`` (the output before the padding is cropped), ``contribution`` (the
+        copy of the kernel added at the current step, on the canvas) and ``partial_sum`` after it.
+        Conv: ``window`` (top-left of the current output pixel's window in the padded input) and
+        ``products`` (kernel times that window). Live: ``channels`` (c_in, c_out) and ``crop_origin``."""
         k = self.step.value
         tr = self._tr
-        out = {"dims": self.dims.value, "kernel": self._kernel(), "input": self._y, "output": self._out,
+        out = {"dims": self.dims.value, "view": self.view.value, "flip": self.flip.value, "kernel": tr.kernel,
                "matrix": tr.matrix, "stride": self.stride.value, "padding": self.padding.value,
-               "output_padding": tr.output_padding, "contribution": tr.contributions[k],
-               "partial_sum": tr.partial_sums[k]}
+               "output_padding": self.out_pad.value if self.view.value == "transposed" else 0,
+               "output": tr.output}
+        if self.view.value == "transposed":
+            out.update(input=tr.y, canvas=tr.canvas, contribution=tr.contributions[k],
+                       partial_sum=tr.partial_sums[k])
+        else:
+            out.update(input=tr.x, window=tuple(tr.windows[k].tolist()), products=tr.products[k])
         if self.source == "live":
             out.update(channels=self._live_pick[:2], crop_origin=self._crop_origin)
         return out
 
-    def _switch_dims(self):
-        d = self.dims.value
-        with self.ksize.hold_trait_notifications(), self.stride.hold_trait_notifications():
-            for ctrl, key in ((self.ksize, "k"), (self.stride, "s"), (self.padding, "p"), (self.size, "n")):
-                ctrl.unobserve_all("value")
-                ctrl.value = LECTURE[d][key] if not (self.source == "live" and key == "k") else 3
-                ctrl.observe(lambda _: self.guard(self.refresh), "value")
-        self.refresh()
-
-    def _kernel(self):
-        d, k = self.dims.value, self.ksize.value
-        if self.source == "live":
-            k2 = self._kernel2d
-            return k2[1] if d == 1 else k2
-        vals = torch.arange(1, k + 1, dtype=torch.float32)
-        return vals if d == 1 else (vals[:, None] * 10 + vals[None, :]) / 10
-
+    # ------------------------------------------------------------------ compute
     def refresh(self):
-        d, s, p, n = self.dims.value, self.stride.value, self.padding.value, self.size.value
-        kernel = self._kernel()
-        shape = (n,) if d == 1 else (n, n)
-        out_shape = ops.output_shape(tuple(kernel.shape), shape, s, p)
-        if self.source == "live":
-            i, o, r, c = self._live_pick
-            f = self._feat
-            r0, c0 = max(0, min(r, f.shape[0] - out_shape[0])), max(0, min(c, f.shape[1] - out_shape[-1]))
-            y = f[r0:r0 + out_shape[0], c0:c0 + out_shape[-1]] if d == 2 else f[r0, c0:c0 + out_shape[0]]
-            self._crop_origin = (r0, c0)
-            if tuple(y.shape) != out_shape:
-                raise ValueError(f"the feature map is too small for a {out_shape} input")
+        d, view = self.dims.value, self.view.value
+        s, p, op, n = self.stride.value, self.padding.value, self.out_pad.value, self.size.value
+        kern, names = self._kernel_and_labels()
+        shape = (n,) * d
+        if view == "transposed":
+            ops.output_shape(tuple(kern.shape), (1,) * d, s, p) if s < 1 else None   # stride 0: one sentence
+            N = conv_transpose_output_shape(tuple(kern.shape), shape, s, p, op)
+            y, origin = self._input(shape)
+            out, tr = conv_transpose_canvas(y, kern, s, p, op)
+            ref = reference_conv_transpose_explicit(y, kern, s, p, op)
+            what = f"F.conv_transpose{d}d (stride {s}, padding {p}, output_padding {op})"
         else:
-            y = torch.arange(1, int(np.prod(out_shape)) + 1, dtype=torch.float32).reshape(out_shape)
-        out, tr = ops.conv_transpose_via_matrix(y, kernel, shape, s, p)
-        ref = ops.reference_conv_transpose(y, kernel, shape, s, p)
+            y, origin = self._input(shape)
+            out, tr = strided_conv(y, kern, s, p)
+            ref = ops.reference_conv(y, kern, s, p)
+            what = f"F.conv{d}d (stride {s}, padding {p})"
+        self._crop_origin = origin
         more = []
+        if view == "transposed" and self.source == "lecture":
+            stuffed = zero_stuffed(y, tuple(kern.shape), s, p, op)
+            other = ops.reference_conv(stuffed, flip_kernel(kern))
+            more.append((f"F.conv{d}d of y with {s - 1} zero(s) inserted, kernel flipped", float((out - other).abs().max())))
         if self.source == "live":
-            more, note = self._model_check(d, s, p, r0, c0, out_shape)
+            m, note = self._model_check(d, shape, *origin)
+            more += m
             self.set_note(note)
-        self.set_check(f"F.conv_transpose{d}d (output_padding={tr.output_padding[0] if d == 1 else tr.output_padding})",
-                       float((out - ref).abs().max()), more=more)
-        symbolic = self.source == "lecture" and d == 1 and kernel.numel() == 3
-        if symbolic:
-            # as on the slide: columns of the *padded* input (0, a, b, c, d, 0); the transposed
-            # convolution then crops the padding positions off the end result
-            tr = ops.conv_transpose_via_matrix(y, kernel, (n + 2 * p,), s, 0)[1]
-            self._pad = p
-        self._y, self._out, self._tr, self._shape = y, out, tr, tuple(tr.output.shape)
-        X = tr.matrix
-        if symbolic:
-            Xl = ops.conv_matrix_labels(KERNEL_LABELS, n + 2 * p, s, 0)
-            self._ylabels = list(VECTOR_LABELS[: y.numel()])
+        self.set_check(what, float((out - ref).abs().max()), more=more)
+        self._tr, self._kernel_names = tr, names
+        self._install(d, view)
+        if d == 1:
+            self._draw_1d(view, tr, names)
         else:
-            cell = fmt if self.source == "lecture" else _short      # learned weights: short enough for a cell
-            Xl = [[cell(v) if v else "0" for v in row] for row in X.tolist()]
-            self._ylabels = [fmt(v) for v in y.reshape(-1).tolist()]
-        if max(X.shape) > MAX_TEXT_CELLS:          # too many cells for readable numbers: colours only
-            Xl = [["" for _ in row] for row in X.tolist()]
-        self._symbolic = symbolic
-        XT = ops.transpose_labels(Xl)
-        with self.fig.batch_update():
-            self.fig.data[0].update(z=X.tolist(), text=Xl)
-            self.fig.data[1].update(z=X.T.tolist(), text=XT)
-            lim = float(max(out.abs().max(), tr.contributions.abs().max(), 1e-6))
-            self.fig.data[2].update(zmin=-lim, zmax=lim)
-            sym = f" (y = {' '.join(self._ylabels)})"
-            self.fig.layout.annotations[0].text = f"X: {X.shape[0]}x{X.shape[1]}"
-            self.fig.layout.annotations[1].text = f"X^T: {X.shape[1]}x{X.shape[0]}"
-            self.fig.layout.annotations[2].text = "output = X^T y" + ("" if d == 2 else sym)
-            rows, cols = X.shape
-            out_rows = 2 if d == 1 else self._shape[0]          # 1D: "this copy" and "running sum"
-            self.fig.layout.xaxis.update(**_int_ticks(cols), **_span(cols))
-            self.fig.layout.yaxis.update(**_int_ticks(rows), **_span(rows, down=True))
-            self.fig.layout.xaxis2.update(**_int_ticks(rows), **_span(rows))
-            self.fig.layout.yaxis2.update(**_int_ticks(cols), **_span(cols, down=True))
-            self.fig.layout.xaxis3.update(**_int_ticks(self._shape[-1]), **_span(self._shape[-1]))
-            self.fig.layout.yaxis3.update(_span(out_rows, down=True))
+            self._draw_2d(view, tr, names)
         self._reset_steps()
 
+    def _vector_text(self, v: torch.Tensor) -> list[str]:
+        return _names(v.numel()) if self.source == "lecture" else [_short(x) for x in v.reshape(-1).tolist()]
+
+    def _draw_1d(self, view, tr, names):
+        live = self.source == "live"
+        if view == "transposed":
+            L = tr.canvas.numel()
+            X = tr.canvas_matrix
+            Xl = ops.conv_matrix_labels(names, L, tr.stride, 0) if not live else \
+                [[_short(v) for v in row] for row in X.tolist()]
+        else:
+            L = tr.padded.numel()
+            X = ops.conv_matrix(tr.kernel, L, tr.stride, 0)         # over the padded input, as on the slide
+            Xl = ops.conv_matrix_labels(names, L, tr.stride, 0) if not live else \
+                [[_short(v) for v in row] for row in X.tolist()]
+        if max(X.shape) > MAX_TEXT_CELLS:          # too many cells for readable numbers: colours only
+            Xl = [["" for _ in row] for row in Xl]
+        self._X, self._Xl = X, Xl
+        rows, cols = X.shape
+        with self.fig.batch_update():
+            self.fig.data[0].update(z=X.tolist(), text=Xl)
+            self.fig.layout.annotations[0].text = f"X: {rows}x{cols} (columns: the padded {'output' if view == 'transposed' else 'input'})"
+            self.fig.layout.xaxis.update(**_int_ticks(cols), **_span(cols))
+            self.fig.layout.yaxis.update(**_int_ticks(rows), **_span(rows, down=True))
+            if view == "transposed":
+                self.fig.data[1].update(z=X.T.tolist(), text=ops.transpose_labels(Xl))
+                lim = float(max(tr.canvas.abs().max(), tr.contributions.abs().max(), 1e-6))
+                self.fig.data[2].update(zmin=-lim, zmax=lim)
+                self._ylabels = self._vector_text(tr.y)
+                self.fig.layout.annotations[1].text = f"X^T: {cols}x{rows}"
+                self.fig.layout.annotations[2].text = f"X^T y, y = ({', '.join(self._ylabels)})" \
+                    if rows <= 6 else "X^T y"
+                self.fig.layout.xaxis2.update(**_int_ticks(rows), **_span(rows))
+                self.fig.layout.yaxis2.update(**_int_ticks(cols), **_span(cols, down=True))
+                p, N = tr.padding[0], tr.output.numel()
+                self.fig.layout.xaxis3.update(**_int_ticks(cols, -p), **_span(cols, start=-p))
+                self.fig.layout.yaxis3.update(tickmode="array", tickvals=[0, 1], ticktext=["copy", "sum"],
+                                              **_span(2, down=True))
+                self.fig.data[2].x = list(range(-p, cols - p))
+                self.fig.data[6].update(_frame(0, 0, N - 1, 1))
+            else:
+                xp = tr.padded
+                names_x = ["0"] * L
+                real = self._vector_text(tr.x)
+                p = tr.padding[0]
+                names_x[p:p + tr.x.numel()] = real
+                self._xlabels = names_x
+                self.fig.data[1].update(z=[[v] for v in xp.tolist()], text=[[t] for t in names_x])
+                self.fig.data[1].y = list(range(-p, L - p))
+                self.fig.layout.annotations[1].text = "x, padded"
+                self.fig.layout.annotations[2].text = "X x"
+                self.fig.layout.xaxis2.update(tickmode="array", tickvals=[0], ticktext=["0"], **_span(1))
+                self.fig.layout.yaxis2.update(**_int_ticks(L, -p), **_span(L, down=True, start=-p))
+                self.fig.layout.xaxis3.update(tickmode="array", tickvals=[0], ticktext=["0"], **_span(1))
+                self.fig.layout.yaxis3.update(**_int_ticks(rows), **_span(rows, down=True))
+                lim = float(max(tr.output.abs().max(), 1e-6))
+                self.fig.data[2].update(zmin=-lim, zmax=lim)
+                self.fig.data[6].update(_frame(0, 0, 0, tr.x.numel() - 1))
+                self._results = ops.symbolic_matvec(Xl, names_x) if not live and max(X.shape) <= MAX_TEXT_CELLS \
+                    else [_short(v) if live else fmt(v) for v in tr.output.tolist()]
+
+    def _draw_2d(self, view, tr, names):
+        live = self.source == "live"
+        X = tr.matrix
+        k = tr.kernel
+        cell = _short if live else fmt
+        kz, kt = k.tolist(), [[f"{nm}" if live else f"{nm}<br>{fmt(v)}" for nm, v in zip(rn, rv)]
+                              for rn, rv in zip(names, k.tolist())]
+        if view == "transposed":
+            small, big_shape, p = tr.y, tuple(tr.canvas.shape), tr.padding
+        else:
+            small, big_shape, p = tr.output, tuple(tr.padded.shape), tr.padding
+        Xl = ops.conv_matrix_labels(names, tuple(tr.output.shape if view == "transposed" else tr.x.shape),
+                                    tr.stride, tr.padding) if not live else [[cell(v) for v in r] for r in X.tolist()]
+        self._X, self._Xl = X, Xl
+        rows, cols = X.shape
+        H, Wd = big_shape
+        with self.fig.batch_update():
+            self.fig.data[1].update(z=kz, text=kt, zmid=0)
+            self.fig.layout.annotations[1].text = "kernel" + (" (flipped)" if self.flip.value else "")
+            # X and X^T: colours (hover for the names); row k of X is copy k, flattened
+            self.fig.data[3].update(z=X.tolist(), text=Xl, texttemplate="")
+            self.fig.data[4].update(z=X.T.tolist(), text=ops.transpose_labels(Xl), texttemplate="")
+            self.fig.layout.annotations[3].text = f"X ({rows}x{cols})"
+            self.fig.layout.annotations[4].text = f"X^T ({cols}x{rows})"
+            self.fig.layout.xaxis4.update(**_int_ticks(cols), **_span(cols))
+            self.fig.layout.yaxis4.update(**_int_ticks(rows), **_span(rows, down=True))
+            self.fig.layout.xaxis5.update(**_int_ticks(rows), **_span(rows))
+            self.fig.layout.yaxis5.update(**_int_ticks(cols), **_span(cols, down=True))
+            self.fig.layout.xaxis2.update(**_int_ticks(k.shape[1]), **_span(k.shape[1]))
+            self.fig.layout.yaxis2.update(**_int_ticks(k.shape[0]), **_span(k.shape[0], down=True))
+            if view == "transposed":
+                ynames = self._vector_text(tr.y)
+                self._ylabels = ynames
+                yt = [[f"{ynames[i * small.shape[1] + j]}" + ("" if live else f"<br>{fmt(v)}") for j, v in enumerate(r)]
+                      for i, r in enumerate(small.tolist())]
+                self.fig.data[0].update(z=small.tolist(), text=yt)
+                self.fig.layout.annotations[0].text = "input y"
+                lim = float(max(tr.canvas.abs().max(), 1e-6))
+                self.fig.data[2].update(x=list(range(-p[1], Wd - p[1])), y=list(range(-p[0], H - p[0])),
+                                        zmin=-lim, zmax=lim)
+                self.fig.layout.annotations[2].text = (f"output {tr.output.shape[0]}x{tr.output.shape[1]} "
+                                                       "(dashed; outside: cropped)")
+                self.fig.layout.xaxis.update(**_int_ticks(small.shape[1]), **_span(small.shape[1]))
+                self.fig.layout.yaxis.update(**_int_ticks(small.shape[0]), **_span(small.shape[0], down=True))
+                self.fig.layout.xaxis3.update(**_int_ticks(Wd, -p[1]), **_span(Wd, start=-p[1]))
+                self.fig.layout.yaxis3.update(**_int_ticks(H, -p[0]), **_span(H, down=True, start=-p[0]))
+                No = tr.output.shape
+                self.fig.data[10].update(_frame(0, 0, No[1] - 1, No[0] - 1))
+                self._symbolic = ops.symbolic_matvec(ops.transpose_labels(
+                    ops.conv_matrix_labels(names, big_shape, tr.stride, 0)), ynames) if not live else None
+            else:
+                xnames = self._vector_text(tr.x)
+                xt = [["0"] * Wd for _ in range(H)]
+                for i in range(tr.x.shape[0]):
+                    for j in range(tr.x.shape[1]):
+                        xt[i + p[0]][j + p[1]] = xnames[i * tr.x.shape[1] + j] + ("" if live else "")
+                if not live:   # the slide's numbers are 1, 2, 3, ...: the names say which is which
+                    xt = [[t if t == "0" else f"{t}<br>{fmt(v)}" for t, v in zip(rt, rv)]
+                          for rt, rv in zip(xt, tr.padded.tolist())]
+                else:
+                    xt = [[_short(v) for v in r] for r in tr.padded.tolist()]
+                self.fig.data[0].update(z=tr.padded.tolist(), text=xt, x=list(range(-p[1], Wd - p[1])),
+                                        y=list(range(-p[0], H - p[0])))
+                self.fig.layout.annotations[0].text = f"input {tr.x.shape[0]}x{tr.x.shape[1]}, padded"
+                self.fig.layout.annotations[2].text = f"output {small.shape[0]}x{small.shape[1]}"
+                self.fig.layout.xaxis.update(**_int_ticks(Wd, -p[1]), **_span(Wd, start=-p[1]))
+                self.fig.layout.yaxis.update(**_int_ticks(H, -p[0]), **_span(H, down=True, start=-p[0]))
+                self.fig.layout.xaxis3.update(**_int_ticks(small.shape[1]), **_span(small.shape[1]))
+                self.fig.layout.yaxis3.update(**_int_ticks(small.shape[0]), **_span(small.shape[0], down=True))
+                lim = float(max(tr.output.abs().max(), 1e-6))
+                self.fig.data[2].update(zmin=-lim, zmax=lim)
+                self.fig.data[10].update(_frame(0, 0, tr.x.shape[1] - 1, tr.x.shape[0] - 1))
+                self._symbolic = ops.symbolic_matvec(Xl, xnames) if not live else None
+
+    # ------------------------------------------------------------------ steps
     def n_steps(self) -> int:
-        return int(self._y.numel())
+        tr = self._tr
+        return int(tr.y.numel()) if self.view.value == "transposed" else int(tr.output.numel())
+
+    def _copy_cells(self, k):
+        """Canvas cells ``(col, row)`` (output coordinates) covered by copy ``k`` of the kernel."""
+        tr = self._tr
+        ks, s, p = tuple(tr.kernel.shape), tr.stride, tr.padding
+        if len(ks) == 1:
+            return [(s[0] * k + t - p[0], 0) for t in range(ks[0])]
+        i, j = divmod(k, tr.y.shape[1])
+        return [(s[1] * j + b - p[1], s[0] * i + a - p[0]) for a in range(ks[0]) for b in range(ks[1])]
 
     def frame(self, k: int) -> dict:
-        tr, d = self._tr, self.dims.value
-        note = ""
-        copy = tr.contributions[k]
-        total = tr.partial_sums[k]
-        if d == 1:
-            if self._symbolic:
-                labels = [lab if i <= k else "0" for i, lab in enumerate(self._ylabels)]
-                sums = ops.symbolic_matvec(ops.transpose_labels(
-                    ops.conv_matrix_labels(KERNEL_LABELS, self._shape, self._tr.stride, self._tr.padding)), labels)
-                copy_txt = ops.symbolic_matvec(ops.transpose_labels(
-                    ops.conv_matrix_labels(KERNEL_LABELS, self._shape, self._tr.stride, self._tr.padding)),
-                    [lab if i == k else "0" for i, lab in enumerate(self._ylabels)])
-            else:
-                sums = [fmt(v) for v in total.tolist()]
-                copy_txt = [fmt(v) for v in copy.tolist()]
-            z = [copy.tolist(), total.tolist()]
-            text = [copy_txt, sums]
-            nz = copy.nonzero()[:, 0].tolist()
-            hx, hy = nz, [0] * len(nz)
-            ylab = dict(tickmode="array", tickvals=[0, 1], ticktext=["this<br>copy", "running<br>sum"])
-            if self._symbolic and self._pad and k == self.n_steps() - 1:
-                note = (f" The {self._pad} padding position(s) at each end are cropped: "
-                        f"output = [{', '.join(sums[self._pad:-self._pad])}].")
+        d, view = self.dims.value, self.view.value
+        if view == "transposed":
+            return self._frame_1d_t(k) if d == 1 else self._frame_2d_t(k)
+        return self._frame_1d_c(k) if d == 1 else self._frame_2d_c(k)
+
+    def _frame_1d_t(self, k):
+        tr, live = self._tr, self.source == "live"
+        copy, total = tr.contributions[k], tr.partial_sums[k]
+        L = tr.canvas.numel()
+        if not live and max(self._X.shape) <= MAX_TEXT_CELLS:
+            XT = ops.transpose_labels(self._Xl)
+            sums = ops.symbolic_matvec(XT, [lab if i <= k else "0" for i, lab in enumerate(self._ylabels)])
+            copy_txt = ops.symbolic_matvec(XT, [lab if i == k else "0" for i, lab in enumerate(self._ylabels)])
         else:
-            z = total.tolist()
-            text = [[fmt(v) for v in row] for row in total.tolist()]
-            nz = copy.nonzero().tolist()
-            hx, hy = [c for _, c in nz], [r for r, _ in nz]
-            ylab = _int_ticks(self._shape[0])
-        ncols = self._tr.matrix.shape[1]
+            sums, copy_txt = [fmt(v) for v in total.tolist()], [fmt(v) for v in copy.tolist()]
+        p, N = tr.padding[0], tr.output.numel()
+        cells = self._copy_cells(k)
+        note = ""
+        if k == self.n_steps() - 1:
+            cropped = f" without the {p} padding cell(s) at each end" if p else ""
+            extra = f" (the last {tr.output_padding[0]} cell(s) kept by output_padding)" if tr.output_padding[0] else ""
+            note = f" Output = the cells inside the dashed frame{cropped}{extra}: [{', '.join(sums[p:p + N])}]."
+        data = {
+            2: {"z": [copy.tolist(), total.tolist()], "text": [copy_txt, sums]},
+            3: _outlines([(c, k) for c in range(L)]),                       # row k of X
+            4: _outlines([(k, r) for r in range(L)]),                       # column k of X^T
+            5: _outlines([(c, 0) for c, _ in cells if -p <= c < L - p]),     # where this copy lands
+        }
+        caption = (f"step {k + 1}/{self.n_steps()}: input {self._ylabels[k]} scales a copy of the kernel "
+                   f"(row {k} of X, column {k} of X^T), placed {tr.stride[0]} cells further than the one "
+                   f"before; where copies overlap they add up.{note}")
+        return {"data": data, "layout": {}, "caption": caption}
+
+    def _frame_1d_c(self, k):
+        tr = self._tr
+        ks, s = tr.kernel.numel(), tr.stride[0]
+        p = tr.padding[0]
+        L = tr.padded.numel()
+        res = [t if i <= k else "" for i, t in enumerate(self._results)]
+        z = [[v if i <= k else None] for i, v in enumerate(tr.output.tolist())]
+        data = {
+            2: {"z": z, "text": [[t] for t in res]},
+            3: _outlines([(c, k) for c in range(L)]),
+            4: _outlines([(0, s * k + t - p) for t in range(ks)]),
+            5: _outlines([(0, k)]),
+        }
+        caption = (f"step {k + 1}/{self.n_steps()}: output {k} = row {k} of X times the padded input "
+                   f"({', '.join(self._xlabels)}) = {self._results[k]}. The filter moves {s} cells in the "
+                   "input for each output cell: learnable downsampling.")
+        return {"data": data, "layout": {}, "caption": caption}
+
+    def _frame_2d_t(self, k):
+        tr, live = self._tr, self.source == "live"
+        total = tr.partial_sums[k]
+        text = [[(_short(v) if live else fmt(v)) if v != 0 else "" for v in r] for r in total.tolist()]
+        z = total.tolist()
+        cells = self._copy_cells(k)
+        i, j = divmod(k, tr.y.shape[1])
+        ncols = tr.matrix.shape[1]
         data = {
             2: {"z": z, "text": text},
-            3: _cell_outlines([(c, k) for c in range(ncols)]),      # row k of X
-            4: _cell_outlines([(k, r) for r in range(ncols)]),      # column k of X^T
-            5: _cell_outlines(list(zip(hx, hy))),                   # the output cells this copy reaches
+            5: _outlines([(j, i)]),
+            7: _frame(min(c for c, _ in cells), min(r for _, r in cells), max(c for c, _ in cells),
+                      max(r for _, r in cells)),          # the copy: one frame, the numbers stay readable
+            8: _frame(0, k, ncols - 1, k),                 # row k of X
+            9: _frame(k, 0, k, ncols - 1),                 # column k of X^T
         }
-        ylabel = self._ylabels[k]
-        caption = (f"step {k + 1}/{self.n_steps()}: input element {ylabel} scales a copy of the filter placed "
-                   f"at {len(nz)} output cell(s); where copies overlap they add up.{note}")
-        return {"data": data, "layout": {"yaxis3": ylab}, "caption": caption}
+        # the cells this copy lands on that an earlier copy reached too: they add up
+        prev_cover = set()
+        for kk in range(k):
+            prev_cover |= set(self._copy_cells(kk))
+        No = tr.output.shape
+        over = [c for c in cells if c in prev_cover]
+        # the example named in the caption: an overlap inside the output, the one most copies reach
+        inside = [c for c in over if 0 <= c[0] < No[1] and 0 <= c[1] < No[0]] or over
+        inside.sort(key=lambda c: -sum(c in self._copy_cells(q) for q in range(k + 1)))
+        name = self._ylabels[k]
+        sy = ""
+        if over and not live:
+            W_ = tr.canvas.shape[1]
+            c, r = inside[0]
+            sym = ops.symbolic_matvec(ops.transpose_labels(ops.conv_matrix_labels(
+                self._kernel_names, tuple(tr.canvas.shape), tr.stride, 0)),
+                [lab if q <= k else "0" for q, lab in enumerate(self._ylabels)])
+            pr, pc = tr.padding
+            sy = f": e.g. output ({r}, {c}) = {sym[(r + pr) * W_ + (c + pc)]}."
+        caption = (f"step {k + 1}/{self.n_steps()}: input cell ({i}, {j}) = {name} scales a copy of the kernel; "
+                   f"it lands {tr.stride[0]} cells further per input cell (row {k} of X, column {k} of X^T). "
+                   + (f"{len(over)} cell(s) overlap earlier copies and add up{sy or '.'}" if over else
+                      "No overlap yet.") + ("" if k < self.n_steps() - 1 else
+                                           " Cells outside the dashed frame are cropped by the padding."))
+        return {"data": data, "layout": {}, "caption": caption}
+
+    def _frame_2d_c(self, k):
+        tr, live = self._tr, self.source == "live"
+        r0, c0 = tr.windows[k].tolist()
+        p = tr.padding
+        kh, kw = tr.kernel.shape
+        Wo = tr.output.shape[1]
+        z = [[v if i * Wo + j <= k else None for j, v in enumerate(r)] for i, r in enumerate(tr.output.tolist())]
+        text = [[((_short(v) if live else fmt(v)) if i * Wo + j <= k else "") for j, v in enumerate(r)]
+                for i, r in enumerate(tr.output.tolist())]
+        oi, oj = divmod(k, Wo)
+        ncols = tr.matrix.shape[1]
+        data = {
+            2: {"z": z, "text": text},
+            5: _frame(c0 - p[1], r0 - p[0], c0 + kw - 1 - p[1], r0 + kh - 1 - p[0]),   # the window
+            7: _outlines([(oj, oi)]),
+            8: _frame(0, k, ncols - 1, k),
+            9: _frame(k, 0, k, ncols - 1),
+        }
+        sym = f" = {self._symbolic[k]}" if self._symbolic else ""
+        caption = (f"step {k + 1}/{self.n_steps()}: output pixel ({oi}, {oj}){sym} = {fmt(float(tr.output[oi, oj]))}: "
+                   f"the 3x3 window starts at input ({r0 - p[0]}, {c0 - p[1]}); the filter moves "
+                   f"{tr.stride[0]} pixels in the input per output pixel (row {k} of X).")
+        return {"data": data, "layout": {}, "caption": caption}

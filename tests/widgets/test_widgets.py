@@ -228,20 +228,21 @@ def test_roi_live_proposals():
 # ----------------------------------------------------------------------------- anchors
 def test_anchors_lecture_grid():
     e = AnchorsExplainer()
-    assert e.n_steps() == 20 * 15
-    e.step.value = 15 * 3 + 4
-    xs = [v for v in e.fig.data[2].x if v is not None]
+    assert e.n_steps() == 1 + 9                 # all nine anchors of the cell, then one correction per step
+    e.row.value, e.col.value = 3, 4
+    xs = [v for i in range(5, 10) for v in e.fig.data[i].x if v is not None]
     assert len(xs) == 9 * 5                     # nine anchors at that cell
-    assert list(e.fig.data[3].x) == [4 * 32] and list(e.fig.data[3].y) == [3 * 32]
+    assert len(e.fig.data[3].x) == 20 * 15 and (4 * 32, 3 * 32) in set(zip(e.fig.data[3].x, e.fig.data[3].y))
 
 
 def test_anchors_live_views():
     e = AnchorsExplainer(source="live")
     assert agrees(e) and "BoxCoder" in e.check_text
-    for view in ("before", "after", "nms"):
-        e.view.value = view
-        e.top_k.value = 5
-        assert len([v for v in e.fig.data[2].x if v is not None]) <= 5 * 5
+    e.view.value = "proposals"
+    e.top_k.value = 5
+    for k in range(e.n_steps()):
+        e.step.value = k
+        assert len([v for i in range(5, 10) for v in e.fig.data[i].x if v is not None]) <= 5 * 5
         assert e.error_text == ""
 
 
@@ -348,9 +349,9 @@ def test_controls_only_where_they_do_something_and_no_stale_picture():
     assert live.anim.layout.display == "none"                  # one picture per image: no Play/step
     a = AnchorsExplainer(source="live")
     assert a.anim.layout.display != "none"
-    a.view.value = "after"                                     # one picture: the controls go
-    assert a.n_steps() == 1 and a.anim.layout.display == "none"
-    a.view.value = "anchors"
+    a.view.value = "proposals"                                 # four stages: the steps stay
+    assert a.n_steps() == 4 and a.anim.layout.display != "none"
+    a.view.value = "cell"
     assert a.anim.layout.display != "none"
     s = SlidingWindowExplainer()
     s.window.value = 24                                        # below the receptive field

@@ -1,0 +1,210 @@
+"""The transposed-convolution page teaches the slides (lecture items 4 and 5), and every
+'Things to try' line of notebooks/03_transposed_conv.ipynb does what it says."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+from explainers import ops
+from explainers.ops.conv_matrix import (conv_transpose_canvas, conv_transpose_output_shape, flip_kernel,
+                                        strided_conv, zero_stuffed)
+from explainers.ops.reference import reference_conv_transpose_explicit
+from explainers.widgets.transposed_conv import TransposedConvExplainer
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "03_transposed_conv.ipynb"
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+def last(e):
+    e.step.value = e.n_steps() - 1
+
+
+# ----------------------------------------------------------------------------- ops vs torch
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(0, 2),
+       st.integers(0, 2), st.integers(0, 10_000))
+def test_canvas_and_zero_stuffing_equal_torch(h, w, k, s, p, op, seed):
+    op = min(op, s - 1)
+    g = torch.Generator().manual_seed(seed)
+    y, kern = torch.randn(h, w, generator=g), torch.randn(k, k, generator=g)
+    if any((n - 1) * s - 2 * p + k + op < 1 for n in (h, w)):
+        with pytest.raises(ValueError, match="crops the whole output"):
+            conv_transpose_canvas(y, kern, s, p, op)
+        return
+    out, tr = conv_transpose_canvas(y, kern, s, p, op)
+    ref = F.conv_transpose2d(y[None, None], kern[None, None], stride=s, padding=p, output_padding=op)[0, 0]
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(reference_conv_transpose_explicit(y, kern, s, p, op), ref)
+    torch.testing.assert_close((tr.matrix.T @ y.reshape(-1)).reshape(out.shape), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tr.partial_sums[-1], tr.canvas)
+    assert tr.canvas.shape == tuple(n + 2 * p for n in ref.shape)
+    # the other way: a stride-1 convolution of y with zeros inserted, kernel flipped
+    stuffed = zero_stuffed(y, (k, k), s, p, op)
+    torch.testing.assert_close(F.conv2d(stuffed[None, None], flip_kernel(kern)[None, None])[0, 0], ref,
+                               rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 7), st.integers(1, 3), st.integers(1, 3), st.integers(0, 1), st.integers(0, 10_000))
+def test_strided_conv_equals_conv2d_window_by_window(n, k, s, p, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, kern = torch.randn(n, n, generator=g), torch.randn(k, k, generator=g)
+    out, tr = strided_conv(x, kern, s, p)
+    torch.testing.assert_close(out, F.conv2d(x[None, None], kern[None, None], stride=s, padding=p)[0, 0],
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tr.products.sum((1, 2)), out.reshape(-1), rtol=1e-5, atol=1e-5)
+    assert torch.equal(tr.windows[1:2] - tr.windows[0:1], torch.tensor([[0, s]])) or out.shape[1] == 1
+
+
+def test_output_padding_must_be_smaller_than_the_stride():
+    with pytest.raises(ValueError, match="smaller than the stride"):
+        conv_transpose_output_shape((3, 3), (2, 2), 2, 1, 2)
+    with pytest.raises(RuntimeError):          # torch refuses it too
+        F.conv_transpose2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 3), stride=2, padding=1, output_padding=2)
+
+
+# ----------------------------------------------------------------------------- the page
+def test_1d_forward_product_is_drawn_as_a_matrix_vector_product():
+    e = TransposedConvExplainer()
+    e.view.value = "conv"
+    assert e.size.value == 4 and e.error_text == "" and marks(e) == ["✔"] and "F.conv1d" in e.check_text
+    assert [list(r) for r in e.fig.data[0].text] == [["x", "y", "z", "0", "0", "0"], ["0", "0", "x", "y", "z", "0"]]
+    assert [t[0] for t in e.fig.data[1].text] == ["0", "a", "b", "c", "d", "0"]
+    e.step.value = 0
+    assert [t[0] for t in e.fig.data[2].text] == ["ay+bz", ""]
+    last(e)
+    assert [t[0] for t in e.fig.data[2].text] == ["ay+bz", "bx+cy+dz"]
+    # the three x cells the row reads: b, c, d (padded rows 1..3), outlined
+    ys = sorted({round(v) for v in e.fig.data[4].y if v is not None})
+    assert ys == [1, 2, 3]
+
+
+def test_1d_transposed_keeps_the_slides_transpose():
+    e = TransposedConvExplainer()
+    assert e.view.value == "transposed" and marks(e) == ["✔", "✔"]
+    last(e)
+    assert list(e.fig.data[2].text[1]) == ["ax", "ay", "az+bx", "by", "bz", "0"]
+    assert "[ay, az+bx, by, bz]" in e.caption.value
+
+
+def test_2d_copies_move_two_cells_per_input_cell_and_add_up():
+    e = TransposedConvExplainer()
+    e.dims.value = 2
+    assert e.n_steps() == 4 and e.state()["output"].shape == (4, 4)
+    assert [list(r) for r in e.fig.data[1].text][0][0].startswith("w11")
+    assert not any("1.1" in t for r in e.fig.data[1].text for t in r)
+    corners = []
+    for k in range(4):
+        e.step.value = k
+        xs = [v for v in e.fig.data[7].x if v is not None]
+        ys = [v for v in e.fig.data[7].y if v is not None]
+        corners.append((min(ys) + 0.5, min(xs) + 0.5))          # top-left cell of the copy's frame
+        st_ = e.state()
+        torch.testing.assert_close(st_["contribution"].abs().sum(), st_["input"].reshape(-1)[k].abs() * 45)
+    assert corners == [(-1, -1), (-1, 1), (1, -1), (1, 1)]      # two cells per input cell
+    st_ = e.state()
+    torch.testing.assert_close(st_["canvas"][1:5, 1:5], st_["output"])
+    # output (1, 1) is where all four copies meet: a w33 + b w31 + c w13 + d w11 = 9 + 14 + 9 + 4
+    assert "aw33+bw31+cw13+dw11" in e.caption.value and float(st_["output"][1, 1]) == 36
+
+
+def test_2d_downsampling_view_moves_the_filter_two_pixels_in_the_input():
+    e = TransposedConvExplainer()
+    e.dims.value = 2
+    e.view.value = "conv"
+    assert e.error_text == "" and "F.conv2d (stride 2, padding 1)" in e.check_text and marks(e) == ["✔"]
+    assert e.state()["input"].shape == (4, 4) and e.state()["output"].shape == (2, 2)
+    wins = []
+    for k in range(e.n_steps()):
+        e.step.value = k
+        wins.append(e.state()["window"])
+        xs = [v for v in e.fig.data[5].x if v is not None]
+        assert max(xs) - min(xs) == 3                              # one 3x3 window
+    assert wins == [(0, 0), (0, 2), (2, 0), (2, 2)]
+    assert "fw11+gw12+hw13+jw21+kw22+lw23+nw31+ow32+pw33" in e.caption.value
+
+
+def test_steps_are_pure_and_all_views_have_integer_ticks_and_16px_text():
+    e = TransposedConvExplainer()
+    for d in (1, 2):
+        for view in ("transposed", "conv"):
+            e.dims.value, e.view.value = d, view
+            assert e.error_text == "", (d, view, e.error_text)
+            assert json.dumps(e.frame(0), default=str) == json.dumps(e.frame(0), default=str)
+            for tr in e.fig.data:
+                if tr.type == "heatmap":
+                    assert tr.textfont.size >= 16
+                    for letter in "xy":
+                        ax = e.fig.layout[f"{letter}axis{(getattr(tr, letter + 'axis') or letter)[1:]}"]
+                        assert ax.tickmode == "array" or float(ax.dtick).is_integer()
+
+
+# ----------------------------------------------------------------------------- Things to try
+def test_notebook_things_to_try_lines_are_the_tested_ones():
+    nb = json.loads(NOTEBOOK.read_text())
+    text = "".join(nb["cells"][-1]["source"])
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    lines = [l for l in text.splitlines() if l.startswith("- ")]
+    assert len(lines) == 7
+    for key in ("strided conv", "padding 0", "2D", "output_padding 0", "flip kernel", "downsampling", "live"):
+        assert any(key in l for l in lines), key
+
+
+def test_try_1d_strided_conv_shows_the_slides_forward_product():
+    test_1d_forward_product_is_drawn_as_a_matrix_vector_product()
+
+
+def test_try_padding_0_gives_the_slides_transpose():
+    e = TransposedConvExplainer()
+    e.padding.value = 0
+    last(e)
+    assert e.state()["output"].numel() == 6 and marks(e) == ["✔", "✔"]
+    assert "[ax, ay, az+bx, by, bz, 0]" in e.caption.value
+
+
+def test_try_2d_four_copies_on_the_4x4_output():
+    test_2d_copies_move_two_cells_per_input_cell_and_add_up()
+
+
+def test_try_output_padding_0_gives_3x3_and_the_same_conv_output_size():
+    e = TransposedConvExplainer()
+    e.dims.value = 2
+    e.out_pad.value = 0
+    assert e.state()["output"].shape == (3, 3) and marks(e) == ["✔", "✔"]
+    assert "output_padding 0" in e.check_text
+    # why torch needs to be told: a stride-2 convolution maps both 3x3 and 4x4 to 2x2
+    assert ops.output_shape((3, 3), (3, 3), 2, 1) == ops.output_shape((3, 3), (4, 4), 2, 1) == (2, 2)
+
+
+def test_try_flip_kernel():
+    e = TransposedConvExplainer()
+    e.dims.value = 2
+    before = e.state()["output"].clone()
+    e.flip.value = True
+    assert e.fig.data[1].text[0][0].startswith("w33") and "(flipped)" in e.fig.layout.annotations[1].text
+    assert marks(e) == ["✔", "✔"] and "zero(s) inserted, kernel flipped" in e.check_text
+    assert not torch.equal(e.state()["output"], before)
+    # the flipped kernel's copies are the unflipped kernel sliding over the zero-stuffed input
+    st_ = e.state()
+    stuffed = zero_stuffed(st_["input"], (3, 3), 2, 1, 1)
+    torch.testing.assert_close(ops.reference_conv(stuffed, flip_kernel(st_["kernel"])), st_["output"])
+
+
+def test_try_2d_downsampling():
+    test_2d_downsampling_view_moves_the_filter_two_pixels_in_the_input()
+
+
+def test_try_live_kernel_checked_against_the_decoder():
+    e = TransposedConvExplainer(source="live")
+    assert e.dims.value == 2 and marks(e) == ["✔", "✔"] and "decoder's own output" in e.check_text
+    e.view.value = "conv"
+    assert e.error_text == "" and marks(e) == ["✔"] and "used as an ordinary strided filter" in e.note.value
+    e.view.value = "transposed"
+    e.out_pad.value = 0
+    assert "applies there only" in e.note.value and marks(e) == ["✔"]
