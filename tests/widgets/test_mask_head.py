@@ -1,0 +1,138 @@
+"""MaskHeadExplainer: both sources, checks, state, pure frames, the notebook's Things to try,
+and the live check failing when the model's output mask is not what the page pasted."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from explainers.ops.masks_reference import reference_paste_mask
+from explainers.widgets.mask_head import MaskHeadExplainer
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    return MaskHeadExplainer(source="lecture")
+
+
+@pytest.fixture(scope="module")
+def live():
+    return MaskHeadExplainer(source="live")
+
+
+def test_both_sources_construct_and_agree(lecture, live):
+    assert lecture.error_text == "" and marks(lecture) == ["✔"]
+    assert "paste_masks_in_image" in lecture.check_text
+    assert live.error_text == "" and marks(live) == ["✔", "✔", "✔"]
+    assert "model's own output mask" in live.check_text and "forward hooks" in live.note.value
+    assert lecture.n_steps() == live.n_steps() == 6
+    assert "application/vnd.jupyter.widget-view+json" in live._repr_mimebundle_()
+
+
+def test_state_holds_what_is_drawn(lecture, live):
+    for e in (lecture, live):
+        st = e.state()
+        for key in st:
+            if key not in ("source", "step", "n_steps"):
+                assert key in type(e)._state.__doc__, key
+        assert st["roi_features"].shape[-2:] == (14, 14) and st["logits"].shape[-2:] == (28, 28)
+        assert st["padded"].shape == (30, 30) and st["pasted"].shape == e._image_tensor().shape[-2:]
+        assert torch.equal(st["binary"], st["pasted"] > st["threshold"])
+        # an independent check: torchvision itself on the drawn probability and box
+        ref = reference_paste_mask(st["probability"], st["box"], tuple(st["pasted"].shape))
+        assert float((ref - st["pasted"]).abs().max()) <= 1e-6
+        assert torch.equal(st["probability"], torch.sigmoid(st["logits"][st["label"]]))
+        assert e.fig.data[2].z is not None and len(e.fig.data[2].z) == 14
+    st = live.state()
+    assert st["model_mask"] is not None and torch.equal(st["binary"], st["model_mask"] > 0.5)
+    tr = live._trace
+    assert torch.equal(st["roi_features"], tr.roi_features[st["detection"]])       # captured, not recomputed
+    assert lecture.state()["model_mask"] is None and lecture.state()["score"] is None
+
+
+def test_frames_are_pure_and_steps_add_panels(live):
+    before = json.dumps(live.fig.to_dict(), default=str)
+    first = [json.dumps(live.frame(k), default=str) for k in range(6)]
+    assert [json.dumps(live.frame(k), default=str) for k in range(6)] == first
+    assert json.dumps(live.fig.to_dict(), default=str) == before
+    shown = [sum(p["visible"] for p in live.frame(k)["data"].values()) for k in range(6)]
+    assert shown == sorted(shown) and shown[0] < shown[-1] == len(live.frame(5)["data"])
+    assert all(live.frame(k)["caption"].startswith(f"Step {k + 1}") for k in range(6))
+
+
+def test_try_pick_another_detection():
+    e = MaskHeadExplainer(source="live")
+    assert len(e.detection.options) >= 2
+    a = e.state()
+    e.detection.value = 1
+    b = e.state()
+    assert not torch.equal(a["box"], b["box"]) and not torch.equal(a["pasted"], b["pasted"])
+    assert not torch.equal(a["roi_features"], b["roi_features"])
+    assert marks(e) == ["✔", "✔", "✔"]
+    lec = MaskHeadExplainer(source="lecture")
+    assert [lec._classes[k] for k in lec._example["labels"].tolist()] == ["circle", "square", "triangle"]
+    lec.detection.value = 2
+    assert lec.state()["name"] == "triangle" and marks(lec) == ["✔"]
+
+
+def test_try_raise_the_threshold_to_0_9():
+    for source in ("lecture", "live"):
+        e = MaskHeadExplainer(source=source)
+        low = e.state()["binary"]
+        e.threshold.value = 0.9
+        high = e.state()["binary"]
+        assert high.sum() < low.sum() and not (high & ~low).any()      # shrinks, never grows
+        ys, xs = torch.nonzero(high, as_tuple=True)
+        x1, y1, x2, y2 = e.state()["box"].tolist()
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        assert abs(xs.float().mean() - cx) < 0.25 * (x2 - x1) and abs(ys.float().mean() - cy) < 0.25 * (y2 - y1)
+        assert "✘" not in e.check_text and "above 0.90" in e.frame(5)["caption"]
+
+
+def test_try_step_5_the_dashed_box_is_larger_by_30_over_28(lecture):
+    lecture.step.value = 4
+    st = lecture.state()
+    ex, box = st["expanded_box"].float(), st["box"]
+    assert lecture._v.paste.scale == 30 / 28 and st["padded"].shape == (30, 30)
+    assert ex[0] <= box[0] and ex[1] <= box[1] and ex[2] >= box[2] - 1 and ex[3] >= box[3] - 1
+    grown = (box[2:] - box[:2]) * 30 / 28
+    assert torch.allclose(ex[2:] - ex[:2], grown, atol=1.01)
+    assert "30/28" not in lecture.frame(4)["caption"] and "1.0714" in lecture.frame(4)["caption"]
+    assert lecture.frame(4)["data"][7]["visible"]                          # the dashed (expanded) box
+
+
+def test_try_live_equals_the_models_output_mask_pixel_for_pixel(live):
+    for i in range(len(live.detection.options)):
+        live.detection.value = i
+        st = live.state()
+        assert torch.equal(st["binary"], st["model_mask"] > st["threshold"])
+        assert st["checks"]["model_diff"] <= 1e-6 and st["checks"]["model_binary_diff"] == 0
+        assert marks(live) == ["✔", "✔", "✔"]
+    live.detection.value = 0
+
+
+def test_tampering_the_models_mask_flips_the_live_check():
+    e = MaskHeadExplainer(source="live")
+    masks = e._trace.masks.clone()
+    masks[0] = torch.roll(masks[0], 3, dims=1)         # the model's output mask, moved 3 pixels
+    e._trace = dataclasses.replace(e._trace, masks=masks)   # the cached trace itself stays untouched
+    e.refresh()
+    assert marks(e) == ["✔", "✘", "✘"]
+
+
+def test_a_model_without_a_mask_branch_is_refused_in_words():
+    from explainers.models import get
+
+    e = MaskHeadExplainer(source="live", model=get("segmentation", "shapes"))
+    assert "needs a Mask R-CNN" in e.error_text
+
+
+def test_text_is_projector_sized(live):
+    assert live.fig.layout.font.size >= 16
+    for a in live.fig.layout.annotations:
+        assert a.font.size is None or a.font.size >= 16
+    assert 420 <= live.fig.layout.height <= 560
