@@ -60,6 +60,10 @@ EXPLAINERS: tuple[Entry, ...] = (
     Entry("MaskHeadExplainer", "mask_head", "11_mask_head", "11 Mask R-CNN mask head",
           "RoI Align 14x14, 28x28 mask logits per class, pasted into the box and thresholded",
           tour_source="live", control="threshold", values=(0.3, 0.4, 0.5, 0.6, 0.7)),
+    Entry("FCNExplainer", "fcn", "12_fcn", "12 FCN inside",
+          "SegNet stage by stage: shapes down and up, one pixel's features, its receptive field growing, "
+          "pooling switches reused by unpooling",
+          control="channel", values=(-1, 0, 5, 17)),
 )
 
 BY_NAME = {e.name: e for e in EXPLAINERS}
