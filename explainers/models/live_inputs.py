@@ -354,3 +354,83 @@ def rpn_recall(trace, gt_boxes, iou_threshold: float = 0.5, top_k: int = 300) ->
     det = trace.detections.boxes * torch.tensor([sx, sy, sx, sy])
     stages.append(("final detections", det))
     return [RecallStage(name, _covered(gt, b, iou_threshold), len(gt), len(b)) for name, b in stages]
+
+
+@dataclass
+class RPNSelection:
+    """The RPN's choice of proposals on one feature level, stage by stage (as
+    ``RegionProposalNetwork.filter_proposals`` does it for one level and one image).
+
+    ``order (k,)``: the ``top_k`` anchors by score, best first; ``anchors (k, 4)`` and ``scores (k,)``
+    of them; ``corrected (k, 4)``: their boxes after the corrections (decoded, clipped to the image);
+    ``big (k,)`` bool: not removed as smaller than ``min_size`` (a box clipped to nothing) and with a
+    score >= ``score_threshold``; ``keep (n,)``: indices into the first ``k`` that survive the NMS,
+    best first; ``proposals (m, 4)`` / ``proposal_scores (m,)``: the first ``post_nms_top_n`` of them.
+    ``counts``: ``(stage, boxes)`` from all anchors to the proposals (top k, ``post_nms_top_n``)."""
+
+    order: torch.Tensor
+    anchors: torch.Tensor
+    scores: torch.Tensor
+    corrected: torch.Tensor
+    big: torch.Tensor
+    keep: torch.Tensor
+    proposals: torch.Tensor
+    proposal_scores: torch.Tensor
+    counts: list
+
+
+def rpn_select(anchors, scores, deltas, weights, image_size, top_k: int, nms_threshold: float,
+               post_nms_top_n: int, min_size: float = 1e-3, score_threshold: float = 0.0) -> RPNSelection:
+    """Top ``top_k`` anchors by ``scores (A,)`` (probabilities), corrected by ``deltas (A, 4)`` with the
+    box coder ``weights``, clipped to ``image_size (h, w)``, small and low boxes removed, NMS at
+    ``nms_threshold``, the first ``post_nms_top_n`` kept. Built from :mod:`explainers.ops` only."""
+    k = min(int(top_k), len(scores))
+    order = torch.argsort(scores, descending=True, stable=True)[:k]
+    corrected = ops.clip_boxes(ops.decode_boxes(deltas[order], anchors[order], weights), tuple(image_size))
+    wh = corrected[:, 2:] - corrected[:, :2]
+    big = (wh >= min_size).all(1) & (scores[order] >= score_threshold)
+    idx = torch.nonzero(big).flatten()
+    keep = idx[ops.nms_trace(corrected[idx], scores[order][idx], nms_threshold)[0]] if len(idx) else idx
+    props = keep[:post_nms_top_n]
+    counts = [("anchors", len(scores)), ("top-k", k), ("inside the image", int(big.sum())),
+              ("after NMS", len(keep)), ("proposals", len(props))]
+    return RPNSelection(order, anchors[order], scores[order], corrected, big, keep, corrected[props],
+                        scores[order][props], counts)
+
+
+@dataclass
+class RPNSettings:
+    """What a two-stage detector's RPN and transform are set to (test mode): ``size_divisible``
+    (the padded batch is a multiple of it), ``pre_nms_top_n``, ``post_nms_top_n``, ``nms_threshold``,
+    ``min_size``, ``score_threshold`` and the box coder ``weights``; ``levels``: feature levels."""
+
+    size_divisible: int
+    pre_nms_top_n: int
+    post_nms_top_n: int
+    nms_threshold: float
+    min_size: float
+    score_threshold: float
+    weights: tuple
+    levels: int
+
+
+def rpn_settings(model, trace) -> RPNSettings:
+    """The settings of ``model`` (None: the bundled shapes detector) whose ``trace`` has an RPN."""
+    from . import get
+
+    model = model or get("detection", "shapes")
+    rpn = trace._rpn
+    return RPNSettings(int(model.module.transform.size_divisible), int(rpn._pre_nms_top_n["testing"]),
+                       int(rpn._post_nms_top_n["testing"]), float(rpn.nms_thresh), float(rpn.min_size),
+                       float(rpn.score_thresh), tuple(float(w) for w in rpn.box_coder.weights),
+                       len(trace.anchors_per_level))
+
+
+def anchor_targets(anchors, gt_boxes, weights) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an RPN is trained to predict for each anchor (no network involved): ``iou (A,)``, the
+    IoU with its best-matching object (above 0.7 labelled "object", below 0.3 "not object"), and
+    ``deltas (A, 4)``, the corrections that move it exactly onto that object."""
+    gt = check_boxes(gt_boxes, "gt_boxes").float()
+    iou = ops.box_iou(anchors, gt)
+    best, match = iou.max(1)
+    return best, ops.encode_boxes(gt[match], anchors, weights)

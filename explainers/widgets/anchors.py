@@ -1,214 +1,453 @@
-"""Anchors at every feature-map cell, objectness, box corrections, top-k RPN proposals."""
+"""Anchors at every feature-map point, objectness, box corrections, top-k RPN proposals (slide 8)."""
 from __future__ import annotations
+
+import html
 
 import ipywidgets as W
 import numpy as np
 import torch
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ..models.live_inputs import anchor_level, detector_trace, rpn_recall
+from ..models.live_inputs import (
+    anchor_level,
+    anchor_targets,
+    detector_trace,
+    rpn_recall,
+    rpn_select,
+    rpn_settings,
+)
 from ..models.render import to_uint8
-from ._base import GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
+from ._base import BLUE, GREY, ORANGE, VERMILLION, Explainer, png_uri, rect_path
 
-#: the slide: a 3 x 640 x 480 image gives 512 x 20 x 15 features; K = 3 sizes x 3 ratios
-LECTURE = dict(image_size=(640, 480), feature_size=(20, 15), sizes=(64, 128, 256), ratios=(0.5, 1.0, 2.0))
-VIEWS = [("anchors of one cell", "anchors"), ("top-k anchors (no correction)", "before"),
-         ("top-k after box corrections", "after"), ("after the RPN's NMS", "nms")]
+#: the slide: a 3 x 640 x 480 image gives 512 x 20 x 15 features (stride 32); K = 3 sizes x 3 aspect
+#: ratios (the Faster R-CNN paper's 128, 256, 512 px and h/w 0.5, 1, 2); keep the top ~300
+LECTURE = dict(image_size=(480, 640), feature_size=(15, 20), sizes=(128, 256, 512), ratios=(0.5, 1.0, 2.0),
+               top_k=300, nms_threshold=0.7, post_nms_top_n=300)
+#: the lecture photo's objects, boxed by hand on scikit-image's public-domain ``coffee`` photo
+#: (centre crop to 4:3, resized to 640 x 480): (name, x1, y1, x2, y2)
+LECTURE_OBJECTS = (("cup", 166, 18, 452, 368), ("spoon", 348, 78, 470, 392), ("saucer", 50, 86, 540, 470))
+VIEWS = [("one cell: its K anchors and their corrections", "cell"),
+         ("the RPN: top-k anchors → corrected → NMS → proposals", "proposals")]
+#: objectness colour scale, and the 5 colour bins the box outlines are drawn in
+SCALE = "Viridis"
+BINS = 5
+BIN_COLOURS = sample_colorscale(SCALE, [(i + 0.5) / BINS for i in range(BINS)])
+PIPELINE = ("top-k anchors", "corrected", "clipped and NMS", "proposals")
+TEXT = dict(size=16)
+
+
+def lecture_image() -> np.ndarray:
+    """scikit-image's public-domain ``coffee`` photo (400 x 600), centre-cropped to 4:3 and resized to
+    the slide's 640 wide x 480 tall: ``(480, 640, 3)`` uint8."""
+    from PIL import Image
+    from skimage import data
+
+    im = data.coffee()
+    h, w = im.shape[:2]
+    cw = round(h * 4 / 3)
+    x0 = (w - cw) // 2
+    return np.asarray(Image.fromarray(im[:, x0:x0 + cw]).resize((640, 480), Image.LANCZOS))
 
 
 class AnchorsExplainer(Explainer):
-    """The feature-map grid over the image; the K anchors of a cell; the RPN's objectness;
-    the top-k proposals before and after the predicted corrections and the NMS."""
+    """The feature-map grid laid over the image; the K anchors of a chosen cell with their objectness
+    and corrections; the RPN's selection: top-k by objectness, corrected, NMS, the proposals."""
 
     title = "Anchors and Region Proposal Network proposals"
-    play_interval = 300
+    play_interval = 1400
 
     def __init__(self, source: str = "lecture", image=None, model=None, gt_boxes=None, iou_threshold: float = 0.5):
-        """``gt_boxes (G, 4)`` on ``image`` (live): the objects whose recall is plotted per stage;
-        by default the bundled scene's own boxes (none for an image of yours unless given)."""
+        """``gt_boxes (G, 4)`` on ``image`` (live): the objects drawn, and whose recall per stage the
+        note gives; by default the bundled scene's own boxes (none for an image of yours unless given)."""
         self.gt_boxes, self.iou_threshold = gt_boxes, iou_threshold
         super().__init__(source, image, model)
 
+    # ------------------------------------------------------------------ building
     def _build(self):
-        self.view = W.Dropdown(options=VIEWS, value="anchors", description="show",
-                               layout=W.Layout(width="340px"))
-        self.top_k = W.IntSlider(value=10, min=1, max=100, description="top k", layout=W.Layout(width="300px"))
-        self.view.observe(lambda _: self.guard(self.refresh), "value")
-        self.top_k.observe(lambda _: self.guard(self.refresh), "value")
-        self.controls = W.HBox([self.view, self.top_k] if self.source == "live" else [])
-        right = "objectness (best anchor per cell)" if self.source == "live" else "the K anchor shapes"
         live = self.source == "live"
-        fig = make_subplots(1, 3 if live else 2, column_widths=[0.5, 0.27, 0.23] if live else [0.62, 0.38],
-                            subplot_titles=("image and feature grid", right) + (("recall per stage",) if live else ()),
-                            horizontal_spacing=0.07)
-        fig.add_image(source=png_uri(np.full((8, 8, 3), 245, np.uint8)), row=1, col=1, hoverinfo="skip")          # 0
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREY, width=0.7), row=1, col=1)    # 1 grid
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=2.5), row=1, col=1)  # 2 boxes
-        fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=12, color=VERMILLION), row=1, col=1)  # 3 centre
-        fig.add_heatmap(z=[[0]], colorscale="Viridis", showscale=False, row=1, col=2)               # 4
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=SKY, width=2), row=1, col=2)       # 5 shapes
-        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2,                                    # 6 cell
-                        marker=dict(symbol="square-open", size=16, color=VERMILLION, line=dict(width=3)))
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
+        self.view = W.Dropdown(options=VIEWS, value="cell", description="show", layout=W.Layout(width="470px"))
+        self.row = W.IntSlider(value=0, min=0, max=0, description="row", layout=W.Layout(width="230px"))
+        self.col = W.IntSlider(value=0, min=0, max=0, description="col", layout=W.Layout(width="230px"))
+        self.top_k = W.IntSlider(value=300, min=1, max=300, description="top k", layout=W.Layout(width="280px"))
+        self._load()
+        for w in (self.view, self.row, self.col, self.top_k):
+            w.observe(lambda _: self.guard(self.refresh), "value")
+        self.controls = W.HBox([self.view, self.row, self.col, self.top_k])
+        widths = [0.32, 0.3, 0.38] if live else [0.5, 0.25, 0.25]
+        fig = make_subplots(1, 3, column_widths=widths, horizontal_spacing=0.06, subplot_titles=("image", "objectness", "scores"))
+        fig.add_image(source=png_uri(self._img), x0=0.5, y0=0.5, row=1, col=1, hoverinfo="skip")     # 0
+        fig.add_scatter(x=[], y=[], mode="lines", fill="toself", fillcolor="rgba(120,120,120,0.55)",  # 1 padding
+                        line=dict(color=GREY, width=1), row=1, col=1, hoverinfo="skip")
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="rgba(255,255,255,0.75)", width=1),  # 2 grid
+                        row=1, col=1, hoverinfo="skip")
+        fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=3, color="white"), row=1, col=1,  # 3 points
+                        hoverinfo="skip")
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=3), row=1, col=1)  # 4 cell
+        for colour in BIN_COLOURS:                                                                    # 5-9 boxes
+            fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=2.5), row=1, col=1)
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2), row=1, col=1)     # 10 moves
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=2.5, dash="dash"),     # 11 corrected
+                        row=1, col=1)
+        fig.add_scatter(x=[], y=[], mode="text", textfont=dict(TEXT, color="white"), row=1, col=1,     # 12 labels
+                        textposition="bottom right", hoverinfo="skip")
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dot"),      # 13 objects
+                        row=1, col=1)
+        fig.add_heatmap(z=[[0]], colorscale=SCALE, zmin=0, zmax=1, row=1, col=2,                      # 14 map
+                        colorbar=dict(thickness=12, len=0.6, y=0.5, tickfont=dict(size=14)))
+        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2,                                     # 15 cell
+                        marker=dict(symbol="square-open", size=14, color=VERMILLION, line=dict(width=3)))
+        fig.add_bar(x=[], y=[], orientation="h", text=[], textposition="outside", textfont=TEXT,     # 16 K scores
+                    marker=dict(color=[], colorscale=SCALE, cmin=0, cmax=1), row=1, col=3, cliponaxis=False)
+        fig.add_bar(x=[], y=[], orientation="h", text=[], textposition="outside", textfont=TEXT,     # 17 counts
+                    marker=dict(color=[]), row=1, col=3, cliponaxis=False)
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)  # 18 current
         fig.update_xaxes(showgrid=False, zeroline=False)
-        fig.update_yaxes(scaleanchor="x", row=1, col=1)
-        # the anchor shapes (lecture) and the objectness grid (live): one unit as long on both axes,
-        # so an aspect ratio 2 anchor is drawn twice as high as wide
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
+        fig.update_yaxes(scaleanchor="x", constrain="domain", row=1, col=1)
+        fig.update_xaxes(constrain="domain", row=1, col=1)
+        # the objectness map: one unit as long on both axes, so its Hf x Wf shape is drawn true
         fig.update_yaxes(scaleanchor="x2", constrain="domain", row=1, col=2)
         fig.update_xaxes(constrain="domain", row=1, col=2)
-        if live:                                                                                      # 7 recall
-            fig.add_bar(x=[], y=[], text=[], textposition="auto", textfont=dict(size=16), marker_color=SKY,
-                        row=1, col=3)
-            fig.update_yaxes(autorange=False, range=[0, 1.05], showgrid=True, title_text="objects found",
-                             row=1, col=3)
-            fig.update_xaxes(tickangle=-35, row=1, col=3)
-        self._use_figure(fig, 560)
-        self._load()
+        fig.update_yaxes(autorange=False, showticklabels=False, row=1, col=3)
+        self._use_figure(fig, 500)
+        self.fig.layout.margin.r = 10
+        dom = self.fig.layout.xaxis2.domain
+        self.fig.data[14].colorbar.x = dom[1] + 0.005
+        self.fig.data[0].source = png_uri(self._img)
 
     def _load(self):
+        """Everything that depends on the image and the model (not on the controls)."""
+        self._gt, self._gt_names, self._note = None, [], ""
         if self.source == "lecture":
-            H, W_ = LECTURE["image_size"]
-            self._img = np.full((H, W_, 3), 245, np.uint8)
-            self._image_size, self._feature_size = (H, W_), LECTURE["feature_size"]
-            self._sizes, self._ratios = LECTURE["sizes"], LECTURE["ratios"]
-            self._rpn = None
-            return
-        tr = detector_trace(self.model, self.live_image(), "the anchors page")
-        self._trace = tr
-        self._gt = self.gt_boxes
-        if self._gt is None and self.image is None:       # the bundled scene knows its objects
-            from ..models import make_scene
-
-            self._gt = make_scene(10_000_005).boxes
-        self._img = to_uint8(tr.input_image)
-        self._image_size = tuple(tr.input_tensor.shape[-2:])
-        lv = anchor_level(tr, 0)                       # with an FPN: the finest level
-        self._feature_size, self._sizes, self._ratios = lv.feature_size, lv.sizes, lv.ratios
-        self._model_anchors = lv.anchors
-        if lv.objectness is None:     # a one-stage detector: anchors, but no RPN
-            self._rpn = None
-            self.view.options, self.view.disabled, self.top_k.disabled = VIEWS[:1], True, True
-            self.set_note(f"This model has no region proposal network (a one-stage detector): it classifies "
-                          f"and corrects every anchor directly. Drawn: its anchors on the finest level, "
-                          f"{lv.feature_size[1]}x{lv.feature_size[0]} cells.")
+            self._img = lecture_image()
+            self._image_size = self._padded = LECTURE["image_size"]
+            self._feature_size, self._sizes, self._ratios = (LECTURE["feature_size"], LECTURE["sizes"],
+                                                             LECTURE["ratios"])
+            self._weights = ops.RPN_WEIGHTS
+            self._gt = torch.tensor([o[1:] for o in LECTURE_OBJECTS], dtype=torch.float32)
+            self._gt_names = [o[0] for o in LECTURE_OBJECTS]
+            self._settings = dict(top_k=LECTURE["top_k"], nms=LECTURE["nms_threshold"],
+                                  post=LECTURE["post_nms_top_n"], min_size=1e-3, score=0.0, divisible=None, levels=1)
+            anchors, _ = ops.anchor_grid(self._padded, self._feature_size, self._sizes, self._ratios)
+            iou, deltas = anchor_targets(anchors, self._gt, self._weights)
+            self._rpn = dict(scores=iou, deltas=deltas, proposals=None)
+            self._model_anchors = None
+            self._note = ("No network in lecture mode: objectness = the RPN's training target, each anchor's IoU "
+                          "with the best of 3 hand-boxed objects; corrections = the targets onto that object. "
+                          "Photo: scikit-image's public-domain 'coffee'.")
         else:
-            self._rpn = dict(anchors=lv.anchors, objectness=lv.objectness, deltas=lv.deltas,
-                             proposals=tr.proposals)
-        self.top_k.max = min(300, len(lv.anchors))
+            tr = detector_trace(self.model, self.live_image(), "the anchors page")
+            self._trace = tr
+            self._img = to_uint8(tr.input_image)
+            self._image_size = tuple(tr.input_image.shape[-2:])     # resized, before padding
+            self._padded = tuple(tr.input_tensor.shape[-2:])        # what the backbone saw
+            lv = anchor_level(tr, 0)                                # with an FPN: the finest level
+            self._feature_size, self._sizes, self._ratios = lv.feature_size, lv.sizes, lv.ratios
+            self._model_anchors = lv.anchors
+            sy, sx = tr.scale
+            gt = self.gt_boxes
+            if gt is None and self.image is None:                   # the bundled scene knows its objects
+                from ..models import make_scene
 
-    def refresh(self):
-        anchors, at = ops.anchor_grid(self._image_size, self._feature_size, self._sizes, self._ratios)
+                gt = make_scene(10_000_005).boxes
+            self._gt_original = gt
+            if gt is not None:
+                self._gt = torch.as_tensor(np.asarray(gt), dtype=torch.float32).reshape(-1, 4) * torch.tensor(
+                    [sx, sy, sx, sy])
+                self._gt_names = [""] * len(self._gt)
+            if lv.objectness is None:                               # a one-stage detector: anchors, no RPN
+                self._rpn = None
+                self.view.options, self.view.disabled, self.top_k.disabled = VIEWS[:1], True, True
+                self._note = (f"This model has no region proposal network (a one-stage detector): it classifies "
+                              f"and corrects every anchor directly. Drawn: its anchors on the finest level, "
+                              f"{lv.feature_size[1]}x{lv.feature_size[0]} cells.")
+                self._settings = None
+            else:
+                st = rpn_settings(self.model, tr)
+                self._weights = st.weights
+                self._settings = dict(top_k=st.pre_nms_top_n, nms=st.nms_threshold, post=st.post_nms_top_n,
+                                      min_size=st.min_size, score=st.score_threshold, divisible=st.size_divisible,
+                                      levels=st.levels)
+                self._rpn = dict(scores=torch.sigmoid(lv.objectness), deltas=lv.deltas, proposals=tr.proposals)
         Hf, Wf = self._feature_size
-        ref = ops.reference_anchors(self._image_size, self._feature_size, self._sizes, self._ratios)
-        diff = float((anchors - ref).abs().max())
+        K = len(self._sizes) * len(self._ratios)
+        self.row.max, self.col.max = Hf - 1, Wf - 1
+        if self._rpn is not None:                  # start at the cell whose best anchor scores highest
+            best = int(torch.argmax(self._rpn["scores"])) // K
+            self.row.value, self.col.value = divmod(best, Wf)
+            self.top_k.max = min(300, Hf * Wf * K)
+            self.top_k.value = min(self._settings["top_k"], self.top_k.max)
+        else:
+            self.row.value, self.col.value = Hf // 2, Wf // 2
+
+    # ------------------------------------------------------------------ recomputing
+    def refresh(self):
+        anchors, at = ops.anchor_grid(self._padded, self._feature_size, self._sizes, self._ratios)
+        ref = ops.reference_anchors(self._padded, self._feature_size, self._sizes, self._ratios)
         more = []
         if self.source == "live":
             more.append(("the model's own anchors", float((anchors - self._model_anchors).abs().max())))
+        self._anchors, self._at = anchors, at
+        self._sel = None
+        note = self._note
         if self._rpn is not None:
             d = self._rpn["deltas"]
-            ours = ops.decode_boxes(d, anchors, ops.RPN_WEIGHTS)
-            theirs = ops.reference_decode_boxes(d, anchors, ops.RPN_WEIGHTS)
+            ours = ops.decode_boxes(d, anchors, self._weights)
+            theirs = ops.reference_decode_boxes(d, anchors, self._weights)
             more.append(("BoxCoder.decode (box corrections)", float((ours - theirs).abs().max())))
-        self.set_check("torchvision's AnchorGenerator", diff, more=more)
-        self._anchors, self._at = anchors, at
-        H, W_ = self._image_size
-        sy, sx = at.stride
-        grid_x, grid_y = [], []
-        for c in range(Wf + 1):
-            grid_x += [c * sx - sx / 2, c * sx - sx / 2, None]
-            grid_y += [-sy / 2, Hf * sy - sy / 2, None]
-        for r in range(Hf + 1):
-            grid_x += [-sx / 2, Wf * sx - sx / 2, None]
-            grid_y += [r * sy - sy / 2, r * sy - sy / 2, None]
-        K = at.per_cell
-        with self.fig.batch_update():
-            self.fig.data[0].source = png_uri(self._img)
-            self.fig.data[1].update(x=grid_x, y=grid_y)
-            if self._rpn is not None:
-                obj = torch.sigmoid(self._rpn["objectness"]).reshape(Hf, Wf, K).max(-1).values
-                self.fig.data[4].update(z=obj.tolist(), zmin=0, zmax=1, visible=True)
-                self.fig.data[5].update(x=[], y=[])
-                for ax, n in (("xaxis2", Wf), ("yaxis2", Hf)):      # cell indices: integer ticks, no padding
-                    step = next(d for d in (1, 2, 5, 10, 20, 50, 100, 10**9) if d >= n / 5)   # <= 5 labels
-                    self.fig.layout[ax].update(tickmode="linear", tick0=0, dtick=step,
-                                               autorange=False,
-                                               range=[n - 0.5, -0.5] if ax == "yaxis2" else [-0.5, n - 0.5])
-            else:
-                self.fig.data[4].update(visible=False)
-                self.fig.data[5].update(dict(zip("xy", rect_path(at.base_anchors.tolist()))))
-            self.fig.layout.annotations[0].text = (f"image {W_}x{H} with the {Wf}x{Hf} feature grid "
-                                                   f"(stride {sx}); K = {K} anchors per cell")
+            s = self._settings
+            self._sel = rpn_select(anchors, self._rpn["scores"], d, self._weights, self._image_size,
+                                   self.top_k.value, s["nms"], s["post"], s["min_size"], s["score"])
             if self.source == "live":
-                self._draw_recall()
-        self._reset_steps(keep=True)
+                if s["levels"] == 1 and self.top_k.value == s["top_k"]:
+                    mine, theirs = self._sel.proposals, self._rpn["proposals"]
+                    same = mine.shape == theirs.shape
+                    diff = float((mine - theirs).abs().max()) if same and len(mine) else (0.0 if same else float("inf"))
+                    more.append((f"the model's own {len(theirs)} proposals", diff, same and diff <= 1e-4))
+                elif s["levels"] > 1:
+                    note = (f"This model has {s['levels']} feature levels; the page draws the finest one, so its "
+                            f"selection is not the model's (which takes the top {s['top_k']} of each level).")
+                else:
+                    note = (f"The model keeps the top {s['top_k']} before its NMS; with top k = {self.top_k.value} "
+                            f"the proposals drawn are not the model's, so they are not compared with them.")
+        self.set_check("torchvision's AnchorGenerator", float((anchors - ref).abs().max()), more=more)
+        if self.source == "live" and self._rpn is not None and self._gt is not None:
+            self._recall = rpn_recall(self._trace, self._gt_original, self.iou_threshold, self.top_k.value)
+            found = ", ".join(f"{r.stage} {r.covered}/{r.total}" for r in self._recall)
+            note = (note + " " if note else "") + f"Objects found (IoU ≥ {self.iou_threshold:g}): {found}."
+        self.set_note(html.escape(note))
+        self._draw_static()
+        self._reset_steps()
 
-    def _draw_recall(self) -> None:
-        """Live: how many ground-truth objects each stage still covers (IoU >= iou_threshold)."""
-        title = self.fig.layout.annotations[2]
-        if self._gt is None:
-            self.fig.data[7].update(x=[], y=[], text=[])
-            title.text = "recall: give gt_boxes="
-            return
-        self._recall = rpn_recall(self._trace, self._gt, self.iou_threshold, self.top_k.value)
-        self.fig.data[7].update(x=[r.stage for r in self._recall],
-                                y=[r.covered / max(1, r.total) for r in self._recall],
-                                text=[f"{r.covered}/{r.total}" for r in self._recall])
-        title.text = f"recall of {self._recall[0].total} object(s), IoU ≥ {self.iou_threshold:g}"
+    def _draw_static(self) -> None:
+        """What does not change from step to step: grid, padding, objectness map, titles, col-3 axes."""
+        H, W_ = self._image_size
+        Hp, Wp = self._padded
+        Hf, Wf = self._feature_size
+        sy, sx = self._at.stride
+        K = self._at.per_cell
+        gx, gy = [], []
+        for c in range(Wf + 1):
+            gx += [c * sx, c * sx, None]
+            gy += [0, Hf * sy, None]
+        for r in range(Hf + 1):
+            gx += [0, Wf * sx, None]
+            gy += [r * sy, r * sy, None]
+        cx, cy = self._at.centres[:, 0].tolist(), self._at.centres[:, 1].tolist()
+        pad = ([0, Wp, Wp, 0, 0, None, W_, Wp, Wp, W_, W_], [H, H, Hp, Hp, H, None, 0, 0, H, H, 0])
+        if (Hp, Wp) == (H, W_):
+            pad = ([], [])
+        labels_x, labels_y, labels = [], [], []
+        if Hp > H:
+            labels_x.append(4)
+            labels_y.append(H + 2)
+            labels.append(f"padding: rows {H}-{Hp}")
+        if self._gt is not None:
+            for name, (x1, y1, *_rest) in zip(self._gt_names, self._gt.tolist()):
+                if name:
+                    labels_x.append(x1 + 2)
+                    labels_y.append(y1 + 2)
+                    labels.append(name)
+        d = self.fig.data
+        with self.fig.batch_update():
+            d[1].update(x=pad[0], y=pad[1])
+            d[2].update(x=gx, y=gy)
+            d[3].update(x=cx, y=cy)
+            d[12].update(x=labels_x, y=labels_y, text=labels)
+            d[13].update(dict(zip("xy", rect_path(self._gt.tolist() if self._gt is not None else []))))
+            x1, y1, x2, y2 = self._extent()
+            self.fig.layout.xaxis.update(range=[x1 - 2, x2 + 2], autorange=False)
+            self.fig.layout.yaxis.update(range=[y2 + 2, y1 - 2], autorange=False)
+            ann = self.fig.layout.annotations
+            sized = f"image {W_}x{H}" if (H, W_) == (Hp, Wp) else f"input {W_}x{H}, padded to {Wp}x{Hp}"
+            ann[0].text = f"{sized}: {Wf}x{Hf} cells of {sx} px"
+            if self._rpn is not None:
+                what = "objectness" if self.source == "live" else "IoU target"
+                z = self._rpn["scores"].reshape(Hf, Wf, K).max(-1).values
+                d[14].update(z=z.tolist(), visible=True)
+                ann[1].text = f"{what}: {Hf} rows x {Wf} cols (best of K={K})"
+                for ax, n in (("xaxis2", Wf), ("yaxis2", Hf)):       # cell indices: integer ticks
+                    step = next(v for v in (1, 2, 5, 10, 20, 50, 100, 10**9) if v >= n / 5)
+                    self.fig.layout[ax].update(tickmode="linear", tick0=0, dtick=step, autorange=False,
+                                               range=[n - 0.5, -0.5] if ax == "yaxis2" else [-0.5, n - 0.5])
+                cell = self.view.value == "cell"
+                d[15].update(x=[self.col.value] if cell else [], y=[self.row.value] if cell else [])
+            else:
+                d[14].update(visible=False)
+                d[15].update(x=[], y=[])
+                ann[1].text = "no objectness (no RPN)"
+            cell = self.view.value == "cell"
+            d[16].visible, d[17].visible = cell, not cell
+            if cell:
+                ann[2].text = f"objectness of the {K} anchors" if self._rpn is not None else f"the {K} anchors"
+                self.fig.layout.xaxis3.update(type="linear", range=[0, 2.3], tickvals=[0, 0.5, 1], autorange=False)
+                self.fig.layout.yaxis3.update(range=[K - 0.5, -0.5])
+            else:
+                counts = self._sel.counts
+                ann[2].text = "boxes at each stage"
+                top = max(c for _, c in counts)
+                self.fig.layout.xaxis3.update(type="log", range=[-0.1, np.log10(top) * 2.1], tickvals=None,
+                                              autorange=False)
+                self.fig.layout.yaxis3.update(range=[len(counts) - 0.5, -0.5])
 
-    def _state(self) -> dict:
-        """``image_size`` (H, W) and ``feature_size`` (Hf, Wf); ``sizes``, ``aspect_ratios``;
-        ``stride`` (sy, sx); ``anchors (Hf * Wf * K, 4)``; ``boxes (n, 4)``: what the current
-        step draws (the K anchors of one cell, or the top-k proposals of the chosen view);
-        live: ``objectness (Hf * Wf * K,)`` logits of the model's RPN, and ``recall``: per stage,
-        (objects covered, objects) of the ground truth."""
-        if self.source == "live" and self.view.value != "anchors":
-            boxes = self._proposals()[0]
-        else:
-            boxes = self._at.cell_anchors(*divmod(self.step.value, self._feature_size[1]))
-        out = {"image_size": tuple(self._image_size), "feature_size": tuple(self._feature_size),
-               "sizes": tuple(self._sizes), "aspect_ratios": tuple(self._ratios), "stride": tuple(self._at.stride),
-               "anchors": self._anchors, "boxes": boxes}
-        if self._rpn is not None:
-            out["objectness"] = self._rpn["objectness"]
-        if self.source == "live" and self._gt is not None:
-            out["recall"] = {r.stage: (r.covered, r.total) for r in self._recall}
+    def _extent(self) -> tuple[float, float, float, float]:
+        """``(x1, y1, x2, y2)``: the padded image and, in the cell view, every box it draws (anchors
+        reach beyond the image: nothing is cut off). The RPN view shows the image only (its step 1 says
+        that large anchors are cut at the image's edge there)."""
+        Hp, Wp = self._padded
+        if self.view.value != "cell":
+            return 0, 0, Wp, Hp
+        boxes, _, moved, *_ = self._cell()
+        boxes = boxes if moved is None else torch.cat([boxes, moved])
+        lo, hi = boxes[:, :2].min(0).values.tolist(), boxes[:, 2:].max(0).values.tolist()
+        return min(0, lo[0]), min(0, lo[1]), max(Wp, hi[0]), max(Hp, hi[1])
+
+    # ------------------------------------------------------------------ steps
+    def n_steps(self) -> int:
+        if self.view.value == "proposals":
+            return len(PIPELINE)
+        return 1 + self._at.per_cell
+
+    def _cell(self):
+        """The chosen cell's anchors ``(K, 4)``, scores ``(K,)`` (or None), corrected boxes ``(K, 4)``
+        (or None), and the order in which the steps visit them (best score first)."""
+        r, c = self.row.value, self.col.value
+        K = self._at.per_cell
+        start = (r * self._feature_size[1] + c) * K
+        boxes = self._at.cell_anchors(r, c)
+        if self._rpn is None:
+            return boxes, None, None, None, list(range(K))
+        scores = self._rpn["scores"][start:start + K]
+        deltas = self._rpn["deltas"][start:start + K]
+        moved = ops.decode_boxes(deltas, boxes, self._weights)
+        order = torch.argsort(scores, descending=True, stable=True).tolist()
+        return boxes, scores, moved, deltas, order
+
+    def _binned(self, boxes: torch.Tensor, scores: torch.Tensor | None) -> dict:
+        """Trace updates drawing ``boxes`` in the colour of their score's bin (traces 5-9)."""
+        out = {}
+        b = (torch.zeros(len(boxes), dtype=torch.long) + BINS // 2 if scores is None
+             else (scores * BINS).long().clamp(0, BINS - 1))
+        for i in range(BINS):
+            out[5 + i] = dict(zip("xy", rect_path(boxes[b == i].tolist())))
         return out
 
-    def n_steps(self) -> int:
-        if self.source == "live" and self.view.value != "anchors":
-            return 1
-        Hf, Wf = self._feature_size
-        return Hf * Wf
+    @staticmethod
+    def _moves(a: torch.Tensor, m: torch.Tensor) -> dict:
+        """Lines from each anchor's centre to its corrected box's centre."""
+        xs, ys = [], []
+        for (ax1, ay1, ax2, ay2), (mx1, my1, mx2, my2) in zip(a.tolist(), m.tolist()):
+            xs += [(ax1 + ax2) / 2, (mx1 + mx2) / 2, None]
+            ys += [(ay1 + ay2) / 2, (my1 + my2) / 2, None]
+        return {"x": xs, "y": ys}
 
-    def _proposals(self):
-        rpn, k, view = self._rpn, self.top_k.value, self.view.value
-        if view == "nms":
-            boxes = rpn["proposals"][:k]
-            return boxes, f"the first {len(boxes)} proposals that survive the RPN's NMS"
-        top = torch.argsort(rpn["objectness"], descending=True)[:k]
-        if view == "before":
-            return self._anchors[top], f"the {k} anchors with the highest objectness, before any correction"
-        boxes = ops.decode_boxes(rpn["deltas"][top], self._anchors[top], ops.RPN_WEIGHTS)
-        return ops.clip_boxes(boxes, self._image_size), f"the same {k} anchors moved and resized by the predicted corrections (dx, dy, dw, dh)"
+    def _counts_text(self) -> str:
+        Hf, Wf = self._feature_size
+        K = self._at.per_cell
+        parts = [f"K x H x W = {K} x {Hf} x {Wf} = {K * Hf * Wf} anchors"] + [
+            f"{n} {name}" for name, n in self._sel.counts[1:]]
+        return "<b>" + " → ".join(parts) + "</b>"
 
     def frame(self, k: int) -> dict:
-        at = self._at
+        sy, sx = self._at.stride
+        r, c = self.row.value, self.col.value
+        empty = {"x": [], "y": []}
+        data = {4: dict(zip("xy", rect_path([[c * sx, r * sy, (c + 1) * sx, (r + 1) * sy]]))),
+                10: empty, 11: empty, 18: empty}
+        if self.view.value == "proposals":
+            data[4] = empty
+            return self._pipeline_frame(k, data)
+        boxes, scores, moved, deltas, order = self._cell()
+        K = len(boxes)
+        data.update(self._binned(boxes, scores))
+        names = [f"{s:g} px, h/w {q:g}" for q in self._ratios for s in self._sizes]     # ratio-major
+        cx, cy = self._at.centres[r * self._feature_size[1] + c].tolist()
+        lead = (f"Cell ({r}, {c}): {K} anchors ({len(self._sizes)} sizes x {len(self._ratios)} ratios h/w) centred "
+                f"on its top-left corner ({cx:g}, {cy:g}), as torchvision places them")
+        if scores is None:
+            data[16] = {"x": [], "y": [], "text": []}
+            if k == 0:
+                return {"data": data, "caption": lead + "."}
+            j = order[k - 1]
+            data[18] = dict(zip("xy", rect_path([boxes[j].tolist()])))
+            return {"data": data, "caption": f"{lead}. Anchor {k} of {K}: {names[j]}."}
+        shown = order[:k]
+        data[16] = {"x": scores.tolist(), "y": list(range(K)),
+                    "text": [f"{v:.2f}  {names[i]}" for i, v in enumerate(scores.tolist())],
+                    "marker": {"color": scores.tolist()}}
+        word = "objectness" if self.source == "live" else "IoU target"
+        if k == 0:
+            best = order[0]
+            return {"data": data, "caption": (f"{lead}; colour = {word}, best {names[best]}: "
+                                              f"{float(scores[best]):.2f}. Step on: each anchor's correction.")}
+        j = order[k - 1]
+        data[10] = self._moves(boxes[shown], moved[shown])
+        data[11] = dict(zip("xy", rect_path(moved[shown].tolist())))
+        data[18] = dict(zip("xy", rect_path([boxes[j].tolist()])))
+        dx, dy, dw, dh = deltas[j].tolist()
+        (a1, b1, a2, b2), (m1, n1, m2, n2) = boxes[j].tolist(), moved[j].tolist()
+        caption = (f"Cell ({r}, {c}), anchor {k} of {K} by {word}: {names[j]}, {word} {float(scores[j]):.2f}. "
+                   f"(dx, dy, dw, dh) = ({dx:.2f}, {dy:.2f}, {dw:.2f}, {dh:.2f}): centre moves "
+                   f"({(m1 + m2 - a1 - a2) / 2:+.0f}, {(n1 + n2 - b1 - b2) / 2:+.0f}) px, size x {np.exp(dw):.2f} "
+                   f"wide, x {np.exp(dh):.2f} high (dashed box).")
+        return {"data": data, "caption": caption}
+
+    def _pipeline_frame(self, k: int, data: dict) -> dict:
+        sel, s = self._sel, self._settings
+        counts = sel.counts
+        stage_of_step = [1, 1, 3, 4]                 # which count each step ends at
+        data[17] = {"x": [n for _, n in counts], "y": list(range(len(counts))),
+                    "text": [f"{n} {name}" for name, n in counts],
+                    "marker": {"color": [ORANGE if i == stage_of_step[k] else (BLUE if i < stage_of_step[k] else GREY)
+                                                for i in range(len(counts))]}}
+        kk = len(sel.order)
+        if k == 0:
+            data.update(self._binned(sel.anchors, sel.scores))
+            msg = (f"all {counts[0][1]} anchors sorted by objectness, the best {kk} kept (colour = objectness; "
+                   "large ones are cut at the image's edge here).")
+        elif k == 1:
+            data.update(self._binned(sel.corrected, sel.scores))
+            data[10] = self._moves(sel.anchors, sel.corrected)
+            msg = (f"each moved by its corrections (dx, dy, dw, dh) (white: centre to centre), clipped to the "
+                   f"{self._image_size[1]}x{self._image_size[0]} image.")
+        else:
+            idx = sel.keep if k == 2 else sel.keep[:s["post"]]
+            data.update(self._binned(sel.corrected[idx], sel.scores[idx]))
+            if k == 2:
+                gone = kk - int(sel.big.sum())
+                msg = (f"{gone} box(es) clipped to nothing dropped; NMS (IoU {s['nms']:g}) removes duplicates: "
+                       f"{len(sel.keep)} remain.")
+            else:
+                msg = f"the first {s['post']} after NMS: {len(idx)} boxes go on to RoI pooling."
+        if self.source == "lecture" and k >= 1:
+            msg += " (Targets: each box lands exactly on an object.)"
+        return {"data": data, "caption": f"{k + 1}/4, {PIPELINE[k]}: {msg}<br>{self._counts_text()}"}
+
+    def _state(self) -> dict:
+        """``image_size`` (H, W) of the image the model saw (live: resized, before padding) and
+        ``padded`` (Hp, Wp), the batch the backbone saw (a multiple of the size divisibility);
+        ``feature_size`` (Hf, Wf); ``sizes``, ``aspect_ratios``; ``stride`` (sy, sx); ``cell`` (row, col);
+        ``anchors (Hf * Wf * K, 4)``; ``boxes (n, 4)``: the boxes the current step draws coloured by
+        score (the chosen cell's K anchors, or the top-k anchors, corrected boxes, NMS survivors or
+        proposals); ``objectness (Hf * Wf * K,)``: the score each anchor is sorted by (live: the
+        model's RPN as a probability; lecture: the IoU target); ``counts``: (stage, boxes) from all
+        anchors to the proposals; live with objects, ``recall``: per stage, (objects covered, objects)."""
         Hf, Wf = self._feature_size
-        if self.source == "live" and self.view.value != "anchors":
-            boxes, msg = self._proposals()
-            return {"data": {2: dict(zip("xy", rect_path(boxes.tolist()))), 3: {"x": [], "y": []},
-                             6: {"x": [], "y": []}}, "caption": msg}
-        r, c = divmod(k, Wf)
-        cell = at.cell_anchors(r, c)
-        cx, cy = at.centres[r * Wf + c].tolist()
-        obj = ""
+        out = {"image_size": tuple(self._image_size), "padded": tuple(self._padded),
+               "feature_size": (Hf, Wf), "sizes": tuple(self._sizes), "aspect_ratios": tuple(self._ratios),
+               "stride": tuple(self._at.stride), "cell": (self.row.value, self.col.value), "anchors": self._anchors}
+        k = self.step.value
+        if self.view.value == "proposals":
+            sel = self._sel
+            out["boxes"] = (sel.anchors, sel.corrected, sel.corrected[sel.keep],
+                            sel.corrected[sel.keep[:self._settings["post"]]])[k]
+        else:
+            out["boxes"] = self._cell()[0]
         if self._rpn is not None:
-            K = at.per_cell
-            p = torch.sigmoid(self._rpn["objectness"][(r * Wf + c) * K:(r * Wf + c + 1) * K])
-            obj = "; objectness of its anchors: " + ", ".join(f"{v:.2f}" for v in p.tolist())
-        caption = (f"cell ({r}, {c}) centred at ({cx}, {cy}): {len(cell)} anchors = sizes {list(self._sizes)} "
-                   f"x aspect ratios (h/w) {list(self._ratios)}{obj}")
-        return {"data": {2: dict(zip("xy", rect_path(cell.tolist()))), 3: {"x": [cx], "y": [cy]},
-                         6: {"x": [c], "y": [r]} if self._rpn is not None else {"x": [], "y": []}},
-                "caption": caption}
+            out["objectness"] = self._rpn["scores"]
+            out["counts"] = list(self._sel.counts)
+        if self.source == "live" and self._rpn is not None and self._gt is not None:
+            out["recall"] = {r.stage: (r.covered, r.total) for r in self._recall}
+        return out
