@@ -34,10 +34,14 @@ class SlidingWindowExplainer(Explainer):
                                       layout=W.Layout(width="280px"), continuous_update=False)
         self.dense = W.ToggleButton(value=False, description="run fully convolutionally",
                                     layout=W.Layout(width="240px"))
+        # filling the map at Play speed takes minutes: jump to the last window (the whole map)
+        self.fill = W.Button(description="fill the whole map ⏭", layout=W.Layout(width="190px"),
+                             tooltip="skip to the last window: every cell of the label map filled")
+        self.fill.on_click(lambda _: self.guard(self.fill_map))
         self.window.observe(lambda _: self.guard(self.refresh), "value")
         self.stride_ctl.observe(lambda _: self.guard(self.refresh), "value")
         self.dense.observe(lambda _: self.guard(self._toggle_dense), "value")
-        self.controls = W.HBox([self.window, self.stride_ctl, self.dense])
+        self.controls = W.HBox([self.window, self.stride_ctl, self.fill, self.dense])
         fig = make_subplots(1, 4, column_widths=[0.32, 0.18, 0.32, 0.18], horizontal_spacing=0.05,
                             subplot_titles=("image and window", "the window", "label map", "class scores"))
         fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=1, hoverinfo="skip")  # 0
@@ -48,6 +52,9 @@ class SlidingWindowExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="markers", row=1, col=3, hoverinfo="skip",                   # 5
                         marker=dict(symbol="square-open", size=12, color=VERMILLION, line=dict(width=2)))
         fig.add_bar(x=[], y=[], row=1, col=4)                                                          # 6
+        # the label map laid over the image: map cell (r, c) sits on the centre pixel of its window
+        fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=0.5, showscale=False, opacity=0.5, row=1, col=1,   # 7
+                        hoverinfo="skip")
         # images and the label map: y down, one pixel (cell) as wide as it is high
         for col in (1, 2, 3):
             fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", constrain="domain",
@@ -93,6 +100,7 @@ class SlidingWindowExplainer(Explainer):
         for k, c in enumerate(colours):            # label k is the band [k - 0.5, k + 0.5]
             scale += [[k / n, c], [(k + 1) / n, c]]
         self.fig.data[4].update(colorscale=scale, zmin=-0.5, zmax=n - 0.5)
+        self.fig.data[7].update(colorscale=scale, zmin=-0.5, zmax=n - 0.5)
         self.fig.data[6].update(marker_color=colours, marker_line=dict(color="#555555", width=1))
         self.fig.layout.annotations[4].text = legend_html(classes, range(n))
 
@@ -121,6 +129,12 @@ class SlidingWindowExplainer(Explainer):
             self.fig.layout.xaxis3.update(_int_ticks(nW), range=[-0.5, nW - 0.5], autorange=False)
             self.fig.layout.yaxis3.update(_int_ticks(nH), range=[nH - 0.5, -0.5], autorange=False)
             self.fig.data[6].x = list(self._model.classes)
+            centres = tr.centres.reshape(nH, nW, 2)
+            self.fig.data[7].update(x=centres[0, :, 0].tolist(), y=centres[:, 0, 1].tolist())
+            H, W_ = self._img_u8.shape[:2]     # the image's own extent (the overlay must not widen it)
+            pixel_ticks = dict(tickmode="linear", tick0=0, dtick=50 if max(H, W_) > 150 else 20)
+            self.fig.layout.xaxis.update(pixel_ticks, range=[-0.5, W_ - 0.5], autorange=False)
+            self.fig.layout.yaxis.update(pixel_ticks, range=[H - 0.5, -0.5], autorange=False)
         self.dense.value = False
         self._reset_steps()
 
@@ -131,6 +145,11 @@ class SlidingWindowExplainer(Explainer):
         return {"image": self._img, "window": self.window.value, "stride": self.stride_ctl.value,
                 "labels": self._labels, "probabilities": self._probs, "windows": self._tr.windows,
                 "current_window": self._tr.windows[self.step.value]}
+
+    def fill_map(self) -> None:
+        """Jump to the last window: the whole label map filled (Play would take minutes)."""
+        self.play.playing = False
+        self.step.value = self.n_steps() - 1
 
     def _toggle_dense(self):
         if not self.dense.value:
@@ -145,7 +164,7 @@ class SlidingWindowExplainer(Explainer):
         # time both the same way, here and now
         t_dense = min(ops.dense_predict(self._model.module, self._img)[2].seconds for _ in range(3))
         t_slide = slide.seconds
-        self.push({4: {"z": dl.tolist()}, 5: {"x": [], "y": []}})
+        self.push({4: {"z": dl.tolist()}, 5: {"x": [], "y": []}, 7: {"z": dl.tolist()}})
         self.caption.value = (
             f"<span style='font-size:16px'>fully convolutional: {t_dense * 1e3:.1f} ms and "
             f"{cost.macs / 1e6:,.1f} M multiply-accumulates, against {t_slide * 1e3:.1f} ms and "
@@ -167,12 +186,14 @@ class SlidingWindowExplainer(Explainer):
         probs = self._probs[:, r, c]
         name = self._model.classes[int(self._labels[r, c])]
         caption = (f"window {k + 1}/{self.n_steps()} at ({x1}, {y1}): its centre pixel ({cx}, {cy}) is "
-                   f"<b>{name}</b> (p = {probs.max():.2f})")
+                   f"<b>{name}</b> (p = {probs.max():.2f}); the map's cell ({r}, {c}) is that pixel, "
+                   f"coloured on the image too")
         return {"caption": caption, "data": {
             1: {"x": [x1, x2, x2, x1, x1], "y": [y1, y1, y2, y2, y1]},
             2: {"x": [cx], "y": [cy]},
             3: {"source": png_uri(self._img_u8[y1:y2, x1:x2])},
             4: {"z": z},
             5: {"x": [c], "y": [r]},
+            7: {"z": z},
             6: {"y": probs.tolist()},
         }}

@@ -264,6 +264,39 @@ def test_sliding_window_fills_and_switches_to_dense():
     assert "set window" in e.error_text
 
 
+def test_sliding_window_things_to_try_are_true():
+    """notebooks/01_sliding_window.ipynb, line by line."""
+    from explainers.models import make_scene
+
+    e = SlidingWindowExplainer()
+    # "Press fill the whole map: the map fills at once, its colours on the image, each on the centre
+    # pixel of its window"
+    e.fill.click()
+    z = e.fig.data[4].z
+    assert e.step.value == e.n_steps() - 1 and all(v is not None for row in z for v in row)
+    over = e.fig.data[7]
+    assert [list(r) for r in over.z] == [list(r) for r in z] and over.xaxis in (None, "x")
+    st = e.state()
+    nH, nW = st["labels"].shape
+    for k in (0, nW + 3, nH * nW - 1):                  # cell (r, c) is drawn at its window's centre pixel
+        r, c = divmod(k, nW)
+        cx, cy = e._tr.centres[k].tolist()
+        assert (over.x[c], over.y[r]) == (cx, cy)
+        x1, y1, x2, y2 = st["windows"][k].tolist()
+        assert (cx, cy) == (x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)
+    # "Change the stride to 8: fewer windows, a coarser map, and the dense pass no longer matches"
+    n4 = e.n_steps()
+    e.stride_ctl.value = 8
+    assert e.n_steps() < n4 / 3 and "✔" not in e.check_text and "to compare them cell by cell" in e.check_text
+    # "Set the window below 38 pixels: the network cannot classify it (its receptive field is 38)"
+    e.stride_ctl.value = e._model.stride
+    e.window.value = 36
+    assert e._model.window == 38 and "too small for this network" in e.error_text
+    # "source='live', image='your_photo.png'"
+    live = SlidingWindowExplainer(source="live", image=make_scene(123, size=(96, 120)).image)
+    assert live.error_text == "" and agrees(live) and live.state()["image"].shape[-2:] == (96, 120)
+
+
 # ----------------------------------------------------------------------------- live model
 def _send_upload(e, name, content, size=None):
     """What the browser sends: the file as one buffer, or (too large) only its name and size."""
