@@ -1,0 +1,155 @@
+"""The R-CNN family page: both sources, its checks (and that they can fail), pure frames, the
+measured costs, and each "Things to try" line of notebooks/08_rcnn_family.ipynb."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from explainers.models import get
+from explainers.models.rcnn_family import _crop_pixels, warp_crops
+from explainers.widgets.rcnn_family import KINDS, PIPELINES, RCNNFamilyExplainer
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    return RCNNFamilyExplainer(source="lecture")
+
+
+@pytest.fixture(scope="module")
+def live():
+    return RCNNFamilyExplainer(source="live")
+
+
+def test_both_sources_construct_and_check(lecture, live):
+    for e in (lecture, live):
+        assert e.error_text == "", e.error_text
+        assert marks(e) == ["✔", "✔", "✔"], e.check_text
+        assert "MultiScaleRoIAlign" in e.check_text and "model's own detections" in e.check_text
+        assert "application/vnd.jupyter.widget-view+json" in e._repr_mimebundle_()
+    assert "coffee" in lecture.note.value and "shapes detector" in lecture.note.value
+    assert "measured on 200 crops, x 2," in lecture.note.value
+    warp = lecture._m.rcnn.stages[1]
+    assert warp.kind == "warp" and warp.extrapolated and warp.measured_on == 200
+
+
+def test_state_is_documented_and_frames_are_pure(live):
+    doc = RCNNFamilyExplainer._state.__doc__
+    for p in PIPELINES:
+        live.pipeline.value = p
+        assert live.n_steps() == len(live._m.pipeline(p).stages)
+        st = live.state()
+        assert st["pipeline"] == p and st["n_steps"] == live.n_steps()
+        for key in st:
+            if key not in ("source", "step", "n_steps"):
+                assert key in doc, key
+        for k in range(live.n_steps()):
+            a, b = live.frame(k), live.frame(k)
+            assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+            live.step.value = k                      # and showing it changes nothing the next frame reads
+            assert json.dumps(live.frame(k), sort_keys=True, default=str) == json.dumps(a, sort_keys=True,
+                                                                                          default=str)
+    live.pipeline.value = "R-CNN"
+
+
+def test_rcnn_costs_most(lecture):
+    st = lecture.state()
+    assert st["seconds"]["R-CNN"] > st["seconds"]["Fast R-CNN"]
+    assert st["macs"]["R-CNN"] > 10 * st["macs"]["Fast R-CNN"]
+    # the bars drawn are the measured stages, summed per kind
+    fast = lecture._m.fast
+    bar = lecture.fig.data[[k for k, _, _ in KINDS].index("backbone")]
+    assert bar.y == PIPELINES
+    assert bar.x[1] == pytest.approx(sum(s.seconds for s in fast.stages if s.kind == "backbone"))
+
+
+def _conv_macs(net, h, w):
+    """Multiply-accumulates of the shapes backbone on an h x w input, by hand from its layers."""
+    macs = 0
+    for m in net.body:
+        if isinstance(m, nn.Conv2d):       # 3x3, padding 1: the size stays
+            macs += h * w * m.out_channels * m.in_channels * 9
+        elif isinstance(m, nn.MaxPool2d):
+            h, w = h // 2, w // 2
+    return macs
+
+
+def test_macs_by_hand(lecture):
+    mm = lecture._m
+    net = get("detection", "shapes").module.backbone
+    h, w = mm.input_size
+    fast_bb = [s for s in mm.fast.stages if s.kind == "backbone"][0]
+    assert fast_bb.macs == _conv_macs(net, h, w)
+    rc = [s for s in mm.rcnn.stages if s.kind == "backbone"][0]
+    assert rc.extrapolated and rc.measured_on == 200 and rc.count == len(mm.ss_boxes)
+    assert rc.macs == _conv_macs(net, mm.crop, mm.crop) * len(mm.ss_boxes)     # the same for every crop
+    assert mm.crop == 56 and "x 2," in lecture.frame(2)["caption"] and "measured on 200 crops" in \
+        lecture.frame(2)["caption"]
+
+
+def test_warp_by_hand():
+    ramp = torch.arange(30, dtype=torch.float32).repeat(3, 8, 1)      # value = column index
+    out = warp_crops(ramp, torch.tensor([[10.2, 1.0, 19.5, 6.0]]), 8)
+    assert _crop_pixels(torch.tensor([[10.2, 1.0, 19.5, 6.0]]), 8, 30).tolist() == [[10, 1, 20, 6]]
+    # 10 columns onto 8: source x = (j + 0.5) * 10 / 8 - 0.5 (clamped at 0), linear in the ramp
+    want = torch.tensor([10 + max(0.0, (j + 0.5) * 10 / 8 - 0.5) for j in range(8)])
+    assert torch.allclose(out[0, 0, 0], want) and torch.allclose(out[0, 2, 5], want)
+
+
+def test_tampering_flips_the_checks(live):
+    mm = live._m
+    boxes, pooled = mm.model_output["boxes"], mm.fast_pooled
+    try:
+        mm.model_output["boxes"] = boxes + 2.0          # the model's own output is not what was drawn
+        live.refresh()
+        assert marks(live) == ["✔", "✔", "✘"]
+        mm.model_output["boxes"] = boxes
+        mm.fast_pooled = pooled + 0.5                   # pooled features no longer torchvision's
+        live.refresh()
+        assert marks(live) == ["✘", "✘", "✔"]
+    finally:
+        mm.model_output["boxes"], mm.fast_pooled = boxes, pooled
+        live.refresh()
+    assert marks(live) == ["✔", "✔", "✔"]
+
+
+# ---------------------------------------------------------------------- Things to try (08_rcnn_family)
+def test_try_fast_rcnn_backbone_once_selective_search_slowest(lecture):
+    lecture.pipeline.value = "Fast R-CNN"
+    st = lecture.state()["stages"]
+    fast = {s["kind"]: s for s in st["Fast R-CNN"]}
+    rcnn = {s["kind"]: s for s in st["R-CNN"]}
+    assert fast["backbone"]["count"] == 1 and rcnn["backbone"]["count"] == len(lecture._m.ss_boxes) > 1000
+    assert fast["proposals"]["seconds"] == max(s["seconds"] for s in st["Fast R-CNN"])
+    assert "once" in lecture.frame(2)["caption"]
+    lecture.pipeline.value = "R-CNN"
+
+
+def test_try_faster_rcnn_rpn_replaces_selective_search(lecture):
+    lecture.pipeline.value = "Faster R-CNN"
+    st = lecture.state()
+    assert len(st["proposals"]) == 100 and len(st["selective_search"]) > 2000
+    kinds = [s["kind"] for s in st["stages"]["Faster R-CNN"]]
+    assert "rpn" in kinds and "proposals" not in kinds
+    assert st["seconds"]["Faster R-CNN"] < st["seconds"]["Fast R-CNN"] < st["seconds"]["R-CNN"]
+    lecture.pipeline.value = "R-CNN"
+
+
+def test_try_rcnn_backbone_hundreds_of_times_the_macs(lecture):
+    lecture.pipeline.value = "R-CNN"
+    stages = lecture.state()["stages"]
+    names = [s["name"] for s in stages["R-CNN"]]
+    assert names[2] == f"backbone x {len(lecture._m.ss_boxes):,} crops"
+    rc = stages["R-CNN"][2]["macs"]
+    once = [s for s in stages["Fast R-CNN"] if s["kind"] == "backbone"][0]["macs"]
+    assert rc > 100 * once
+
+
+def test_try_live_shapes_scene(lecture, live):
+    n_live, n_lecture = len(live._m.ss_boxes), len(lecture._m.ss_boxes)
+    assert 20 < n_live < 500 < n_lecture
+    assert marks(live) == ["✔", "✔", "✔"]
