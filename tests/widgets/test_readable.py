@@ -12,8 +12,10 @@ from explainers.models.results import DetectionResult, SegmentationResult
 from explainers.widgets import (AnchorsExplainer, LiveModelExplainer, NMSExplainer, RoIPoolAlignExplainer,
                                 SlidingWindowExplainer, TransposedConvExplainer, UnpoolingExplainer)
 
-ALL = [AnchorsExplainer, LiveModelExplainer, NMSExplainer, RoIPoolAlignExplainer, SlidingWindowExplainer,
-       TransposedConvExplainer, UnpoolingExplainer]
+from explainers.registry import EXPLAINERS
+
+#: every explainer in the registry (a new one is held to the same rules at once)
+ALL = [e.load() for e in EXPLAINERS]
 _PAGES: dict = {}
 
 
