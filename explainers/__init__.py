@@ -1,7 +1,7 @@
 """cv-explainers: interactive explainers of segmentation and detection, backed by live PyTorch models.
 
 Subpackages:
-    explainers.widgets the seven explainers (also importable from here: `from explainers import NMSExplainer`)
+    explainers.widgets the explainers listed in explainers.registry (also importable from here: `from explainers import NMSExplainer`)
     explainers.models  the live model zoo (bundled shapes models, torchvision COCO models)
     explainers.ops     faithful, traceable operators (unpooling, conv as a matrix, anchors,
                        RoI Pool / Align, NMS, sliding window vs fully convolutional)

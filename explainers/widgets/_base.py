@@ -59,7 +59,7 @@ def fmt(v: float) -> str:
 
 
 class Explainer:
-    """Base of the seven explainers.
+    """Base of every explainer (see explainers.registry).
 
     Subclasses set ``title``, build ``self.fig`` traces and controls in ``_build()``,
     return the number of animation steps from ``n_steps()``, and describe step ``k``
