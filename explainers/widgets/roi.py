@@ -12,9 +12,30 @@ from plotly.subplots import make_subplots
 from .. import ops
 from ._base import halo, ORANGE, SKY, VERMILLION, Explainer, fmt, rect_path
 
-#: an 8x8 feature map and a region whose corners fall between cells (the lecture's picture)
+#: an 8x8 feature map (channel 0 of the lecture's 512) and a region whose corners fall between
+#: cells: RoI Pool snaps it to 5 rows x 4 columns, the slide's "512 x 5 x 4 region -> 512 x 2 x 2"
 LECTURE_FEATURES = (torch.arange(64, dtype=torch.float32).reshape(8, 8) * 7 % 10).tolist()
-LECTURE_BOX = (1.3, 0.6, 6.2, 5.4)
+LECTURE_BOX = (1.3, 0.6, 4.4, 5.4)
+LECTURE_CHANNELS = 512
+
+
+def lecture_features() -> torch.Tensor:
+    """The lecture's ``(512, 8, 8)`` feature map: channel 0 is :data:`LECTURE_FEATURES`, the
+    other 511 whole numbers 0..9 drawn with a fixed seed."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.randint(0, 10, (LECTURE_CHANNELS, 8, 8), generator=g).to(torch.float32)
+    f[0] = torch.tensor(LECTURE_FEATURES)
+    return f
+
+
+def overlapping_bins(bins: torch.Tensor) -> tuple[list, list]:
+    """The cell rows and columns that two neighbouring RoI Pool bins share (``bins (ph, pw, 4)``,
+    ends exclusive): torchvision's bins run from floor(i * size / n) to ceil((i + 1) * size / n), so
+    a region that does not divide evenly gives a row or column to both bins."""
+    b = bins.tolist()
+    rows = sorted({y for i in range(len(b) - 1) for y in range(b[i + 1][0][1], b[i][0][3])})
+    cols = sorted({x for j in range(len(b[0]) - 1) for x in range(b[0][j + 1][0], b[0][j][2])})
+    return rows, cols
 
 
 def _int_ticks(n: int) -> dict:
@@ -76,8 +97,7 @@ class RoIPoolAlignExplainer(Explainer):
         self.proposal = W.Dropdown(options=[("(sliders)", -1)], value=-1, description="proposal",
                                    layout=W.Layout(width="260px"))
         rows = [W.HBox([self.x1, self.y1, self.x2, self.y2]), W.HBox([self.out_size, self.sampling, self.aligned])]
-        if self.source == "live":
-            rows.append(W.HBox([self.channel, self.proposal]))
+        rows.append(W.HBox([self.channel, self.proposal] if self.source == "live" else [self.channel]))
         self.controls = W.VBox(rows)
         fig = make_subplots(2, 6, specs=[[{"colspan": 3}, None, None, {"colspan": 3}, None, None],
                                          [{"colspan": 2}, None, {"colspan": 2}, None, {"colspan": 2}, None]],
@@ -121,7 +141,8 @@ class RoIPoolAlignExplainer(Explainer):
     def _load(self):
         self._trace = self._pooler = None
         if self.source == "lecture":
-            self._features = torch.tensor(LECTURE_FEATURES)[None]
+            self._features = lecture_features()
+            self.channel.max = LECTURE_CHANNELS - 1
             self._scale = 1.0
             limits = (8.0, 8.0)
             box = LECTURE_BOX
@@ -185,8 +206,19 @@ class RoIPoolAlignExplainer(Explainer):
             checks.append((f"the model's own pooled features (box_features[{model['proposal']}], all channels)",
                            model["diff"]))
         self.set_check("torchvision.ops.roi_pool", float((p_out - p_ref).abs().max()), more=checks)
+        rows, cols = overlapping_bins(pt.bins)
+        sx1, sy1, sx2, sy2 = pt.snapped_box
+        shared = " and ".join(f"{what} {', '.join(map(str, v))}" for what, v in (("row", rows), ("column", cols)) if v)
+        overlap = (f" torchvision's bins overlap here: {shared} belongs to two bins, because the snapped region's "
+                   f"{sy2 - sy1 + 1} rows x {sx2 - sx1 + 1} columns do not divide evenly by {out} (each bin runs from "
+                   f"floor(i x size / {out}) to ceil((i + 1) x size / {out})).") if shared else ""
         if model is not None:
-            self.set_note(self._model_note(box, level, model))
+            self.set_note(self._model_note(box, level, model) + overlap)
+        else:
+            C = f.shape[0]
+            self.set_note(f"The slide's example: a {C}-channel feature map; RoI Pool snaps the box to a {C} x "
+                          f"{sy2 - sy1 + 1} x {sx2 - sx1 + 1} region and pools it to {C} x {out} x {out}, every channel "
+                          f"the same way (the channel slider shows one).{overlap}")
         c = self.channel.value
         self._drawn = dict(box=box, level=level, scale=scale, out=out, sampling_ratio=int(self.sampling.value),
                            aligned=bool(self.aligned.value), channel=c, p_out=p_out, a_out=a_out, model=model)
@@ -207,7 +239,6 @@ class RoIPoolAlignExplainer(Explainer):
         po, ao = p_out[c], a_out[c]
         d = ao - po
         lim = float(d.abs().max()) or 1.0
-        sx1, sy1, sx2, sy2 = pt.snapped_box
         bins = pt.bins.reshape(-1, 4).tolist()
         bin_rects = [(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5) for x0, y0, x1, y1 in bins]
         maxima = pt.argmax_cells(c).reshape(-1, 2)

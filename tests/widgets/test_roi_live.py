@@ -10,7 +10,7 @@ from explainers import ops
 from explainers.models import get, make_scene
 from explainers.models.live import Detector
 from explainers.widgets import RoIPoolAlignExplainer
-from explainers.widgets.roi import LECTURE_BOX, LECTURE_FEATURES
+from explainers.widgets.roi import LECTURE_BOX, LECTURE_FEATURES, lecture_features, overlapping_bins
 
 MODEL_CHECK = "the model's own pooled features"
 SCENE = 10_000_005            # the live explainer's default image (Explainer.live_image)
@@ -208,7 +208,58 @@ def test_state_in_lecture_mode():
         (1.0, 2, False, (2, 2), 0)
     assert [list(r) for r in e.fig.data[2].z] == st["roi_pool"][0].tolist()
     assert [list(r) for r in e.fig.data[3].z] == st["roi_align"][0].tolist()
-    f = torch.tensor(LECTURE_FEATURES)[None]
+    f = lecture_features()
+    assert f.shape == (512, 8, 8) and f[0].tolist() == LECTURE_FEATURES
     assert torch.equal(st["roi_align"], ops.reference_roi_align(f, st["box"], 2, 1.0, 2, False))
+    assert torch.equal(st["roi_pool"], ops.reference_roi_pool(f, st["box"], 2, 1.0))
     e.sampling.value = -1
     assert e.state()["sampling_ratio"] == -1
+
+
+def test_lecture_is_the_slides_512_x_5_x_4_region_pooled_to_2_x_2_with_overlapping_bins():
+    """Slide 7: "512 x 5 x 4 region -> 512 x 2 x 2"; 5 rows into 2 bins share a row in torchvision."""
+    e = RoIPoolAlignExplainer()
+    st = e.state()
+    sx1, sy1, sx2, sy2 = e._pt.snapped_box
+    assert (sy2 - sy1 + 1, sx2 - sx1 + 1) == (5, 4) and st["roi_pool"].shape == (512, 2, 2)
+    assert overlapping_bins(e._pt.bins) == ([3], [])
+    note = e.note.value
+    assert "512 x 5 x 4 region" in note and "512 x 2 x 2" in note and "row 3 belongs to two bins" in note
+    # the bins of torchvision's roi_pool: moving the value in the shared row changes both bins' maxima
+    f = lecture_features()
+    f[7, 3, 1:5] = 100.0
+    out = ops.reference_roi_pool(f, st["box"], 2, 1.0)[7]
+    assert (out == 100).all()
+    e.channel.value = 511
+    assert e.error_text == "" and e.state()["channel"] == 511
+    e.out_size.value = 1
+    assert "overlap" not in e.note.value
+
+
+def test_roi_things_to_try_are_true():
+    """notebooks/05_roi_pool_align.ipynb, line by line."""
+    e = RoIPoolAlignExplainer()
+    base = e.state()
+    # "Move x1 by a fraction of a cell: RoI Pool's output jumps, RoI Align's changes smoothly."
+    pool, align = [], []
+    for x1 in (1.3, 1.4, 1.5, 1.6):
+        e.x1.value = x1
+        st = e.state()
+        pool.append(st["roi_pool"][0])
+        align.append(st["roi_align"][0])
+    pool_steps = [float((b - a).abs().max()) for a, b in zip(pool, pool[1:])]
+    align_steps = [float((b - a).abs().max()) for a, b in zip(align, align[1:])]
+    assert pool_steps.count(0.0) >= 1 and max(pool_steps) >= 1.0      # flat, then a jump (snapping)
+    assert all(0 < s < 1.0 for s in align_steps)                         # a little every time
+    # "Tick aligned (the half-pixel correction of Detectron2)": the samples move by half a cell
+    e.x1.value = base["box"][0].item()
+    before = e._at.points.clone()
+    e.aligned.value = True
+    moved = e._at.points - before
+    assert torch.allclose(moved, torch.full_like(moved, -0.5)) and "✘" not in e.check_text
+    # "source='live' uses the detector's real feature map and its real proposals"
+    live = RoIPoolAlignExplainer(source="live")
+    st = live.state()
+    assert st["proposal"] is not None and st["level"] is not None
+    assert torch.equal(st["box"], live._trace.proposals[st["proposal"]])
+    assert "model's own pooled features" in live.check_text and "✘" not in live.check_text

@@ -203,8 +203,9 @@ def test_roi_explainer_moves_and_rejects_bad_boxes():
     e = RoIPoolAlignExplainer()
     assert agrees(e)
     z = [list(r) for r in e.fig.data[2].z]
-    e.x1.value = 0.2
+    e.x1.value = 2.6
     assert agrees(e) and [list(r) for r in e.fig.data[2].z] != z
+    e.x1.value = 0.2
     e.aligned.value = True
     e.sampling.value = 4
     assert agrees(e)
