@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--instance", action="store_true", help="also draw instance masks (Mask R-CNN)")
         p.set_defaults(func=fn)
     p = sub.add_parser("train", help="train a bundled shapes model")
-    p.add_argument("task", choices=["patch", "segmentation", "detection", "instance", "all"])
+    p.add_argument("task", choices=["patch", "segmentation", "detection", "instance", "onestage", "all"])
     p.add_argument("--steps", type=int, default=None)
     p.set_defaults(func=_train)
     p = sub.add_parser("export-site", help="write every lecture animation as a static web site (offline)")

@@ -60,6 +60,10 @@ EXPLAINERS: tuple[Entry, ...] = (
     Entry("TrainingTargetsExplainer", "training_targets", "09_training_targets", "9 training targets",
           "anchors labelled and sampled, regression targets, and the four Faster R-CNN losses",
           control="weight", values=(0.5, 1.0, 2.0, 5.0, 10.0)),
+    Entry("SingleStageExplainer", "single_stage", "10_single_stage", "10 YOLO / SSD",
+          "YOLO's S x S grid and its S x S x (5B + C) tensor read cell by cell, SSD's default boxes, a one-stage "
+          "model's dense predictions before NMS",
+          control="view", values=("YOLO grid", "SSD default boxes")),
     Entry("MaskHeadExplainer", "mask_head", "11_mask_head", "11 Mask R-CNN mask head",
           "RoI Align 14x14, 28x28 mask logits per class, pasted into the box and thresholded",
           tour_source="live", control="threshold", values=(0.3, 0.4, 0.5, 0.6, 0.7)),

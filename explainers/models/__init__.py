@@ -1,8 +1,9 @@
 """The live model zoo.
 
 * :func:`default_device` - where models run (CUDA, MPS, CPU; ``$EXPLAINERS_DEVICE`` overrides).
-* :func:`load` - a model for ``"segmentation"``, ``"detection"``, ``"instance"`` or ``"patch"``,
-  with bundled shapes weights, torchvision's COCO/VOC weights, or a checkpoint file.
+* :func:`load` - a model for ``"segmentation"``, ``"detection"``, ``"instance"``, ``"patch"`` or
+  ``"onestage"`` (a one-stage FCOS, bundled shapes weights only), with bundled shapes weights,
+  torchvision's COCO/VOC weights, or a checkpoint file.
 * :func:`get` - the same, loaded once per process and cached (what widgets use).
 * :func:`wrap` - your own torchvision detection or segmentation model (e.g. fine-tuned on
   other classes) as a live model; ``load(task, weights=module)`` does the same.

@@ -172,3 +172,26 @@ def _mask_rcnn(backbone, c, anchors, box_pool, mask_pool, num_classes, min_size,
         mask_roi_pool=mask_pool, mask_head=MaskRCNNHeads(c, (64, 64), 1),
         mask_predictor=MaskRCNNPredictor(64, 64, num_classes),
     )
+
+
+#: the bundled one-stage detector's points: one per location of its one stride-8 level, of size 8
+SHAPES_FCOS_SIZES = ((8,),)
+
+
+def small_fcos(num_classes: int = NUM_CLASSES, min_size: int = 128, max_size: int = 256, num_convs: int = 2):
+    """torchvision's one-stage ``FCOS`` on :class:`SmallBackbone` (about 0.2 M parameters).
+
+    One feature level (stride 8), so one point per location (``AnchorGenerator(((8,),), ((1.0,),))``):
+    for each location the head predicts ``num_classes`` class logits (index 0 unused), four
+    distances ``(l, t, r, b)`` in units of 8 px and a centre-ness logit; the score of a class is
+    ``sqrt(sigmoid(class) * sigmoid(centre-ness))``.  Two convolutions per head branch (torchvision's
+    default is four) keep it fast on a CPU.
+    """
+    from torchvision.models.detection.fcos import FCOS, FCOSHead
+
+    backbone = SmallBackbone()
+    anchors = AnchorGenerator(SHAPES_FCOS_SIZES, ((1.0,),))
+    head = FCOSHead(backbone.out_channels, 1, num_classes, num_convs=num_convs)
+    return FCOS(backbone, num_classes, min_size=min_size, max_size=max_size,
+                image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25], anchor_generator=anchors, head=head,
+                score_thresh=0.05, nms_thresh=0.6, detections_per_img=50, topk_candidates=300)

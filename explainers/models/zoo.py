@@ -15,13 +15,15 @@ from pathlib import Path
 import torch
 
 from .device import default_device
-from .nets import PatchClassifier, SegNet, small_mask_rcnn
+from .nets import PatchClassifier, SegNet, small_fcos, small_mask_rcnn
 from .shapes import CLASSES
 
-TASKS = ("segmentation", "detection", "instance", "patch")
+TASKS = ("segmentation", "detection", "instance", "patch", "onestage")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHAPES_FILES = {"segmentation": "segnet.pt", "detection": "mask_rcnn.pt", "instance": "mask_rcnn.pt",
-                "patch": "patch_classifier.pt"}
+                "patch": "patch_classifier.pt", "onestage": "fcos.pt"}
+#: tasks that exist only as bundled shapes weights (no COCO weights behind "auto")
+SHAPES_ONLY = ("patch", "onestage")
 #: torchvision builders and weight enums behind weights="coco" (and "voc" for segmentation)
 COCO = {
     "detection": ("fasterrcnn_mobilenet_v3_large_fpn", "FasterRCNN_MobileNet_V3_Large_FPN_Weights"),
@@ -77,7 +79,7 @@ def _online(host: str = "download.pytorch.org", timeout: float = 3.0) -> bool:
 
 
 def _build_shapes(task: str) -> torch.nn.Module:
-    return {"segmentation": SegNet, "patch": PatchClassifier}.get(task, small_mask_rcnn)()
+    return {"segmentation": SegNet, "patch": PatchClassifier, "onestage": small_fcos}.get(task, small_mask_rcnn)()
 
 
 def _load_shapes(task: str) -> torch.nn.Module:
@@ -86,7 +88,9 @@ def _load_shapes(task: str) -> torch.nn.Module:
         raise ModelUnavailable(f"the bundled {task} weights are missing ({path}); "
                                f"train them with `python -m explainers.models.train {task}`")
     model = _build_shapes(task)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    # memory-mapped and assigned, not copied: the weights' pages are the file's pages, which
+    # every kernel on the machine shares (a class runs one kernel per student)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True), assign=True)
     return model
 
 
@@ -265,7 +269,8 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
 
     Args:
         task: ``"segmentation"`` (semantic), ``"detection"`` (boxes), ``"instance"``
-            (boxes and masks) or ``"patch"`` (the sliding-window classifier).
+            (boxes and masks), ``"patch"`` (the sliding-window classifier) or ``"onestage"``
+            (the bundled one-stage FCOS detector; shapes weights only).
         weights: ``"shapes"`` (bundled, offline), ``"coco"`` (``"voc"`` for segmentation:
             torchvision's pretrained weights, downloaded with a progress bar into
             torch's cache), ``"auto"`` (COCO when already cached or configured with
@@ -291,13 +296,13 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
     notice = ""
     if isinstance(weights, (str, os.PathLike)) and str(weights) == "auto":
         local = local_weights_path(task)
-        if task != "patch" and local is not None:
+        if task not in SHAPES_ONLY and local is not None:
             weights = local
-        elif task != "patch" and coco_cache_file(task).exists():
+        elif task not in SHAPES_ONLY and coco_cache_file(task).exists():
             weights = "coco"
         else:
             weights = "shapes"
-            if task != "patch":
+            if task not in SHAPES_ONLY:
                 notice = (f"using the bundled shapes model for {task}: COCO weights are not cached; "
                           f"run `explainers download {task}` once online to get them")
                 if task not in _notified:
@@ -306,8 +311,9 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
     if str(weights) == "shapes":
         model, classes, weights_name = _load_shapes(task), list(CLASSES), "shapes"
     elif str(weights) in ("coco", "voc"):
-        if task == "patch":
-            raise ValueError("the patch classifier only exists as bundled shapes weights")
+        if task in SHAPES_ONLY:
+            what = "the patch classifier" if task == "patch" else "the one-stage detector (FCOS)"
+            raise ValueError(f"{what} only exists as bundled shapes weights")
         if str(weights) == "voc" and task != "segmentation":
             raise ValueError('weights="voc" exists for semantic segmentation only; use "coco"')
         model, classes = _load_coco(task, str(weights))

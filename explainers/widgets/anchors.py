@@ -95,7 +95,7 @@ class AnchorsExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dot"),      # 13 objects
                         row=1, col=1)
         fig.add_heatmap(z=[[0]], colorscale=SCALE, zmin=0, zmax=1, row=1, col=2,                      # 14 map
-                        colorbar=dict(thickness=12, len=0.6, y=0.5, tickfont=dict(size=14)))
+                        colorbar=dict(thickness=12, len=0.6, y=0.5, tickfont=dict(size=16)))
         fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2,                                     # 15 cell
                         marker=dict(symbol="square-open", size=14, color=VERMILLION, line=dict(width=3)))
         fig.add_bar(x=[], y=[], orientation="h", text=[], textposition="outside", textfont=TEXT,     # 16 K scores

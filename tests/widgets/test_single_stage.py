@@ -1,0 +1,156 @@
+"""SingleStageExplainer: YOLO's grid, SSD's default boxes, the live model's dense predictions."""
+import copy
+
+import pytest
+import torch
+
+from explainers.widgets.single_stage import SingleStageExplainer
+
+
+def marks(e):
+    return [c for c in e.check_text if c in "✔✘"]
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    return SingleStageExplainer(source="lecture")
+
+
+@pytest.fixture(scope="module")
+def live():
+    return SingleStageExplainer(source="live")
+
+
+def test_lecture_yolo_reads_the_tensor_cell_by_cell(lecture):
+    e = lecture
+    e.view.value, e.S.value, e.B.value = "YOLO grid", 7, 3
+    assert not e.error_text and marks(e) == ["✔", "✔"] and "BoxCoder" in e.check_text
+    st = e.state()
+    assert st["tensor"].shape == (7, 7, 5 * 3 + 4) and e.n_steps() == 50
+    n = len(st["objects"])
+    assert n >= 3 and int(st["confidence"].sum()) == n            # one confident box per object
+    # step to an object's cell: its vector is what the read-out shows
+    i = int(st["confidence"].flatten().argmax()) // 3
+    r, c = divmod(i, 7)
+    e.step.value = 1 + i
+    fr = e.frame(e.step.value)
+    assert e.state()["cell"] == (r, c)
+    shown = [row[0] for row in fr["data"][8]["z"]]
+    assert shown == [round(float(v), 2) for v in st["tensor"][r, c]]
+    assert "predicts it" in fr["caption"]
+
+
+def test_frames_are_pure(lecture):
+    e = lecture
+    for view in ("YOLO grid", "SSD default boxes"):
+        e.view.value = view
+        before = copy.deepcopy({k: v for k, v in e.state().items()})
+        a, b = e.frame(e.n_steps() - 1), e.frame(e.n_steps() - 1)
+        assert a == b and e.frame(0)["caption"]
+        after = e.state()
+        for k, v in before.items():
+            assert (torch.equal(v, after[k]) if isinstance(v, torch.Tensor) else v == after[k]), k
+
+
+def test_things_to_try_S_13(lecture):
+    """'Set S to 13: more, smaller cells; the tensor becomes 13 x 13 x 19.'"""
+    e = lecture
+    e.view.value, e.B.value = "YOLO grid", 3
+    e.S.value = 13
+    assert e.state()["tensor"].shape == (13, 13, 19) and e.n_steps() == 13 * 13 + 1 and marks(e) == ["✔", "✔"]
+    e.S.value = 7
+
+
+def test_things_to_try_B_1(lecture):
+    """'Set B to 1: the tensor becomes 7 x 7 x 9 and each object is predicted by the one base box of its cell.'"""
+    e = lecture
+    e.view.value, e.S.value = "YOLO grid", 7
+    e.B.value = 1
+    st = e.state()
+    assert st["tensor"].shape == (7, 7, 9) and marks(e) == ["✔", "✔"]
+    assert int(st["confidence"].sum()) == len(st["objects"])     # no two objects share a cell here
+    e.B.value = 3
+
+
+def test_things_to_try_ssd_boxes_grow_as_maps_shrink(lecture):
+    """'Choose view SSD default boxes and step through the six feature maps: 38 x 38 down to 1 x 1, the
+    boxes growing as the maps shrink; 8,732 boxes in all, equal to torchvision's DefaultBoxGenerator.'"""
+    e = lecture
+    e.view.value = "SSD default boxes"
+    assert marks(e) == ["✔"] and "DefaultBoxGenerator" in e.check_text and e.n_steps() == 6
+    st = e.state()
+    assert len(st["default_boxes"]) == 8732 and [h for h, _ in st["feature_sizes"]] == [38, 19, 10, 5, 3, 1]
+    smallest = []
+    for k in range(6):
+        e.step.value = k
+        w = [row[0] for row in e.frame(k)["data"][8]["z"]]
+        smallest.append(min(w))
+    assert smallest == sorted(smallest) and smallest[0] < smallest[-1]
+    e.view.value = "YOLO grid"
+
+
+def test_lecture_ssd_check_flips_when_tampered(lecture, monkeypatch):
+    import explainers.widgets.single_stage as mod
+
+    real = mod.reference_default_boxes
+    monkeypatch.setattr(mod, "reference_default_boxes", lambda *a, **k: real(*a, **k) + 0.5)
+    lecture.view.value = "SSD default boxes"
+    lecture.refresh()
+    assert marks(lecture) == ["✘"]
+    monkeypatch.undo()
+    lecture.refresh()
+    assert marks(lecture) == ["✔"]
+    lecture.view.value = "YOLO grid"
+
+
+def test_live_dense_predictions_are_the_models(live):
+    """'SingleStageExplainer(source="live") draws the bundled FCOS model's prediction at every location
+    before NMS, checked against the model's own tensors; the steps walk through the best locations, best first.'"""
+    e = live
+    assert e.view.value == "dense predictions" and not e.error_text
+    assert marks(e) == ["✔", "✔", "✔"] and "model's own" in e.check_text
+    st = e.state()
+    tr = e._trace
+    assert st["dense_boxes"].shape == (len(tr.anchors), 4) and st["best_score"].shape == (len(tr.anchors),)
+    scores = []
+    for k in range(1, e.n_steps()):
+        e.step.value = k
+        scores.append(float(e.state()["best_score"][e.state()["location"]]))
+    assert scores == sorted(scores, reverse=True) and scores[0] == float(st["best_score"].max())
+    assert e.frame(0) == e.frame(0)
+
+
+def test_live_checks_flip_when_the_models_tensors_are_tampered():
+    e = SingleStageExplainer(source="live")
+    assert marks(e) == ["✔", "✔", "✔"]
+    tr = e._trace
+    logits, reg = tr.class_logits, tr.box_regression
+    tr.class_logits = logits + 0.5              # the page would now draw other scores than the model's
+    e.refresh()
+    assert marks(e)[0] == "✘"
+    tr.class_logits = logits
+    tr.box_regression = reg * 1.1               # other boxes than the model's box coder made
+    e.refresh()
+    assert marks(e)[1:] == ["✘", "✘"]
+    tr.box_regression = reg
+    e.refresh()
+    assert marks(e) == ["✔", "✔", "✔"]
+    tr.detections.boxes = tr.detections.boxes + 2.0
+    e.refresh()
+    assert marks(e) == ["✔", "✔", "✘"]
+
+
+def test_live_other_views_work(live):
+    e = live
+    e.view.value = "YOLO grid"
+    assert marks(e) == ["✔", "✔"] and "live model" in e.note.value
+    e.view.value = "SSD default boxes"
+    assert marks(e) == ["✔"]
+    e.view.value = "dense predictions"
+
+
+def test_a_two_stage_model_is_refused_in_words():
+    from explainers.models import get
+
+    e = SingleStageExplainer(source="live", model=get("detection", "shapes"))
+    assert "FCOS" in e.error_text
