@@ -19,6 +19,12 @@ from .roi_pool import RoIPoolTrace, roi_pool_trace
 from .sliding_window import Cost, SlidingWindowTrace, dense_predict, network_geometry, sliding_window_predict
 from .unpool import MODES as UNPOOL_MODES
 from .unpool import UnpoolTrace, max_pool_with_switches, unpool
+# the second half of the lecture
+from .masks import MaskPasteTrace, paste_mask_trace, paste_masks
+from .receptive_field import FieldLayer, Layer, receptive_fields
+from .selective_search import SelectiveSearchTrace, selective_search
+from .single_stage import DefaultBoxTrace, YoloTrace, ssd_default_boxes, yolo_decode, yolo_encode
+from .targets import MatchTrace, SampleTrace, box_head_loss, match, multitask_loss, rpn_loss, rpn_targets, sample
 
 __all__ = [
     "AnchorTrace", "anchor_grid", "base_anchors",
@@ -33,4 +39,9 @@ __all__ = [
     "RoIPoolTrace", "roi_pool_trace",
     "Cost", "SlidingWindowTrace", "dense_predict", "network_geometry", "sliding_window_predict",
     "UNPOOL_MODES", "UnpoolTrace", "max_pool_with_switches", "unpool",
+    "MaskPasteTrace", "paste_mask_trace", "paste_masks",
+    "FieldLayer", "Layer", "receptive_fields",
+    "SelectiveSearchTrace", "selective_search",
+    "DefaultBoxTrace", "YoloTrace", "ssd_default_boxes", "yolo_decode", "yolo_encode",
+    "MatchTrace", "SampleTrace", "box_head_loss", "match", "multitask_loss", "rpn_loss", "rpn_targets", "sample",
 ]
