@@ -96,12 +96,14 @@ class RoIPoolAlignExplainer(Explainer):
         self.channel = W.IntSlider(value=0, min=0, max=0, description="channel", layout=W.Layout(width="250px"))
         self.proposal = W.Dropdown(options=[("(sliders)", -1)], value=-1, description="proposal",
                                    layout=W.Layout(width="260px"))
-        rows = [W.HBox([self.x1, self.y1, self.x2, self.y2]), W.HBox([self.out_size, self.sampling, self.aligned])]
-        rows.append(W.HBox([self.channel, self.proposal] if self.source == "live" else [self.channel]))
+        rows = [W.HBox([self.x1, self.y1, self.x2, self.y2]),
+                W.HBox([self.out_size, self.sampling, self.aligned] + ([] if self.source == "live" else [self.channel]))]
+        if self.source == "live":
+            rows.append(W.HBox([self.channel, self.proposal]))
         self.controls = W.VBox(rows)
         fig = make_subplots(2, 6, specs=[[{"colspan": 3}, None, None, {"colspan": 3}, None, None],
                                          [{"colspan": 2}, None, {"colspan": 2}, None, {"colspan": 2}, None]],
-                            row_heights=[0.68, 0.32], vertical_spacing=0.16,
+                            row_heights=[0.72, 0.28], vertical_spacing=0.12,
                             subplot_titles=("RoI Pool: snapped to cells", "RoI Align: exact bins, bilinear samples",
                                             "RoI Pool output", "RoI Align output", "Align - Pool"))
         for r, c in ((1, 1), (1, 4), (2, 1), (2, 3), (2, 5)):
@@ -124,6 +126,10 @@ class RoIPoolAlignExplainer(Explainer):
         add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=4)                        # 13
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
+        # the feature maps with square cells: the box's shape on the map is its true shape
+        for c in (1, 4):
+            fig.update_yaxes(scaleanchor=f"x{'' if c == 1 else 2}", constrain="domain", row=1, col=c)
+            fig.update_xaxes(constrain="domain", row=1, col=c)
         self._use_figure(fig, 720)
         self._load()
         for c in (self.x1, self.y1, self.x2, self.y2, self.out_size, self.sampling, self.aligned, self.channel):

@@ -252,10 +252,12 @@ class TrainingTargetsExplainer(Explainer):
             data[10] = {"x": list(names), "y": [float(v) for v in theirs], "text": [fmt_(float(v)) for v in theirs],
                         "name": their_name, "showlegend": True}
 
-    def _base_layout(self, shapes) -> dict:
+    def _base_layout(self, shapes, data) -> dict:
+        """The image's extent; the loss axes only at the steps that draw bars (no empty chart)."""
         h, w = self._img.shape[:2]
+        bars = bool(len(data.get(9, {}).get("x") or []))
         return {"shapes": shapes, "xaxis": {"range": [-0.5, w - 0.5]}, "yaxis": {"range": [h - 0.5, -0.5]},
-                "yaxis2": {"autorange": True}}
+                "yaxis2": {"autorange": True, "visible": bars}, "xaxis2": {"visible": bars}}
 
     def frame(self, k: int) -> dict:
         if self.view.value == VIEWS[0]:
@@ -303,7 +305,7 @@ class TrainingTargetsExplainer(Explainer):
             cap = (f"total = class loss + weight × box loss = {float(tr.class_loss):.3f} + {tr.weight:g} × "
                    f"{float(tr.box_loss):.4f} = <b>{float(tr.total):.3f}</b>: one number, minimised for both tasks "
                    "at once; the weight decides which matters more")
-        return {"data": data, "layout": self._base_layout(shapes),
+        return {"data": data, "layout": self._base_layout(shapes, data),
                 "caption": f"<b>{k + 1}. {SINGLE_STEPS[k]}</b>: {cap}"}
 
     def _frame_faster(self, k: int) -> dict:
@@ -385,7 +387,7 @@ class TrainingTargetsExplainer(Explainer):
             cap = (f"The four losses Faster R-CNN trains (final class: cross-entropy of {len(rec.box.sampled)} "
                    f"RoIs; final box: smooth L1 of the true class's box): sum = <b>{total:.3f}</b>"
                    + (f" (+ mask {run.losses['loss_mask']:.3f})" if "loss_mask" in run.losses else ""))
-        return {"data": data, "layout": self._base_layout(shapes),
+        return {"data": data, "layout": self._base_layout(shapes, data),
                 "caption": f"<b>{k + 1}. {FASTER_STEPS[k]}</b>: {cap}"}
 
     # ------------------------------------------------------------------ state
