@@ -12,17 +12,18 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 
 from .shapes import CLASSES
+
+# torchvision loads only when a detector is built: it pulls in torch._dynamo (about 80 MB per
+# kernel) that a lecture page without a detector never needs
+if TYPE_CHECKING:
+    from torchvision.models.detection import MaskRCNN
 
 NUM_CLASSES = len(CLASSES)
 
@@ -149,6 +150,9 @@ SHAPES_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 
 def small_mask_rcnn(num_classes: int = NUM_CLASSES, min_size: int = 128, max_size: int = 256) -> MaskRCNN:
     """torchvision's ``MaskRCNN`` on :class:`SmallBackbone` (about 0.6 M parameters)."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
     backbone = SmallBackbone()
     c = backbone.out_channels
     anchors = AnchorGenerator((SHAPES_ANCHOR_SIZES,), (SHAPES_ANCHOR_RATIOS,))
@@ -158,7 +162,9 @@ def small_mask_rcnn(num_classes: int = NUM_CLASSES, min_size: int = 128, max_siz
 
 
 def _mask_rcnn(backbone, c, anchors, box_pool, mask_pool, num_classes, min_size, max_size) -> MaskRCNN:
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
     return MaskRCNN(
         backbone, num_classes=None, min_size=min_size, max_size=max_size,
@@ -187,6 +193,7 @@ def small_fcos(num_classes: int = NUM_CLASSES, min_size: int = 128, max_size: in
     ``sqrt(sigmoid(class) * sigmoid(centre-ness))``.  Two convolutions per head branch (torchvision's
     default is four) keep it fast on a CPU.
     """
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.fcos import FCOS, FCOSHead
 
     backbone = SmallBackbone()

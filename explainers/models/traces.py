@@ -8,8 +8,6 @@ from functools import cached_property
 
 import torch
 import torch.nn.functional as F
-from torchvision.models.detection.rpn import concat_box_prediction_layers
-from torchvision.ops import boxes as box_ops
 
 from ..ops import batched_nms_trace
 from .results import DetectionResult, SegmentationResult
@@ -167,6 +165,8 @@ class DetectorTrace(_FinalNMS):
 
     @cached_property
     def _flat(self):
+        from torchvision.models.detection.rpn import concat_box_prediction_layers
+
         obj, deltas = concat_box_prediction_layers(list(self._head[0]), list(self._head[1]))
         return obj.reshape(-1), deltas
 
@@ -188,6 +188,8 @@ class DetectorTrace(_FinalNMS):
         ``pre_nms_top_n`` through ``_get_top_n_idx``); ``tests/models/test_live.py`` re-runs the
         RPN's NMS on this and requires the model's own proposals, so a drift fails a test.
         """
+        from torchvision.ops import boxes as box_ops
+
         rpn, (h, w) = self._rpn, self._input_size
         top_n = _private(rpn, "_get_top_n_idx", "RegionProposalNetwork")
         with torch.inference_mode():
@@ -219,6 +221,8 @@ class DetectorTrace(_FinalNMS):
         torchvision's source by a test). The test that re-runs the final NMS on this and requires
         the model's own detections fails on any drift.
         """
+        from torchvision.ops import boxes as box_ops
+
         rh, (h, w) = self._roi_heads, self._input_size
         with torch.inference_mode():
             boxes = rh.box_coder.decode(self.box_regression, [self.proposals])
@@ -348,6 +352,8 @@ class OneStageTrace(_FinalNMS):
         ``topk_candidates``, ``box_coder``); ``tests/models/test_wrap.py`` re-runs the NMS on this
         and requires the model's own detections, bit for bit, so a drift fails a test.
         """
+        from torchvision.ops import boxes as box_ops
+
         m, (h, w) = self._model, self._input_size
         head, anchors = self._head, self.anchors
         with torch.inference_mode():
@@ -384,6 +390,8 @@ class OneStageTrace(_FinalNMS):
             return tuple(torch.cat(v, dim=0) for v in (boxes, scores, labels, index, levels))
 
     def _ssd_pre_nms(self, m, head, anchors, image_shape):
+        from torchvision.ops import boxes as box_ops
+
         pred_scores = F.softmax(head["cls_logits"], dim=-1)
         num_classes = pred_scores.size(-1)
         boxes = m.box_coder.decode_single(head["bbox_regression"][0], anchors)
