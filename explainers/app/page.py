@@ -11,6 +11,7 @@ import html
 import ipywidgets as W
 
 from ..registry import entry
+from ._memory import release
 
 #: the image a live page starts with (the bundled scene whose objects it knows)
 DEFAULT_SAMPLE = "shapes scene 1"
@@ -72,6 +73,7 @@ class Page:
             self._built[key].sync_figure()
             self.body.children = [self._built[key].widget]
             self.error.value = ""
+            release()          # the build's temporaries (a live model's activations) go back to the machine
         except Exception as exc:  # keep the page usable whatever one combination does
             self.error.value = (f"<span style='color:#D55E00;font-size:17px'>⚠ "
                                 f"{html.escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</span>")
