@@ -70,18 +70,26 @@ def _settings(matcher, sampler, coder) -> dict:
                 weights=tuple(float(w) for w in coder.weights))
 
 
-def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> TrainingRun:
-    """Run a training-mode copy of ``model`` (a :class:`explainers.models.live.Detector`, or a
-    torchvision ``GeneralizedRCNN``) once on ``image (3, H, W)`` in [0, 1] with ``target``
-    (``boxes``, ``labels`` and, for Mask R-CNN, ``masks``), after ``torch.manual_seed(seed)``.
-    The global random state is restored afterwards."""
+def two_stage_module(model):
+    """The torchvision ``GeneralizedRCNN`` behind ``model`` (a live model or the module itself), or
+    a one-line ``ValueError`` saying what this page needs."""
     from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-    from torchvision.models.detection.rpn import concat_box_prediction_layers
 
     module = getattr(model, "module", model)
     if not isinstance(module, GeneralizedRCNN):
         raise ValueError("how a detector is taught is shown for a two-stage detector (Faster or Mask R-CNN): "
                          "it needs a region proposal network and a box head")
+    return module
+
+
+def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> TrainingRun:
+    """Run a training-mode copy of ``model`` (a :class:`explainers.models.live.Detector`, or a
+    torchvision ``GeneralizedRCNN``) once on ``image (3, H, W)`` in [0, 1] with ``target``
+    (``boxes``, ``labels`` and, for Mask R-CNN, ``masks``), after ``torch.manual_seed(seed)``.
+    The global random state is restored afterwards."""
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    module = two_stage_module(model)
     if len(target.get("boxes", [])) == 0:
         raise ValueError("training needs ground truth: give at least one object box (with its class)")
     net = copy.deepcopy(module).to("cpu").train()    # the model itself stays as it is

@@ -75,6 +75,10 @@ class TrainingTargetsExplainer(Explainer):
         for c in (self.view, self.weight, self.box_loss):
             c.observe(lambda _: self.guard(self.refresh), "value")
         self.controls = W.HBox([self.view, self.weight, self.box_loss])
+        if self.source == "live" and self.model is not None:   # a model this page cannot use: say so at once
+            from ..models.training_targets import two_stage_module
+
+            two_stage_module(self.model)
         fig = make_subplots(1, 2, column_widths=[0.5, 0.5], horizontal_spacing=0.1,
                             subplot_titles=("image", "losses"))
         fig.add_image(source=png_uri(np.full((8, 8, 3), 245, np.uint8)), hoverinfo="skip", row=1, col=1)   # 0

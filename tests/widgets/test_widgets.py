@@ -116,6 +116,30 @@ def test_unpooling_lecture_modes():
     assert sum(v is not None for row in e.fig.data[2].z for v in row) == 1
 
 
+def test_unpooling_things_to_try_are_true():
+    """notebooks/02_unpooling.ipynb, line by line."""
+    e = UnpoolingExplainer()
+    e.mode.value = "max"
+    seen = []
+    for k in range(e.n_steps()):
+        e.step.value = k
+        seen.append(e.caption.value)
+    # pooling first (4 blocks, each keeping its maximum), then the rest of the network, then unpooling
+    assert all("max pooling, block" in c for c in seen[:4]) and "rest of the network" in seen[4]
+    assert all("goes back to the remembered position (switch)" in c for c in seen[5:9])
+    assert [list(r) for r in e.fig.data[7].z] == [[5, 6], [7, 8]]
+    assert [list(r) for r in e.fig.data[2].z] == [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]
+    # the values land exactly on the switches of the pooling (6 at (0, 3), 5 at (1, 1), 7 at (3, 0), 8 at (3, 3))
+    out = e.state()["output"]
+    nonzero = {(r, c) for r in range(4) for c in range(4) if out[r, c] != 0}
+    switches = {(y, x) for x, y in zip(e.fig.data[6].x, e.fig.data[6].y)}
+    assert nonzero == switches == {(0, 2), (1, 1), (3, 0), (3, 3)}
+    # live: one channel of SegNet's real feature map and its real switches, equal to the decoder's own unpooling
+    live = UnpoolingExplainer(source="live")
+    st = live.state()
+    assert st["mode"] == "max" and torch.equal(st["output"], st["model_output"]) and agrees(live)
+
+
 def test_unpooling_draws_every_cell_the_same_size():
     """The 2x2 maps are drawn half as wide as the 4x4 ones (panel widths follow their cells), all
     on one shared height."""
@@ -403,6 +427,26 @@ def test_unpooling_shows_no_empty_panel():
     e.mode.value = "max"
     assert e.fig.layout.xaxis.visible is True and e.fig.layout.annotations[0].text == "max pooling: switches"
     assert e.fig.layout.annotations[0].visible and e.fig.data[7].visible is True
+
+
+def test_live_model_things_to_try_are_true():
+    """notebooks/07_live_model.ipynb: the shapes scenes and the cat; an upload (test above); a lower min score."""
+    e = LiveModelExplainer(source="live")
+    found = {}
+    for name in e.sample.options:
+        e.sample.value = name
+        assert e.error_text == "", (name, e.error_text)
+        found[name] = len(e.state()["detection"].filter(0.5).boxes)
+    assert all(found[n] >= 1 for n in found if n.startswith("shapes scene"))     # the shapes models find shapes
+    assert "chelsea (cat)" in found and "a cat will not be found" in e.info.value  # and say what they know
+    e.sample.value = "chelsea (cat)"
+    counts = {}
+    for t in (0.5, 0.1):
+        e.threshold.value = t
+        counts[t] = int(e.fig.layout.annotations[1].text.split(": ")[1].split(" object")[0])
+    assert counts[0.1] >= counts[0.5]
+    det = e.state()["detection"]
+    assert counts[0.1] == int((det.scores >= 0.1).sum()) and counts[0.5] == int((det.scores >= 0.5).sum())
 
 
 def test_nms_things_to_try_are_true():
