@@ -149,7 +149,7 @@ class FCNExplainer(Explainer):
             a, b = idx[pool], idx[unp]
             t = np.linspace(0, np.pi, 30)
             arcs_x += list((a + b) / 2 - (b - a) / 2 * np.cos(t)) + [None]
-            arcs_y += list(0.55 + 0.35 * np.sin(t)) + [None]
+            arcs_y += list(0.86 + 0.3 * np.sin(t)) + [None]      # above the stage names
         img = np.asarray(cap.image.permute(1, 2, 0).clamp(0, 1).numpy() * 255, dtype=np.uint8)
         with self.fig.batch_update():
             self.fig.data[0].update(x=xs_e, y=ys_e)
@@ -159,7 +159,7 @@ class FCNExplainer(Explainer):
             self.fig.data[5].update(x=arcs_x, y=arcs_y)
             self.fig.data[6].update(source=png_uri(img), x0=0, y0=0, dx=1, dy=1)
             self.fig.layout.xaxis.update(range=[-0.6, len(STAGES) - 0.4])
-            self.fig.layout.yaxis.update(range=[-1.15, 1.0])
+            self.fig.layout.yaxis.update(range=[-1.15, 1.2])
             H, Wd = cap.size
             self.fig.layout.xaxis2.update(range=[-0.5, Wd - 0.5])
             self.fig.layout.yaxis2.update(range=[H - 0.5, -0.5])
