@@ -143,8 +143,10 @@ class MaskHeadExplainer(Explainer):
         binary = v.paste.binary.numpy()[crop].astype(np.float32)
         ph, pw = v.probability.shape
         f, fig = v.feature, self.fig
+        if getattr(self, "_img_uri", None) is None:      # the image never changes: encode it once
+            self._img_uri = png_uri(img)
         with fig.batch_update():
-            fig.data[IMG].update(source=png_uri(img), x0=0.5, y0=0.5)
+            fig.data[IMG].update(source=self._img_uri, x0=0.5, y0=0.5)
             fig.data[BOX].update(x=bx, y=by, line_color=chex)
             fig.data[FEAT].update(z=f.tolist())
             fig.data[PROB].update(z=v.paste.padded.tolist())
