@@ -64,7 +64,7 @@ EXPLAINERS: tuple[Entry, ...] = (
           "YOLO's S x S grid and its S x S x (5B + C) tensor read cell by cell, SSD's default boxes, a one-stage "
           "model's dense predictions before NMS",
           control="view", values=("YOLO grid", "SSD default boxes")),
-    Entry("MaskHeadExplainer", "mask_head", "11_mask_head", "11 Mask R-CNN mask head",
+    Entry("MaskHeadExplainer", "mask_head", "11_mask_head", "11 mask head",
           "RoI Align 14x14, 28x28 mask logits per class, pasted into the box and thresholded",
           tour_source="live", control="threshold", values=(0.3, 0.4, 0.5, 0.6, 0.7)),
     Entry("FCNExplainer", "fcn", "12_fcn", "12 FCN inside",

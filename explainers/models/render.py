@@ -41,9 +41,12 @@ def legend_items(classes, indices) -> list[str]:
             for k in indices]
 
 
-def legend_html(classes, indices) -> str:
-    """A one-line legend of the classes ``indices`` (see :func:`legend_items`)."""
-    return " &nbsp; ".join(legend_items(classes, indices))
+def legend_html(classes, indices, what: str = "") -> str:
+    """A one-line legend of the classes ``indices`` (see :func:`legend_items`), after ``what`` the
+    colours mark (e.g. "label map"): a scene's shapes have colours of their own, the legend is
+    about what the page draws."""
+    items = " &nbsp; ".join(legend_items(classes, indices))
+    return f"{html.escape(what)}: {items}" if what else items
 
 
 @functools.lru_cache(maxsize=16)

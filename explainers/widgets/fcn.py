@@ -113,9 +113,10 @@ class FCNExplainer(Explainer):
         fig.update_xaxes(visible=False, row=1, col=1)
         fig.update_yaxes(visible=False, row=1, col=1)
         for c in (1, 2):
-            fig.update_xaxes(showgrid=False, zeroline=False, row=2, col=c)
+            # square pixels within the panel (the domain shrinks, the ranges stay the map's own)
+            fig.update_xaxes(showgrid=False, zeroline=False, constrain="domain", row=2, col=c)
             fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed", scaleanchor=f"x{c + 1}",
-                             row=2, col=c)
+                             constrain="domain", row=2, col=c)
         self._use_figure(fig, 560)
         self.fig.update_layout(margin=dict(l=40, r=20, t=40, b=30))
         self._draw_static()

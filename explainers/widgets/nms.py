@@ -105,7 +105,7 @@ class NMSExplainer(Explainer):
         self.fig.data[0].source = png_uri(self._img)
         present = sorted({int(v) for v in self._labels.tolist()})
         self.fig.layout.annotations[0].text = (
-            legend_html(self._classes, present) + " &nbsp;·&nbsp; boxes: orange = kept now, green = kept, "
+            legend_html(self._classes, present, "labels") + " &nbsp;·&nbsp; boxes: orange = kept now, green = kept, "
             "dashed = suppressed now")
         self._reset_steps()
 

@@ -203,7 +203,7 @@ class SingleStageExplainer(Explainer):
         self.fig.update_xaxes(range=[-0.5, W_ - 0.5], row=1, col=1)
         self.fig.update_yaxes(range=[H - 0.5, -0.5], row=1, col=1)
         present = sorted({int(v) for v in labels.tolist()}) if labels is not None else []
-        text = legend_html(self._classes, present) if present else ""
+        text = legend_html(self._classes, present, "boxes") if present else ""
         self.fig.layout.annotations[0].text = " &nbsp;·&nbsp; ".join(t for t in (text, extra) if t)
 
     # ------------------------------------------------------------------ steps

@@ -102,7 +102,7 @@ class SlidingWindowExplainer(Explainer):
         self.fig.data[4].update(colorscale=scale, zmin=-0.5, zmax=n - 0.5)
         self.fig.data[7].update(colorscale=scale, zmin=-0.5, zmax=n - 0.5)
         self.fig.data[6].update(marker_color=colours, marker_line=dict(color="#555555", width=1))
-        self.fig.layout.annotations[4].text = legend_html(classes, range(n))
+        self.fig.layout.annotations[4].text = legend_html(classes, range(n), "label map and scores")
 
     def refresh(self):
         net = self._model.module

@@ -59,6 +59,9 @@ class UnpoolingExplainer(Explainer):
                         colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=2, zmin=0, zmax=1)
         fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2, hoverinfo="skip",                # 8
                         marker=dict(symbol="square-open", size=54, color=ORANGE, line=dict(width=4)))
+        # 9: a faint outline of every output cell, so the empty 4x4 (8x8) grid is seen before it fills
+        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=4, hoverinfo="skip",
+                        marker=dict(symbol="square-open", size=54, color="#CCCCCC", line=dict(width=1.5)))
         fig.update_yaxes(showgrid=False, zeroline=False, tickmode="array")
         fig.update_xaxes(showgrid=False, zeroline=False, tickmode="array", constrain="domain")
         for c in (1, 2, 3, 4):                 # square cells in every panel
@@ -125,6 +128,10 @@ class UnpoolingExplainer(Explainer):
             for i in (3, 4, 5, 6, 8):
                 # every panel's cells are the same size: ~68 px with a 4x4 output, ~40 px with 8x8
                 self.fig.data[i].marker.size = 54 if max(out.shape) <= 4 else 34
+            Ho, Wo = out.shape
+            self.fig.data[9].update(x=[c for r in range(Ho) for c in range(Wo)],
+                                    y=[r for r in range(Ho) for c in range(Wo)],
+                                    marker_size=62 if max(out.shape) <= 4 else 38)
             cells = lambda t: [[_cell_text(v, live) for v in row] for row in t.tolist()]  # noqa: E731
             self.fig.data[0].update(z=pin.tolist() if pin is not None else [[None]],
                                     text=cells(pin) if pin is not None else [[""]], zmin=lo, zmax=hi)
