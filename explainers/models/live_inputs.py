@@ -68,6 +68,17 @@ def strongest_channel(x: torch.Tensor) -> int:
     return int(x.abs().flatten(1).max(1).values.argmax())
 
 
+def strongest_channel_in_box(features: torch.Tensor, box, scale: float) -> int:
+    """The channel of ``features (C, H, W)`` with the largest mean absolute value over the cells
+    the image box ``(x1, y1, x2, y2)`` covers at ``scale`` (a channel with signal inside the box)."""
+    C, H, W = features.shape
+    x1, y1, x2, y2 = (float(v) * scale for v in box)
+    c0, c1 = max(0, min(W - 1, int(x1))), max(0, min(W - 1, int(x2)))
+    r0, r1 = max(0, min(H - 1, int(y1))), max(0, min(H - 1, int(y2)))
+    region = features[:, r0:r1 + 1, c0:c1 + 1]
+    return int(region.abs().flatten(1).mean(1).argmax())
+
+
 def unpooling_crop(captured: dict, channel: int, size: int = 4) -> UnpoolingCrop:
     """A crop around the channel's strongest decoder input at SegNet's deepest unpooling.
 

@@ -10,7 +10,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .. import ops
-from ._base import halo, ORANGE, SKY, VERMILLION, Explainer, fmt, rect_path
+from ._base import halo, ORANGE, SKY, VERMILLION, Explainer, fmt, png_uri, rect_path
 
 #: an 8x8 feature map (channel 0 of the lecture's 512) and a region whose corners fall between
 #: cells: RoI Pool snaps it to 5 rows x 4 columns, the slide's "512 x 5 x 4 region -> 512 x 2 x 2"
@@ -124,6 +124,10 @@ class RoIPoolAlignExplainer(Explainer):
             textfont=dict(size=17, color="black", **halo()), row=1, col=4)                                # 11
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)                   # 12
         add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=4)                        # 13
+        # 14: live, the model's input image under the RoI Align map (each image pixel where its
+        # centre falls on the map: x = (u + 0.5) * scale), so the proposal's image region shows through
+        fig.add_image(source=png_uri(np.full((2, 2, 3), 255, np.uint8)), hoverinfo="skip", visible=False,
+                      row=1, col=4)
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         # the feature maps with square cells: the box's shape on the map is its true shape
@@ -181,15 +185,35 @@ class RoIPoolAlignExplainer(Explainer):
             hp, wp = tr.input_tensor.shape[-2:]
             limits = (float(wp), float(hp))           # x up to the input's width, y up to its height
             box = self._proposals[0].tolist()
+            from ..models.render import to_uint8
+
+            self._image_uri = png_uri(to_uint8(tr.input_image))
+            self.fig.data[14].update(source=self._image_uri, visible=True)
+            self.fig.data[1].opacity = 0.55
+            self._pick_channel(box)
         for ctrls, limit in (((self.x1, self.x2), limits[0]), ((self.y1, self.y2), limits[1])):
             for ctrl in ctrls:
                 ctrl.max = limit
                 ctrl.step = limit / 200
         self._set_box(box)
 
+    def _pick_channel(self, box) -> None:
+        """Live: show the channel with the most signal inside ``box`` (not one that is 0 there)."""
+        from ..models import live_inputs
+
+        level = live_inputs.box_level(self._pooler, torch.as_tensor(box, dtype=torch.float32))
+        f = self._trace.features[level.name][0]
+        self._hold = True
+        try:
+            self.channel.value = live_inputs.strongest_channel_in_box(f, box, level.scale)
+        finally:
+            self._hold = False
+
     def _pick_proposal(self):
         if self.proposal.value >= 0:
-            self._set_box(self._proposals[self.proposal.value].tolist())
+            box = self._proposals[self.proposal.value].tolist()
+            self._set_box(box)
+            self._pick_channel(box)
         self.refresh()
 
     def refresh(self):
@@ -256,6 +280,8 @@ class RoIPoolAlignExplainer(Explainer):
             self.fig.data[2].update(z=po.tolist(), text=cells(po), zmin=lo, zmax=hi)
             self.fig.data[3].update(z=ao.tolist(), text=cells(ao), zmin=lo, zmax=hi)
             self.fig.data[4].update(z=d.tolist(), text=cells(d), zmin=-lim, zmax=lim)
+            if self.source == "live":      # the image in map coordinates: pixel centre u + 0.5 -> (u + 0.5) * scale
+                self.fig.data[14].update(x0=0.5 * scale, y0=0.5 * scale, dx=scale, dy=scale)
             H, W_ = fm.shape
             for ax in ("xaxis", "xaxis2"):       # the map's cells exactly, integer ticks
                 self.fig.layout[ax].update(_int_ticks(W_), range=[-0.5, W_ - 0.5], autorange=False)
@@ -269,7 +295,13 @@ class RoIPoolAlignExplainer(Explainer):
             self.fig.data[7].update(dict(zip("xy", _cell_outlines(maxima.tolist()))))
             self.fig.data[8].update(dict(zip("xy", rect_path(at.bins.reshape(-1, 4).tolist()))))
             pts = at.points.reshape(-1, 2)
-            self.fig.data[9].update(x=pts[:, 0].tolist(), y=pts[:, 1].tolist())
+            # the sampling points: 6 px dots, smaller where many fall in one cell (a 7x7 output with
+            # 2x2 samples per bin on a small box would otherwise paint the box white)
+            ax1, ay1, ax2, ay2 = at.scaled_box.tolist()
+            cells = max(1e-6, (ax2 - ax1) * (ay2 - ay1))
+            per_cell = len(pts) / cells
+            self.fig.data[9].update(x=pts[:, 0].tolist(), y=pts[:, 1].tolist(),
+                                    marker_size=6 if per_cell <= 2 else max(2, round(6 / per_cell ** 0.5)))
         self._reset_steps(keep=True)
 
     # ------------------------------------------------------------------ live: the model's pooler
@@ -317,7 +349,8 @@ class RoIPoolAlignExplainer(Explainer):
                      f"/{s0:g})) = floor({k0:g} + log2({level.size:.1f}/{s0:g})) = floor({level.raw:.2f}) = "
                      f"{math.floor(level.raw)}, clamped to [{m.k_min}, {m.k_max}]: k = {level.k}, map "
                      f"'{esc(level.name)}'")
-        drawn = f"Drawn: a box in the model's input frame, pooled from {where}.<br>"
+        drawn = (f"Drawn: a box in the model's input frame, pooled from {where}; under the RoI Align map, the "
+                 f"image region each cell sees (channel {self.channel.value}: the most active inside the box).<br>")
         if model["deviations"]:
             drawn += (f"<span style='color:{VERMILLION}'>Drawn with "
                       + "; ".join(esc(d) for d in model["deviations"]) + ".</span> ")

@@ -263,3 +263,24 @@ def test_roi_things_to_try_are_true():
     assert st["proposal"] is not None and st["level"] is not None
     assert torch.equal(st["box"], live._trace.proposals[st["proposal"]])
     assert "model's own pooled features" in live.check_text and "✘" not in live.check_text
+
+
+def test_live_shows_the_image_under_the_map_and_a_channel_with_signal_in_the_box():
+    e = RoIPoolAlignExplainer(source="live")
+    img = e.fig.data[14]
+    st = e.state()
+    scale = st["spatial_scale"]
+    assert img.visible is True and img.source.startswith("data:image/png") and e.fig.data[1].opacity < 1
+    assert (img.x0, img.dx) == (0.5 * scale, scale)
+    f = e._trace.features[st["level"]][0]
+    x1, y1, x2, y2 = (float(v) * scale for v in st["box"])
+    inside = f[:, int(y1):int(y2) + 1, int(x1):int(x2) + 1].abs().flatten(1).mean(1)
+    assert st["channel"] == int(inside.argmax()) and float(inside[st["channel"]]) > 0
+    assert "the most active inside the box" in e.note.value
+    # another proposal: the channel follows it
+    e.proposal.value = e.proposal.options[-1][1]
+    st = e.state()
+    x1, y1, x2, y2 = (float(v) * st["spatial_scale"] for v in st["box"])
+    f = e._trace.features[st["level"]][0]
+    inside = f[:, int(y1):int(y2) + 1, int(x1):int(x2) + 1].abs().flatten(1).mean(1)
+    assert st["channel"] == int(inside.argmax())
