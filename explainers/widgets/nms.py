@@ -9,7 +9,7 @@ import torch
 from .. import ops
 from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
 from ..models.render import class_hex, legend_html, to_uint8
-from ._base import halo, GREEN, GREY, ORANGE, SKY, VERMILLION, Explainer, png_uri, rect_path
+from ._base import halo, GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
 #: the lecture's boxes: two cats and a dog with near-duplicates, and pairs overlapping with IoU
@@ -40,8 +40,10 @@ class NMSExplainer(Explainer):
         self.controls = W.HBox([self.threshold, self.class_aware] + ([self.top_n] if self.source == "live" else []))
         fig = go.Figure()
         fig.add_image(source=png_uri(np.full((480, 640, 3), 245, np.uint8)), hoverinfo="skip")
+        # 1 undecided and 3 kept are drawn as layout shapes in their class colour (frame()); 2 suppressed
+        # (dotted grey), 4 the box kept now (black: no class has it), 5 suppressed now (dashed red)
         for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
-                                    (ORANGE, 5, "solid"), (VERMILLION, 3, "dash")):
+                                    ("#000000", 6, "solid"), (VERMILLION, 3, "dash")):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
         # 6: the labels of the boxes this step is about, each after a square in its class colour
         fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="middle right",
@@ -105,8 +107,8 @@ class NMSExplainer(Explainer):
         self.fig.data[0].source = png_uri(self._img)
         present = sorted({int(v) for v in self._labels.tolist()})
         self.fig.layout.annotations[0].text = (
-            legend_html(self._classes, present, "labels") + " &nbsp;·&nbsp; boxes: orange = kept now, green = kept, "
-            "dashed = suppressed now")
+            legend_html(self._classes, present, "class colours") + " &nbsp;·&nbsp; boxes: thin = undecided, thick = kept, "
+            "black = kept now, dashed = suppressed now, dotted = suppressed")
         self._reset_steps()
 
     def _model_check(self, thr: float) -> tuple[list, str]:
@@ -179,10 +181,16 @@ class NMSExplainer(Explainer):
         else:
             labelled = [(current.kept, "keep ")] + [(i, "") for i in sorted(just, key=lambda i: -ious.get(i, 0.0))]
         tx, ty, tt, tc = self._place_labels(labelled, ious)
+        def shape(i, width):
+            x1, y1, x2, y2 = (float(v) for v in b[i])
+            return dict(type="rect", xref="x", yref="y", x0=x1, y0=y1, x1=x2, y1=y2,
+                        line=dict(color=class_hex(int(self._labels[i])), width=width), layer="above")
+
+        shapes = [shape(i, 2) for i in undecided] + [shape(i, 5) for i in kept]
         data = {
-            1: dict(zip("xy", rect_path(b[undecided]))) if undecided else {"x": [], "y": []},
+            1: {"x": [], "y": []},
             2: dict(zip("xy", rect_path(b[suppressed]))) if suppressed else {"x": [], "y": []},
-            3: dict(zip("xy", rect_path(b[kept]))) if kept else {"x": [], "y": []},
+            3: {"x": [], "y": []},
             4: dict(zip("xy", rect_path(b[[current.kept]]))) if current is not None else {"x": [], "y": []},
             5: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
             6: {"x": tx, "y": ty, "text": tt, "marker": {"color": tc}},
@@ -195,4 +203,4 @@ class NMSExplainer(Explainer):
                    f"and are suppressed (dashed)")
             if k == self.n_steps() - 1:
                 msg += f"; done: {int((state == 1).sum())} kept"
-        return {"data": data, "caption": msg}
+        return {"data": data, "layout": {"shapes": shapes}, "caption": msg}

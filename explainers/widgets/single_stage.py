@@ -6,7 +6,6 @@ import html
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 

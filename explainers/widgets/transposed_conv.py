@@ -272,7 +272,8 @@ class TransposedConvExplainer(Explainer):
         shape = (n,) * d
         if view == "transposed":
             ops.output_shape(tuple(kern.shape), (1,) * d, s, p) if s < 1 else None   # stride 0: one sentence
-            N = conv_transpose_output_shape(tuple(kern.shape), shape, s, p, op)
+            conv_transpose_output_shape(    # checks the sizes first, with a clear error
+                tuple(kern.shape), shape, s, p, op)
             y, origin = self._input(shape)
             out, tr = conv_transpose_canvas(y, kern, s, p, op)
             ref = reference_conv_transpose_explicit(y, kern, s, p, op)
