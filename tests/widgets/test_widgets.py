@@ -447,6 +447,12 @@ def test_live_model_things_to_try_are_true():
     assert counts[0.1] >= counts[0.5]
     det = e.state()["detection"]
     assert counts[0.1] == int((det.scores >= 0.1).sum()) and counts[0.5] == int((det.scores >= 0.5).sum())
+    # "What the Mask R-CNN adds, one detection at a time": the mask head page on the same live model
+    from explainers.registry import entry
+
+    mh = entry("MaskHeadExplainer").load()(source="live")
+    assert mh.error_text == "" and "the model's own output mask" in mh.check_text and "✘" not in mh.check_text
+    assert entry("MaskHeadExplainer").label.startswith("11 ")
 
 
 def test_nms_things_to_try_are_true():
