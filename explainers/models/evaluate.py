@@ -39,17 +39,23 @@ def evaluate_segnet(model: SegNet, n: int = 200, progress: bool = False) -> dict
     return {"mIoU": miou, "per_class_IoU": per, "pixel_accuracy": pixel_accuracy(conf), "scenes": n}
 
 
-@torch.inference_mode()
-def evaluate_detector(model, n: int = 200, progress: bool = False) -> dict:
-    """Box AP@0.5 (mean over the three classes) and the mask IoU of matched objects."""
+def _held_out_detections(model, n: int, desc: str, progress: bool) -> tuple[list, list]:
+    """The model's detections on the ``n`` held-out scenes, and their ground truth."""
     model.eval()
     data = held_out(n)
     dets, tgts = [], []
-    for i in tqdm(range(n), desc="eval detector", disable=not progress):
+    for i in tqdm(range(n), desc=desc, disable=not progress):
         img, tgt = data[i]
         out = model([img.to(_dev(model))])[0]
         dets.append({k: v.cpu() for k, v in out.items()})
         tgts.append(tgt)
+    return dets, tgts
+
+
+@torch.inference_mode()
+def evaluate_detector(model, n: int = 200, progress: bool = False) -> dict:
+    """Box AP@0.5 (mean over the three classes) and the mask IoU of matched objects."""
+    dets, tgts = _held_out_detections(model, n, "eval detector", progress)
     ap, per = average_precision(dets, tgts, [1, 2, 3], 0.5)
     return {"box_AP50": ap, "per_class_AP50": per, "mask_IoU_matched": matched_mask_iou(dets, tgts), "scenes": n}
 
@@ -57,13 +63,6 @@ def evaluate_detector(model, n: int = 200, progress: bool = False) -> dict:
 @torch.inference_mode()
 def evaluate_one_stage(model, n: int = 200, progress: bool = False) -> dict:
     """Box AP@0.5 (mean over the three classes) of a one-stage detector (no masks)."""
-    model.eval()
-    data = held_out(n)
-    dets, tgts = [], []
-    for i in tqdm(range(n), desc="eval one-stage detector", disable=not progress):
-        img, tgt = data[i]
-        out = model([img.to(_dev(model))])[0]
-        dets.append({k: v.cpu() for k, v in out.items()})
-        tgts.append(tgt)
+    dets, tgts = _held_out_detections(model, n, "eval one-stage detector", progress)
     ap, per = average_precision(dets, tgts, [1, 2, 3], 0.5)
     return {"box_AP50": ap, "per_class_AP50": per, "scenes": n}
