@@ -69,6 +69,8 @@ class Explainer:
 
     title = "Explainer"
     play_interval = 700
+    #: lines (19 px text, 1280 px wide) the page reserves for its step captions
+    caption_lines = 2
 
     def __init__(self, source: str = "lecture", image=None, model=None):
         if source not in SOURCES:
@@ -118,7 +120,9 @@ class Explainer:
         anim = self.anim
         # one screen per idea: controls, then what this step shows (large, above the plot), the
         # plot (sized to the window by PlotView), then the checks
-        self.caption.layout = W.Layout(min_height="2.9em")
+        # room for the longest caption of the page (1280 px wide), kept while stepping: the plot
+        # below never jumps when a caption takes another line
+        self.caption.layout = W.Layout(min_height=f"{self.caption_lines * 26}px")
         self.widget = W.VBox([header, self.controls, anim, self.error, self.caption, self.plot, self.check,
                               self.note] if not self.failed else [header, self.error, self.note])
 

@@ -41,6 +41,7 @@ class RCNNFamilyExplainer(Explainer):
     """
 
     title = "R-CNN, Fast R-CNN, Faster R-CNN: where the computation goes"
+    caption_lines = 3
     play_interval = 1400
 
     def _build(self):

@@ -70,6 +70,7 @@ class TransposedConvExplainer(Explainer):
     output pixel at a time: the filter moves ``stride`` pixels in the input per output pixel."""
 
     title = "Transposed convolution = multiplying by X^T"
+    caption_lines = 3
 
     def _build(self):
         live = self.source == "live"
@@ -84,7 +85,8 @@ class TransposedConvExplainer(Explainer):
         self.ksize = W.IntSlider(value=3, min=1, max=5, description="kernel", **sl)
         self.stride = W.IntSlider(value=2, min=0, max=4, description="stride", **sl)
         self.padding = W.IntSlider(value=1, min=0, max=3, description="padding", **sl)
-        self.out_pad = W.IntSlider(value=1, min=0, max=1, description="output_padding", **sl)
+        self.out_pad = W.IntSlider(value=1, min=0, max=1, description="output_padding",   # the whole name shown
+                                   layout=W.Layout(width="270px"), style={"description_width": "initial"})
         self.size = W.IntSlider(value=SIZES["transposed"], min=1, max=8, description="input n", **sl)
         for c in (self.ksize, self.padding, self.out_pad, self.size, self.flip):
             c.observe(lambda _: self.guard(self.refresh), "value")
