@@ -281,7 +281,9 @@ class AnchorsExplainer(Explainer):
             cell = self.view.value == "cell"
             d[16].visible, d[17].visible = cell, not cell
             if cell:
-                ann[2].text = f"objectness of the {K} anchors" if self._rpn is not None else f"the {K} anchors"
+                # lecture mode has no network: its "objectness" is the RPN's training target (IoU)
+                what = "objectness" if self.source == "live" else "IoU target"
+                ann[2].text = f"{what} of the {K} anchors" if self._rpn is not None else f"the {K} anchors"
                 self.fig.layout.xaxis3.update(type="linear", range=[0, 2.3], tickvals=[0, 0.5, 1], autorange=False)
                 self.fig.layout.yaxis3.update(range=[K - 0.5, -0.5])
             else:

@@ -178,7 +178,7 @@ class MaskHeadExplainer(Explainer):
             ann[5].text = "3 logits: " + self._classes[v.shown[0]] if v.shown else "3 logits"
             for c in range(1, 4):
                 ann[5 + c].text = self._classes[v.shown[c]] if c < len(v.shown) else ""
-            ann[9].text = "model's mask" if v.model_mask is not None else "(no model: lecture)"
+            ann[9].text = "model's mask" if v.model_mask is not None else "(lecture: no model to compare)"
             for c, a in enumerate(ann[5:9]):
                 if c < len(v.shown):
                     a.font = dict(size=16, color=class_hex(v.shown[c]) if v.shown[c] == v.label else "#444")

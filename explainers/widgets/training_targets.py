@@ -80,7 +80,7 @@ class TrainingTargetsExplainer(Explainer):
 
             two_stage_module(self.model)
         fig = make_subplots(1, 2, column_widths=[0.5, 0.5], horizontal_spacing=0.1,
-                            subplot_titles=("image", "losses"))
+                            subplot_titles=("image", "scores and losses"))
         fig.add_image(source=png_uri(np.full((8, 8, 3), 245, np.uint8)), hoverinfo="skip", row=1, col=1)   # 0
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=4, color=GREY), row=1, col=1)           # 1 neg
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=7, color=YELLOW,                          # 2 ign
