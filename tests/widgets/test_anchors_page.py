@@ -11,6 +11,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import boxes as box_ops
 
 from explainers.widgets.anchors import LECTURE_OBJECTS, AnchorsExplainer
+from tests.widgets.checks import marks
 
 _PAGES: dict = {}
 
@@ -25,10 +26,6 @@ def page(source):
     e.step.value = 0
     assert e.error_text == "", e.error_text
     return e
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
 
 
 def boxes_of(trace) -> list[list[float]]:

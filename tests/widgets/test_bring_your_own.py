@@ -7,12 +7,9 @@ import torchvision
 from explainers.models import wrap
 from explainers.registry import EXPLAINERS
 from explainers.widgets import AnchorsExplainer, NMSExplainer, RoIPoolAlignExplainer
+from tests.widgets.checks import marks
 
 D = torchvision.models.detection
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
 
 
 @pytest.fixture(scope="module")

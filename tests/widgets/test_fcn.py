@@ -9,12 +9,9 @@ import torch
 
 from explainers.models.fcn import STAGES, SWITCHES, pixel_path
 from explainers.widgets.fcn import FCNExplainer
+from tests.widgets.checks import marks
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "12_fcn.ipynb"
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
 
 
 @pytest.fixture(scope="module")

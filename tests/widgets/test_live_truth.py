@@ -7,10 +7,7 @@ import torch
 from explainers.registry import EXPLAINERS
 from explainers.widgets import (AnchorsExplainer, NMSExplainer, SlidingWindowExplainer, TransposedConvExplainer,
                                 UnpoolingExplainer)
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
+from tests.widgets.checks import marks
 
 
 def test_unpooling_live_checks_the_decoders_own_unpooling():

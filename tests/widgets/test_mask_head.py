@@ -8,10 +8,7 @@ import torch
 
 from explainers.ops.masks_reference import reference_paste_mask
 from explainers.widgets.mask_head import MaskHeadExplainer
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
+from tests.widgets.checks import marks
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,7 @@ import torch.nn as nn
 from explainers.models import get
 from explainers.models.rcnn_family import _crop_pixels, warp_crops
 from explainers.widgets.rcnn_family import KINDS, PIPELINES, RCNNFamilyExplainer
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
+from tests.widgets.checks import marks
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from explainers.models import get, make_scene
 from explainers.models.live import Detector
 from explainers.widgets import RoIPoolAlignExplainer
 from explainers.widgets.roi import LECTURE_BOX, LECTURE_FEATURES, lecture_features, overlapping_bins
+from tests.widgets.checks import marks
 
 MODEL_CHECK = "the model's own pooled features"
 SCENE = 10_000_005            # the live explainer's default image (Explainer.live_image)
@@ -20,10 +21,6 @@ def shapes_trace(image=None):
     """The bundled shapes detector's own trace of the image the explainer shows (deterministic)."""
     model = get("detection", "shapes")
     return model, model.trace(make_scene(SCENE).image if image is None else image)
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
 
 
 def model_check_passes(e):

@@ -5,10 +5,7 @@ import pytest
 import torch
 
 from explainers.widgets.single_stage import SingleStageExplainer
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
+from tests.widgets.checks import marks
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,9 @@ import pytest
 import torch
 
 from explainers.widgets.training_targets import VIEWS, TrainingTargetsExplainer
+from tests.widgets.checks import marks
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "09_training_targets.ipynb"
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,9 @@ from explainers.ops.conv_matrix import (conv_transpose_canvas, conv_transpose_ou
                                         strided_conv, zero_stuffed)
 from explainers.ops.reference import reference_conv_transpose_explicit
 from explainers.widgets.transposed_conv import TransposedConvExplainer
+from tests.widgets.checks import marks
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "03_transposed_conv.ipynb"
-
-
-def marks(e):
-    return [c for c in e.check_text if c in "✔✘"]
 
 
 def last(e):
@@ -150,10 +147,10 @@ def test_notebook_things_to_try_lines_are_the_tested_ones():
     nb = json.loads(NOTEBOOK.read_text())
     text = "".join(nb["cells"][-1]["source"])
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
-    lines = [l for l in text.splitlines() if l.startswith("- ")]
+    lines = [line for line in text.splitlines() if line.startswith("- ")]
     assert len(lines) == 7
     for key in ("strided conv", "padding 0", "2D", "output_padding 0", "flip kernel", "downsampling", "live"):
-        assert any(key in l for l in lines), key
+        assert any(key in line for line in lines), key
 
 
 def test_try_1d_strided_conv_shows_the_slides_forward_product():
