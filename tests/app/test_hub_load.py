@@ -255,7 +255,7 @@ async def _class(hub, image) -> dict:
             await (await chooser.value).set_files(str(image))
             await page.wait_for_function("(b) => { const el = document.querySelector('.explainers-plot');"
                                          " return el && el.innerHTML !== b && "
-                                         "/detection: [1-9][0-9]* object/.test(document.body.innerText); }",
+                                         "/detection: [1-9][0-9]* object/.test((document.body ? document.body.innerText : '')); }",
                                          arg=before, timeout=120_000)
             figures["upload_s"].append(time.perf_counter() - t)
             body = await page.inner_text("body")
@@ -283,7 +283,7 @@ async def _class(hub, image) -> dict:
             # student N+1: the class is full
             late: list[str] = []
             ctx, page, _ = await log_in(browser, f"student{n}", into=late)
-            await page.wait_for_function("() => /Active user limit exceeded/.test(document.body.innerText)",
+            await page.wait_for_function("() => /Active user limit exceeded/.test((document.body ? document.body.innerText : ''))",
                                          timeout=60_000)
             # the 429 itself is the one console line expected; anything else is an error
             errors.extend(e for e in late if "status of 429" not in e)
@@ -294,7 +294,7 @@ async def _class(hub, image) -> dict:
             ctx0, page0 = sessions[0]
             if page0 is not None:
                 await page0.locator("select").filter(has_text="shapes scene 1").first.select_option("shapes scene 2")
-                await page0.wait_for_function("() => /detection: [0-9]+ object/.test(document.body.innerText)",
+                await page0.wait_for_function("() => /detection: [0-9]+ object/.test((document.body ? document.body.innerText : ''))",
                                               timeout=60_000)
             for ctx, _ in sessions:
                 if ctx is not None:

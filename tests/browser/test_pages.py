@@ -187,7 +187,7 @@ def test_one_screen_per_idea_and_resizes_never_collapse_the_plot(server, browser
     1920x1080), and going fullscreen or to the projector (resizes) never collapses the plot."""
     w, h = size
     page, problems, _ = open_page(browser, f"{server}/voila/render/{name}.ipynb", viewport=size)
-    page.wait_for_function("() => document.body.innerText.includes('equals')", timeout=30_000)
+    page.wait_for_function("() => (document.body ? document.body.innerText : '').includes('equals')", timeout=30_000)
     height = lambda: _box(page, PLOT)["height"]  # noqa: E731
     page.wait_for_function(f"() => {{ const r = document.querySelector('{PLOT}').getBoundingClientRect();"
                            f" return r.bottom <= {h} && r.height >= 200; }}", timeout=10_000)
@@ -233,7 +233,7 @@ def test_plotly_js_is_sent_once_per_page(server, browser):
     count(response.text())                     # widget state may come inside the page itself
     for label, text in (("6 NMS", "non-maximum"), ("3 transposed conv", "transposed convolution")):
         page.get_by_text(label).first.click()
-        page.wait_for_function("(t) => document.body.innerText.toLowerCase().includes(t) && "
+        page.wait_for_function("(t) => (document.body ? document.body.innerText : '').toLowerCase().includes(t) && "
                                "document.querySelectorAll('.explainers-plot .main-svg').length >= 1", arg=text,
                                timeout=60_000)
     page.wait_for_selector(DATA, timeout=60_000)
@@ -250,7 +250,7 @@ def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
     Image.fromarray(make_scene(10_000_017).image).save(path)
     page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
     _upload(page, path)
-    page.wait_for_function("() => /detection: [1-9][0-9]* object/.test(document.body.innerText)", timeout=120_000)
+    page.wait_for_function("() => /detection: [1-9][0-9]* object/.test((document.body ? document.body.innerText : ''))", timeout=120_000)
     page.screenshot(path=str(SHOTS / "07_live_model_upload.png"), full_page=True)
     text = page.inner_text("body")
     assert "object(s)" in text and "⚠" not in text
@@ -266,12 +266,12 @@ def test_live_page_takes_uploads_up_to_the_limit_and_refuses_larger_ones(server,
     assert _noise_jpeg(huge, 22) > 20 * 2**20
     page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
     _upload(page, huge)
-    page.wait_for_function("() => document.body.innerText.includes('huge.jpg is') && "
-                           "document.body.innerText.includes('the limit is 20 MB')", timeout=60_000)
+    page.wait_for_function("() => (document.body ? document.body.innerText : '').includes('huge.jpg is') && "
+                           "(document.body ? document.body.innerText : '').includes('the limit is 20 MB')", timeout=60_000)
     _upload(page, big)                                    # the page is still alive and takes the next file
-    page.wait_for_function("() => !document.body.innerText.includes('⚠') && "
-                           "/detection: [0-9]+ object/.test(document.body.innerText) && "
-                           "document.body.innerText.includes('downscaled')", timeout=180_000)
+    page.wait_for_function("() => !(document.body ? document.body.innerText : '').includes('⚠') && "
+                           "/detection: [0-9]+ object/.test((document.body ? document.body.innerText : '')) && "
+                           "(document.body ? document.body.innerText : '').includes('downscaled')", timeout=180_000)
     page.screenshot(path=str(SHOTS / "07_live_model_big_upload.png"), full_page=True)
     assert not problems, problems
     close_page(page)
@@ -281,7 +281,7 @@ def test_lecture_and_live_are_one_click_on_a_page(server, browser):
     """Voila hides the code: the page itself switches to the live model and picks its image."""
     page, problems, _ = open_page(browser, f"{server}/voila/render/02_unpooling.ipynb")
     page.get_by_text("the live model").first.click()
-    page.wait_for_function("() => document.body.innerText.includes(\"the decoder's own max unpooling\")",
+    page.wait_for_function("() => (document.body ? document.body.innerText : '').includes(\"the decoder's own max unpooling\")",
                            timeout=120_000)
     page.wait_for_selector(DATA, timeout=60_000)
     before = plot_html(page)
@@ -289,7 +289,7 @@ def test_lecture_and_live_are_one_click_on_a_page(server, browser):
     wait_for_plot_change(page, before, timeout_ms=120_000)
     assert "⚠" not in page.inner_text("body")
     page.get_by_text("the slide's numbers").first.click()
-    page.wait_for_function("() => !document.body.innerText.includes(\"decoder's own\")", timeout=60_000)
+    page.wait_for_function("() => !(document.body ? document.body.innerText : '').includes(\"decoder's own\")", timeout=60_000)
     assert not problems, problems
     close_page(page)
 
