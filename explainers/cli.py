@@ -31,7 +31,8 @@ def _list(_args) -> int:
 def _serve(args) -> int:
     from .app import serve
 
-    return serve(args.port, args.notebook, args.ip, preheat=not args.no_preheat, max_kernels=args.max_kernels)
+    return serve(args.port, args.notebook, args.ip, preheat=not args.no_preheat, max_kernels=args.max_kernels,
+                 fork=not args.no_fork)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ip", default="127.0.0.1",
                    help="address to listen on; anything but 127.0.0.1 exposes the pages (a warning is printed)")
     p.add_argument("--no-preheat", action="store_true", help="do not keep a warm kernel for the tour")
+    p.add_argument("--no-fork", action="store_true",
+                   help="start each page's kernel as a process of its own instead of a fork of one warm "
+                        "process that has torch and the models loaded (Linux; forks share that memory)")
     p.add_argument("--max-kernels", type=int, default=0,
                    help="most pages open at once (each about 1 GB); beyond it visitors see 'the server is full'. "
                         "Default: what this machine's memory holds")

@@ -27,8 +27,9 @@ def _free_port(ip: str, preferred: int) -> int:
 
 
 def voila_args(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_page: str = TOUR,
-               max_kernels: int = 0) -> list[str]:
-    """The server's options: the notebooks folder, code hidden, offline template, kernel cap."""
+               max_kernels: int = 0, fork: bool = True) -> list[str]:
+    """The server's options: the notebooks folder, code hidden, offline template, kernel cap,
+    and (``fork``, Linux) kernels forked from one warm process (:mod:`explainers.app.forking`)."""
     args = [str(NOTEBOOKS_DIR), f"--port={port}", f"--Voila.ip={ip}", "--Voila.port_retries=0",
             "--no-browser", "--template=explainers", "--theme=light", "--strip_sources=True",
             "--VoilaConfiguration.show_tracebacks=False",
@@ -39,13 +40,18 @@ def voila_args(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_pag
         args += ["--preheat_kernel=True", "--pool_size=0",
                  '--VoilaKernelManager.kernel_pools_config='
                  '{"default": {"pool_size": 0}, "%s.ipynb": {"pool_size": 1}}' % TOUR]
+    from .forking import PROVISIONER, supported
+
+    if fork and supported():
+        args.append(f"--KernelProvisionerFactory.default_provisioner_name={PROVISIONER}")
     return args
 
 
 def voila_command(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_page: str = TOUR,
-                  max_kernels: int = 0) -> list[str]:
+                  max_kernels: int = 0, fork: bool = True) -> list[str]:
     """The command line of the server (:mod:`explainers.app.server`) in a process of its own."""
-    return [sys.executable, "-m", "explainers.app.server"] + voila_args(port, ip, preheat, start_page, max_kernels)
+    return [sys.executable, "-m", "explainers.app.server"] + voila_args(port, ip, preheat, start_page, max_kernels,
+                                                                         fork)
 
 
 def voila_env() -> dict:
@@ -55,7 +61,7 @@ def voila_env() -> dict:
 
 
 def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", preheat: bool = True,
-          max_kernels: int = 0) -> int:
+          max_kernels: int = 0, fork: bool = True) -> int:
     """Run the server in this process until Ctrl-C or SIGTERM (both shut every kernel down)."""
     names = notebook_names()
     name = notebook or TOUR
@@ -79,7 +85,7 @@ def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", 
     from .server import ExplainersVoila
 
     try:
-        ExplainersVoila.launch_instance(voila_args(port, ip, preheat, name, max_kernels))
+        ExplainersVoila.launch_instance(voila_args(port, ip, preheat, name, max_kernels, fork))
     except KeyboardInterrupt:  # pragma: no cover - Voila handles Ctrl-C itself
         pass
     return 0

@@ -16,9 +16,18 @@ STEPS = ("the box", "RoI Align 14×14", "logits 28×28", "sigmoid", "pasted", "t
 IMG, BOX, FEAT, PROB, PROB_EDGE, PASTED, PASTED_BOX, PASTED_EXP, BIN, BIN_BOX = range(10)
 LOGIT0 = 10                      # 4 heatmaps, then 4 outlines
 MODEL, MODEL_BOX = 18, 19
-#: the traces each step adds (a step shows its own and every earlier step's)
-STEP_TRACES = ((IMG, BOX), (FEAT,), tuple(range(LOGIT0, LOGIT0 + 8)), (PROB, PROB_EDGE),
-               (PASTED, PASTED_BOX, PASTED_EXP), (BIN, BIN_BOX, MODEL, MODEL_BOX))
+#: the traces each step adds (a step shows its own and every earlier step's); panel 5 shows the
+#: zoomed box (the place the mask will go) from step 1 on, so no shown panel is ever empty
+STEP_TRACES = ((IMG, BOX, PASTED, PASTED_BOX), (FEAT,), tuple(range(LOGIT0, LOGIT0 + 8)), (PROB, PROB_EDGE),
+               (PASTED_EXP,), (BIN, BIN_BOX, MODEL, MODEL_BOX))
+#: subplot axes (plotly numbering) -> the step (0-based) that first draws in them; panels not yet
+#: reached are hidden (no axes) and their titles say which step fills them
+PANEL_STEP = {1: 0, 2: 1, 3: 3, 4: 0, 5: 5, 6: 2, 7: 2, 8: 2, 9: 2, 10: 5}
+#: the subplot title (annotation index) of each panel with a fixed position
+TITLE_OF = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6, 8: 7, 9: 8, 10: 9}
+#: the title of a panel before its step (by annotation index; the logits row says it once)
+LATER_TITLE = {1: "2 RoI Align: at step 2", 2: "4 sigmoid: at step 4", 4: "6 threshold: at step 6",
+               5: "3 logits: at step 3", 9: "model's mask: at step 6"}
 
 
 def _ticks(n: int) -> dict:
@@ -86,7 +95,7 @@ class MaskHeadExplainer(Explainer):
         fig.add_image(source=blank, x0=0.5, y0=0.5, row=1, col=5, hoverinfo="skip")                     # BIN
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=1, col=5)
         for c in range(4):
-            fig.add_heatmap(z=[[0]], colorscale="RdBu", reversescale=True, zmid=0, showscale=False,
+            fig.add_heatmap(z=[[0]], colorscale="RdBu", zmid=0, showscale=False,
                             row=2, col=c + 1)                                                             # logits
         for c in range(4):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=2, col=c + 1)             # frames
@@ -152,10 +161,13 @@ class MaskHeadExplainer(Explainer):
             fig.data[PROB].update(z=v.paste.padded.tolist())
             fig.data[PROB_EDGE].update(dict(zip("xy", rect_path([(0.5, 0.5, pw + 0.5, ph + 0.5)]))))
             for k, (data, box_trace) in enumerate(((pasted, PASTED_BOX), (binary, BIN_BOX))):
-                fig.data[PASTED if k == 0 else BIN].update(source=png_uri(_blend(img[crop], data, colour)),
-                                                           x0=x0 + 0.5, y0=y0 + 0.5)
+                uri = png_uri(_blend(img[crop], data, colour))
+                if k == 0:
+                    self._pasted_uri = uri
+                fig.data[PASTED if k == 0 else BIN].update(source=uri, x0=x0 + 0.5, y0=y0 + 0.5)
                 fig.data[box_trace].update(x=bx, y=by, line_color=chex)
             fig.data[PASTED_EXP].update(x=px, y=py)
+            self._crop_uri = png_uri(np.ascontiguousarray(img[crop]))      # panel 5 before step 5: the box, zoomed
             mm = None if v.model_mask is None else (v.model_mask.numpy()[crop] > t).astype(np.float32)
             fig.data[MODEL].update(source=png_uri(_blend(img[crop], mm if mm is not None else 0 * binary, colour)),
                                    x0=x0 + 0.5, y0=y0 + 0.5)
@@ -171,17 +183,18 @@ class MaskHeadExplainer(Explainer):
                 else:
                     hm.update(z=[[0]])
                     fr.update(x=[], y=[])
-            ann = fig.layout.annotations
-            ann[1].text = f"2 RoI Align 14×14, ch {v.channel}"
-            ann[3].text = f"5 pasted {v.paste.size[1]}×{v.paste.size[0]}"
-            ann[4].text = f"6 > {t:.2f}"
-            ann[5].text = "3 logits: " + self._classes[v.shown[0]] if v.shown else "3 logits"
-            for c in range(1, 4):
-                ann[5 + c].text = self._classes[v.shown[c]] if c < len(v.shown) else ""
-            ann[9].text = "model's mask" if v.model_mask is not None else "(lecture: no model to compare)"
-            for c, a in enumerate(ann[5:9]):
-                if c < len(v.shown):
-                    a.font = dict(size=16, color=class_hex(v.shown[c]) if v.shown[c] == v.label else "#444")
+            # every title and its font as drawn once its step is reached (frame(k) greys the others)
+            titles = [("1 the box", {}), (f"2 RoI Align 14×14, ch {v.channel}", {}), ("4 sigmoid, padded", {}),
+                      (f"5 pasted {v.paste.size[1]}×{v.paste.size[0]}", {}), (f"6 > {t:.2f}", {})]
+            for c in range(4):
+                name = self._classes[v.shown[c]] if c < len(v.shown) else ""
+                font = ({} if c >= len(v.shown) else
+                        dict(color=class_hex(v.shown[c]) if v.shown[c] == v.label else "#444"))
+                titles.append(("3 logits: " + name if c == 0 else name, font))
+            titles.append(("model's mask" if v.model_mask is not None else "(lecture: no model to compare)", {}))
+            self._titles = titles
+            for a, (text, font) in zip(fig.layout.annotations, titles):
+                a.update(text=text, font=dict(font, size=16))
             fs = v.features.shape
             fig.layout.xaxis.update(range=[0, W_], autorange=False)
             fig.layout.yaxis.update(range=[H, 0], autorange=False)
@@ -209,6 +222,27 @@ class MaskHeadExplainer(Explainer):
         k = max(0, min(int(k), len(STEPS) - 1))
         on = {j for s in STEP_TRACES[: k + 1] for j in s}
         data = {j: {"visible": j in on} for s in STEP_TRACES for j in s}
+        # panel 5 before step 5: the box, zoomed, without a mask yet (the place the mask goes)
+        data[PASTED]["source"] = self._pasted_uri if k >= 4 else self._crop_uri
+        layout, items = {}, []
+        for ax, first in PANEL_STEP.items():
+            suffix = ax if ax > 1 else ""
+            layout[f"xaxis{suffix}"] = {"visible": k >= first}
+            layout[f"yaxis{suffix}"] = {"visible": k >= first}
+        later = {TITLE_OF[ax]: first for ax, first in PANEL_STEP.items() if k < first}
+        for i, a in enumerate(self.fig.layout.annotations):
+            d = a.to_plotly_json()
+            text, font = self._titles[i]
+            d["font"] = dict(font, size=16)
+            if i in later:
+                # a panel not drawn yet: its title says which step fills it (the logits row: once)
+                text = LATER_TITLE.get(i, "") if (i != 9 or v.model_mask is not None) else text
+                d["font"] = dict(size=16, color=GREY)
+            elif i == 3 and k < 4:
+                text = "the box, zoomed"
+            d["text"] = text
+            items.append(d)
+        layout["annotations"] = items
         name = html.escape(v.name)
         sw = f"<span style='color:{class_hex(v.label)}'>■</span>"
         b = ", ".join(f"{x:.1f}" for x in v.box.tolist())
@@ -218,7 +252,7 @@ class MaskHeadExplainer(Explainer):
         others = [self._classes[c] for c in v.shown if c != v.label]
         captions = [
             f"Step 1: detection #{v.index}, {sw} {name}" + ("" if v.score is None else f" (score {v.score:.2f})")
-            + f", box ({b}) on the image. Mask R-CNN adds one branch to Faster R-CNN: a mask for this box.",
+            + f", box ({b}), zoomed on the right. Mask R-CNN adds one branch to Faster R-CNN: a mask for this box.",
             f"Step 2: RoI Align cuts the box's features into a {f.shape[-2]}×{f.shape[-1]} grid "
             f"({v.features.shape[0]} channels; drawn: channel {v.channel}, the one with the most signal, "
             f"values {fmt(float(f.min()))} to {fmt(float(f.max()))}).",
@@ -234,7 +268,7 @@ class MaskHeadExplainer(Explainer):
             + (", the same as the model's own output mask (bottom right)." if v.model_mask is not None
                else "; live, the model's own output mask is drawn next to it."),
         ]
-        return {"data": data, "caption": captions[k]}
+        return {"data": data, "layout": layout, "caption": captions[k]}
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict:

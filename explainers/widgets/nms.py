@@ -11,17 +11,34 @@ from ..models.live_inputs import detector_trace, final_nms_matches_model, top_ca
 from ..models.render import class_hex, legend_html, to_uint8
 from ._base import halo, GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path
 
-#: a worked example in the spirit of the slides: two cats and a dog, with overlapping candidates
-#: the lecture's boxes: two cats and a dog with near-duplicates, and pairs overlapping with IoU
-#: 0.2-0.5 so that the threshold matters (kept: 5 at 0.5, 4 at 0.3, 3 at 0.2), and a dog under
-#: the best cat (IoU 0.76) that only class-aware NMS keeps
-LECTURE_BOXES = [[60, 80, 300, 400], [75, 70, 310, 390], [150, 80, 390, 400], [340, 120, 600, 420],
-                 [360, 100, 610, 430], [200, 40, 400, 300], [420, 160, 600, 440], [90, 90, 290, 380]]
-LECTURE_SCORES = [0.92, 0.86, 0.71, 0.88, 0.80, 0.55, 0.63, 0.60]
-LECTURE_LABELS = [1, 1, 1, 2, 2, 1, 2, 2]
-LECTURE_CLASSES = ["background", "cat", "dog"]
+#: the lecture's candidate boxes on scikit-image's public-domain ``astronaut`` photo (512 x 512, image
+#: pixels, x right, y down): a person, her spacesuit, a helmet and a flag. They keep the slide's
+#: teaching points: near-duplicates (IoU 0.88-0.90) of the person, the spacesuit and the helmet;
+#: pairs that overlap with IoU 0.2-0.5 so that the threshold matters (a head-and-shoulders person box,
+#: IoU 0.48 with the best person box, goes at 0.3; the flag's top part, IoU 0.27 with the whole flag,
+#: goes at 0.2: kept 6 at 0.5, 5 at 0.3, 4 at 0.2), and a spacesuit box under the best person box
+#: (IoU 0.73) that only class-aware NMS keeps
+LECTURE_BOXES = [[18, 14, 365, 512], [30, 0, 352, 500], [22, 8, 362, 262], [18, 148, 365, 512],
+                 [8, 160, 356, 505], [276, 342, 512, 512], [286, 334, 506, 512], [0, 0, 97, 512], [0, 0, 97, 140]]
+LECTURE_SCORES = [0.92, 0.86, 0.62, 0.80, 0.66, 0.88, 0.75, 0.70, 0.57]
+LECTURE_LABELS = [2, 2, 2, 3, 3, 4, 4, 1, 1]
+LECTURE_CLASSES = ["background", "flag", "person", "spacesuit", "helmet"]
+#: how much of the photo shows under the boxes (the rest is white): the box outlines stay the
+#: strongest colours on the page
+PHOTO_OPACITY = 0.7
+
+
+def lecture_image() -> np.ndarray:
+    """The lecture's photo: scikit-image's ``astronaut`` (bundled with the package, public domain),
+    ``(512, 512, 3)`` uint8, lightened towards white (:data:`PHOTO_OPACITY`) so the boxes stand out."""
+    from skimage import data
+
+    im = data.astronaut().astype(np.float32)
+    return np.round(PHOTO_OPACITY * im + (1 - PHOTO_OPACITY) * 255).astype(np.uint8)
+
+
 #: at most this many boxes are labelled before the first step (the best-scoring ones)
-FIRST_LABELS = 8
+FIRST_LABELS = 9
 
 
 class NMSExplainer(Explainer):
@@ -63,7 +80,7 @@ class NMSExplainer(Explainer):
             self._all = (torch.tensor(LECTURE_BOXES, dtype=torch.float32), torch.tensor(LECTURE_SCORES),
                          torch.tensor(LECTURE_LABELS))
             self._classes = LECTURE_CLASSES
-            self._img = np.full((480, 640, 3), 245, np.uint8)
+            self._img = lecture_image()
             return
         from ..models import get
 
@@ -107,7 +124,7 @@ class NMSExplainer(Explainer):
         self.fig.data[0].source = png_uri(self._img)
         present = sorted({int(v) for v in self._labels.tolist()})
         self.fig.layout.annotations[0].text = (
-            legend_html(self._classes, present, "class colours") + " &nbsp;·&nbsp; boxes: thin = undecided, thick = kept, "
+            legend_html(self._classes, present, "class colours") + "<br>boxes: thin = undecided, thick = kept, "
             "black = kept now, dashed = suppressed now, dotted = suppressed")
         self._reset_steps()
 

@@ -133,3 +133,54 @@ def test_text_is_projector_sized(live):
     for a in live.fig.layout.annotations:
         assert a.font.size is None or a.font.size >= 16
     assert 420 <= live.fig.layout.height <= 560
+
+
+def _panels_at(e, k):
+    """For step k: {axis number: (axes shown, any visible trace with content, title)}."""
+    import plotly.graph_objects as go
+
+    fr = e.frame(k)
+    fig = go.Figure(e.fig)
+    for i, props in fr["data"].items():
+        fig.data[i].update(props)
+    fig.layout.update(fr.get("layout", {}))
+    out = {}
+    for n in range(1, 11):
+        ax = fig.layout[f"xaxis{n if n > 1 else ''}"]
+        drawn = [t for t in fig.data if (t.xaxis or "x") == f"x{n if n > 1 else ''}" and t.visible is not False
+                 and ((t.type == "image" and t.source) or (t.type == "heatmap" and t.z is not None))]
+        out[n] = (ax.visible is not False, bool(drawn), fig.layout.annotations)
+    return out, fig
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_no_shown_panel_is_ever_empty(source, lecture, live):
+    e = lecture if source == "lecture" else live
+    for k in range(6):
+        panels, fig = _panels_at(e, k)
+        for n, (shown, drawn, _) in panels.items():
+            assert not shown or drawn, (k, n)           # a panel with axes always draws something
+        hidden = [n for n, (shown, _, _) in panels.items() if not shown]
+        titles = [a.text for a in fig.layout.annotations]
+        # each hidden panel of the top row says at which step it is drawn
+        for n in hidden:
+            if n in (2, 3, 5):
+                assert f"at step {dict([(2, 2), (3, 4), (5, 6)])[n]}" in titles[n - 1], (k, n, titles)
+    panels, _ = _panels_at(e, 0)
+    assert [n for n, p in panels.items() if p[0]] == [1, 4]          # step 1: the image and the box zoomed
+    assert all(p[0] for p in _panels_at(e, 5)[0].values())          # the last step: every panel
+    assert e.frame(0)["layout"]["annotations"][3]["text"] == "the box, zoomed"
+    assert e.frame(4)["layout"]["annotations"][3]["text"].startswith("5 pasted")
+
+
+def test_logit_colours_match_the_caption(lecture):
+    """Blue > 0 inside, as the caption says: the colour scale runs red (low) to blue (high)."""
+    import plotly.colors as pc
+
+    hm = lecture.fig.data[10]
+    scale = pc.get_colorscale(hm.colorscale) if isinstance(hm.colorscale, str) else [list(c) for c in hm.colorscale]
+    low, high = scale[0][1], scale[-1][1]
+    rgb = lambda c: pc.unlabel_rgb(c) if c.startswith("rgb") else pc.hex_to_rgb(c)
+    assert not hm.reversescale
+    assert rgb(high)[2] > rgb(high)[0] and rgb(low)[0] > rgb(low)[2]
+    assert "blue > 0" in lecture.frame(2)["caption"]

@@ -1,0 +1,387 @@
+"""Kernels forked from one warm process: torch and the models loaded once, shared copy-on-write.
+
+A page's kernel spends most of its memory on what every page loads the same way: torch's
+libraries and their start-up allocations, torchvision, ipykernel, plotly, ipywidgets and the
+explainers themselves (about 450 MB of private memory per plain kernel). Here one *zygote*
+process imports all of that once; each new kernel is a ``fork()`` of it, so those pages stay
+shared between all kernels until a kernel writes to them (copy-on-write, Linux). A kernel then
+only pays for what its page computes and draws.
+
+* :class:`ForkingProvisioner` is a Jupyter kernel provisioner (``explainers-forking``, the
+  entry point in ``pyproject.toml``). Select it with
+  ``--KernelProvisionerFactory.default_provisioner_name=explainers-forking``; ``explainers
+  serve`` does so on Linux. For a Python kernel of this very interpreter it asks the zygote for
+  a kernel; for anything else (another interpreter, another language), or when the zygote
+  cannot be reached, it starts the kernel the ordinary way (:class:`LocalProvisioner`), so a
+  page always gets a kernel.
+* The zygote (``python -m explainers.app.forking SOCKET``) is started by the first kernel
+  request of the server and listens on a Unix socket in a folder only this user can open. It
+  is one per server: kernels of the same server share it. It runs no thread (``fork`` after
+  threads is unsafe) and stops when its server's socket folder goes away or after
+  ``ZYGOTE_IDLE_S`` without any kernel.
+
+The forked kernel gets the environment, working folder and connection file the server asked
+for, a session of its own (``setsid``: interrupts and shutdowns reach it and its children
+only), fresh random seeds, and torch's thread count from ``OMP_NUM_THREADS``.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.provisioning import LocalProvisioner
+
+#: the provisioner's name (the entry point in pyproject.toml)
+PROVISIONER = "explainers-forking"
+#: what the zygote imports before it forks: everything a page's kernel loads the same way
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "comm", "ipywidgets", "anywidget", "plotly.graph_objects",
+           "numpy", "PIL.Image", "torch", "torchvision", "torchvision.models.detection", "explainers",
+           "explainers.widgets", "explainers.app.page", "explainers.models")
+#: the zygote stops after this long with no kernel alive and no request (seconds)
+ZYGOTE_IDLE_S = 600.0
+#: how long a server waits for its zygote to start (imports take ~5-15 s on a busy machine)
+ZYGOTE_START_S = 120.0
+
+
+def supported() -> bool:
+    """Forking kernels needs Linux (``fork`` with copy-on-write and ``/proc``)."""
+    return sys.platform.startswith("linux")
+
+
+# ---------------------------------------------------------------------------------------------
+# the zygote
+
+
+def _reply(conn: socket.socket, obj: dict) -> None:
+    conn.sendall(json.dumps(obj).encode() + b"\n")
+
+
+def _read_request(conn: socket.socket, limit: int = 4 * 2**20) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise ValueError("request too large")
+    return json.loads(data.decode())
+
+
+def _child(listener: socket.socket, conn: socket.socket, request: dict) -> None:
+    """In the forked child: become the kernel the server asked for. Never returns."""
+    code = 1
+    try:
+        listener.close()
+        conn.close()
+        os.setsid()
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        log = request.get("log")
+        if log:
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+        import random
+
+        random.seed()
+        import numpy as np
+
+        np.random.seed(int.from_bytes(os.urandom(4), "little"))
+        import torch
+
+        torch.seed()
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if threads.isdigit() and int(threads) > 0:
+            torch.set_num_threads(int(threads))
+        from ipykernel.kernelapp import IPKernelApp
+
+        sys.argv = [sys.executable] + list(request["args"])
+        app = IPKernelApp.instance()
+        app.initialize(list(request["args"]))
+        app.start()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process took the pid
+        return False
+    return True
+
+
+def _stop_children(children: set[int]) -> None:
+    for pid in children:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def zygote_main(path: str, server_pid: int) -> int:
+    """Import what kernels share, then fork a kernel per request on the socket ``path``.
+
+    It stops when the socket is removed (the server stopped it), when the server process is
+    gone (its kernels are then stopped too: nobody can reach them), or after ``ZYGOTE_IDLE_S``
+    with no kernel alive.
+    """
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a missing extra only means less is shared
+            print(f"explainers zygote: could not preload {name}: {exc}", file=sys.stderr, flush=True)
+    # children are reaped by the kernel itself (no zombies); their state is asked with kill(pid, 0)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = path + f".{os.getpid()}"
+    listener.bind(tmp)
+    os.chmod(tmp, 0o600)
+    listener.listen(64)
+    os.replace(tmp, path)          # the socket appears only once the zygote can fork
+    listener.settimeout(5.0)
+    gc.collect()
+    gc.freeze()                    # objects imported so far are never touched by the collector
+    children: set[int] = set()
+    last = time.monotonic()
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except socket.timeout:
+            children = {pid for pid in children if _alive(pid)}
+            if children:
+                last = time.monotonic()
+            gone = not os.path.exists(path)
+            orphaned = not _alive(server_pid)
+            if gone or orphaned or (not children and time.monotonic() - last > ZYGOTE_IDLE_S):
+                listener.close()
+                if orphaned:
+                    _stop_children(children)
+                if not gone:
+                    os.unlink(path)
+                return 0
+            continue
+        last = time.monotonic()
+        with conn:
+            conn.settimeout(10.0)
+            try:
+                request = _read_request(conn)
+                if request.get("ping"):
+                    _reply(conn, {"ok": True, "pid": os.getpid()})
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    _child(listener, conn, request)
+                children.add(pid)
+                _reply(conn, {"ok": True, "pid": pid})
+            except Exception as exc:  # noqa: BLE001 - one bad request must not stop the zygote
+                try:
+                    _reply(conn, {"ok": False, "error": str(exc)})
+                except OSError:
+                    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# the server's side
+
+
+class Zygote:
+    """The server's handle on its zygote: started on first use, one per server process."""
+
+    _instance: Zygote | None = None
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="explainers-zygote-"))   # mode 0700: this user only
+        self.path = str(self.folder / "sock")
+        self.log = str(self.folder / "kernels.log")
+        self.process: subprocess.Popen | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def instance(cls) -> Zygote:
+        if cls._instance is None:
+            import atexit
+
+            cls._instance = cls()
+            atexit.register(cls._instance.stop)
+        return cls._instance
+
+    def _request(self, obj: dict, timeout: float = 30.0) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.path)
+            s.sendall(json.dumps(obj).encode() + b"\n")
+            return _read_request(s)
+
+    async def ensure(self) -> None:
+        async with self._lock:
+            if self.process is not None and self.process.poll() is None and os.path.exists(self.path):
+                return
+            env = dict(os.environ)
+            env.setdefault("OMP_NUM_THREADS", "1")
+            self.process = subprocess.Popen([sys.executable, "-m", "explainers.app.forking", self.path, str(os.getpid())],
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            deadline = time.monotonic() + ZYGOTE_START_S
+            while not os.path.exists(self.path):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the zygote stopped at start (exit {self.process.returncode})")
+                if time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError("the zygote did not start in time")
+                await asyncio.sleep(0.1)
+
+    async def fork(self, args: list[str], env: dict, cwd: str) -> int:
+        await self.ensure()
+        reply = await asyncio.to_thread(self._request, {"args": args, "env": env, "cwd": cwd, "log": self.log})
+        if not reply.get("ok"):
+            raise RuntimeError(reply.get("error", "the zygote refused"))
+        return int(reply["pid"])
+
+    def stop(self) -> None:
+        """Remove the socket folder (the zygote sees it and stops) and stop the zygote."""
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.process.kill()
+        for p in self.folder.glob("*"):
+            try:
+                p.unlink()
+            except OSError:  # pragma: no cover
+                pass
+        try:
+            self.folder.rmdir()
+        except OSError:  # pragma: no cover
+            pass
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+class ForkedKernel:
+    """What :class:`LocalProvisioner` needs of a ``Popen``, for a kernel the zygote forked.
+
+    The zygote is its parent (and reaps it), so its state is read from ``/proc``; the start
+    time guards against a reused pid.
+    """
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._start = _start_time(pid)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            start = _start_time(self.pid)
+            state = None
+            if start is not None:
+                try:
+                    state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    state = None
+            if start is None or start != self._start or state in ("Z", "X"):
+                self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("kernel", timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _forkable(cmd: list[str]) -> list[str] | None:
+    """The kernel's arguments when ``cmd`` starts ipykernel with this interpreter, else None."""
+    if len(cmd) < 3 or cmd[1:3] != ["-m", "ipykernel_launcher"]:
+        return None
+    try:
+        same = os.path.realpath(cmd[0]) == os.path.realpath(sys.executable) or os.path.samefile(cmd[0], sys.executable)
+    except OSError:
+        same = False
+    if not same:
+        import shutil
+
+        found = shutil.which(cmd[0])
+        same = bool(found) and os.path.realpath(found) == os.path.realpath(sys.executable)
+    return list(cmd[3:]) if same else None
+
+
+class ForkingProvisioner(LocalProvisioner):
+    """Start Python kernels as forks of a warm zygote (see the module's docstring)."""
+
+    forked = False
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+        args = _forkable(cmd) if supported() else None
+        if args is not None:
+            env = dict(kwargs.get("env") or os.environ)
+            cwd = str(kwargs.get("cwd") or os.getcwd())
+            try:
+                pid = await Zygote.instance().fork(args, env, cwd)
+            except (OSError, RuntimeError, ValueError) as exc:
+                self.log.warning("explainers: forking a kernel failed (%s); starting it the ordinary way", exc)
+            else:
+                self.process = ForkedKernel(pid)
+                self.pid = self.pgid = pid            # the child called setsid(): its own group
+                self.cwd = cwd
+                self.forked = True
+                return self.connection_info
+        return await super().launch_kernel(cmd, **kwargs)
+
+
+if __name__ == "__main__":
+    sys.exit(zygote_main(sys.argv[1], int(sys.argv[2])))
