@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="start each page's kernel as a process of its own instead of a fork of one warm "
                         "process that has torch and the models loaded (Linux; forks share that memory)")
     p.add_argument("--max-kernels", type=int, default=0,
-                   help="most pages open at once (each about 1 GB); beyond it visitors see 'the server is full'. "
+                   help="most pages open at once (each a kernel: ~0.1-0.2 GB forked, ~1 GB with --no-fork); beyond it visitors see 'the server is full'. "
                         "Default: what this machine's memory holds")
     p.set_defaults(func=_serve)
     p = sub.add_parser("list", help="list the explainers")

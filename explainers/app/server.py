@@ -3,7 +3,8 @@
 * ``/`` opens the tour (or the one notebook asked for), not a file listing;
 * the URL is printed only once the server answers it;
 * at most ``max_kernels`` pages run at once (each page is a kernel holding torch and the
-  models, about 1 GB); beyond that a visitor gets a plain "the server is full" page that
+  models: about 0.45 GB of its own, or 0.1-0.2 GB when kernels are forked from one warm
+  process, :mod:`explainers.app.forking`); beyond that a visitor gets a plain "the server is full" page that
   retries by itself, and nothing is started;
 * the websocket accepts messages up to ``MAX_MESSAGE_BYTES``, so an upload up to the live
   page's limit (20 MB) arrives (tornado's default of 10 MiB silently closed the socket);
@@ -32,8 +33,11 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 #: the largest websocket message the server takes (uploads travel as one message)
 MAX_MESSAGE_BYTES = 64 * 2**20
-#: memory one page's kernel is planned with (measured 1.0-1.07 GB, docs/hosting.md)
+#: memory one page's kernel is planned with (RSS measured 1.0-1.07 GB, docs/hosting.md)
 KERNEL_BYTES = int(1.2 * 2**30)
+#: ... and a forked kernel (unique memory measured 88-120 MB a page, 207 MB a student with the
+#: tour and the live page: tests/app/test_serve_memory.py), with room for an upload's activations
+FORKED_KERNEL_BYTES = int(0.4 * 2**30)
 
 FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
 <title>The server is full</title></head>
@@ -43,13 +47,14 @@ FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv
 minute. Closing a tab of these pages you no longer use frees a place.</p></body></html>"""
 
 
-def default_max_kernels() -> int:
-    """Pages this machine holds at once: its memory, less 2 GB for the rest, over ~1.2 GB a page."""
+def default_max_kernels(forked: bool = False) -> int:
+    """Pages this machine holds at once: its memory, less 2 GB for the rest (the server, and the
+    zygote that forked kernels share), over ~1.2 GB a page (0.4 GB a forked page)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 4
-    return max(2, int((total - 2 * 2**30) // KERNEL_BYTES))
+    return max(2, int((total - 2 * 2**30) // (FORKED_KERNEL_BYTES if forked else KERNEL_BYTES)))
 
 
 class ServerFull(tornado.web.HTTPError):
@@ -98,7 +103,7 @@ class CappedVoilaHandler(TornadoVoilaHandler):
             raise ServerFull(self.kernel_manager.running())
         # Set the _xsrf cookie: when the tab closes, Voila's page posts it with the request that
         # shuts the page's kernel down; without it that request is refused (403) and the kernel
-        # (about 1 GB) lives on until it is culled.
+        # lives on until it is culled.
         self.xsrf_token  # noqa: B018 (the property sets the cookie)
         await super().get(path)
 
@@ -120,7 +125,10 @@ class ExplainersVoila(Voila):
     start_page = Unicode("00_tour", config=True, help="the notebook ``/`` opens")
 
     def init_settings(self):
-        cap = self.max_kernels or default_max_kernels()
+        from .forking import PROVISIONER
+
+        forked = self.config.get("KernelProvisionerFactory", {}).get("default_provisioner_name") == PROVISIONER
+        cap = self.max_kernels or default_max_kernels(forked)
         self.voila_configuration.multi_kernel_manager_class = CappedKernelManager
         settings = super().init_settings()
         self.kernel_manager.max_kernels = cap

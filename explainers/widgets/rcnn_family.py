@@ -16,8 +16,9 @@ KINDS = (("proposals", "selective search", ORANGE), ("resize", "resize + normali
          ("warp", "warp crops", YELLOW), ("backbone", "backbone", BLUE), ("rpn", "RPN", SKY),
          ("roi", "RoI pooling", GREEN), ("head", "box head + classifier", VERMILLION),
          ("nms", "per-class NMS", PURPLE), ("mask", "mask branch", "#555555"))
-#: proposals drawn (thin) and numbered (thick) on the image
-DRAWN, NUMBERED = 100, 10
+#: how many proposals the image can show (thin, best first; the control), the default, and how
+#: many of them are numbered (thick): a few dozen boxes stay readable on a 600 x 400 photo
+DRAWN_CHOICES, DRAWN, NUMBERED = (10, 30, 100, 300), 30, 10
 
 
 def _secs(s: float) -> str:
@@ -48,7 +49,10 @@ class RCNNFamilyExplainer(Explainer):
         self.pipeline = W.ToggleButtons(options=list(PIPELINES), value="R-CNN", description="pipeline",
                                         style={"button_width": "130px"})
         self.pipeline.observe(lambda _: self.guard(self._show_pipeline), "value")
-        self.controls = W.HBox([self.pipeline])
+        self.drawn = W.Dropdown(options=list(DRAWN_CHOICES), value=DRAWN, description="proposals drawn",
+                                style={"description_width": "initial"}, layout=W.Layout(width="230px"))
+        self.drawn.observe(lambda _: self.guard(self._reset_steps, keep=True), "value")
+        self.controls = W.HBox([self.pipeline, self.drawn])
         fig = make_subplots(2, 2, specs=[[{"rowspan": 2}, {}], [None, {}]], column_widths=[0.55, 0.45],
                             horizontal_spacing=0.12, vertical_spacing=0.28,
                             subplot_titles=("proposals and detections", "seconds per image",
@@ -67,8 +71,8 @@ class RCNNFamilyExplainer(Explainer):
                             textposition="middle right", textfont=dict(size=16), hoverinfo="skip", row=row, col=2)
         self._img0 = 2 * n + 2               # then the image and what is drawn on it
         fig.add_image(source=png_uri(np.full((4, 4, 3), 245, np.uint8)), hoverinfo="skip", row=1, col=1)
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=SKY, width=1), hoverinfo="skip",
-                        row=1, col=1)        # img0 + 1: the best proposals, thin
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=SKY, width=1), opacity=0.6, hoverinfo="skip",
+                        row=1, col=1)        # img0 + 1: the best proposals, thin and see-through
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), hoverinfo="skip",
                         row=1, col=1)        # img0 + 2: the best ten, numbered
         for k in range(1, len(self._classes)):   # img0 + 2 + k: detections of class k, in its colour
@@ -83,11 +87,21 @@ class RCNNFamilyExplainer(Explainer):
         for row in (1, 2):
             fig.update_yaxes(autorange="reversed", row=row, col=2)
         self._use_figure(fig, 540)
-        self.fig.update_layout(barmode="stack", margin=dict(l=40, r=20, t=60, b=110))
+        # the image takes the whole height (the largest it can be); the bars share the right column
+        # with the stages' legend under them
+        self.fig.update_layout(barmode="stack", margin=dict(l=40, r=20, t=40, b=30))
+        self.fig.layout.xaxis.domain = [0, 0.55]
+        self.fig.layout.xaxis2.domain = self.fig.layout.xaxis3.domain = [0.7, 1.0]
+        for a in self.fig.layout.annotations[1:3]:
+            a.x = 0.85
+        self.fig.layout.yaxis2.domain = [0.69, 1.0]
+        self.fig.layout.yaxis3.domain = [0.27, 0.58]
+        ann = self.fig.layout.annotations
+        ann[1].y, ann[2].y = 1.0, 0.58
         # the stages' colours, three to a line, under the bars
         items = [f"<span style='color:{c}'>■</span> {label}" for _, label, c in KINDS]
         self.fig.add_annotation(text="<br>".join(" &nbsp; ".join(items[i:i + 3]) for i in range(0, len(items), 3)),
-                                x=0.56, y=0, xref="paper", yref="paper", xanchor="left", yanchor="top", yshift=-40,
+                                x=0.57, y=0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                                 showarrow=False, align="left", font=dict(size=16))
         self._load()
 
@@ -169,7 +183,8 @@ class RCNNFamilyExplainer(Explainer):
         if k == len(kinds) - 1 or kinds[k] in ("nms", "mask"):
             return props[:0], props[:0], run
         if k >= made:
-            return props[:DRAWN], props[:NUMBERED], None
+            n = int(self.drawn.value)
+            return props[:n], props[:min(n, NUMBERED)], None
         return props[:0], props[:0], None
 
     def frame(self, k: int) -> dict:
@@ -206,16 +221,18 @@ class RCNNFamilyExplainer(Explainer):
             lw = [3 if (p == pi and kind == st.kind) else 0 for p in range(3)]
             for base in (0, n):
                 data[base + i] = {"marker": {"opacity": op, "line": {"width": lw}}}
-        return {"data": data, "layout": {}, "caption": self._caption(run, st, k) + self._drawn(thin, numbered, dets)}
+        return {"data": data, "layout": {},
+                "caption": self._caption(run, st, k) + self._drawn(thin, numbered, dets, len(run.proposals))}
 
     @staticmethod
-    def _drawn(thin, numbered, dets) -> str:
+    def _drawn(thin, numbered, dets, total: int) -> str:
         """What the image shows at this step, in words."""
         if dets is not None:
             shown = min(NUMBERED, len(dets.boxes))
             return f" <i>Drawn: {shown} of its {len(dets.boxes)} detections, best first.</i>"
         if len(numbered):
-            return f" <i>Drawn: its best {len(thin)} proposals, the best {len(numbered)} numbered.</i>"
+            return (f" <i>Showing the top {len(thin)} of {total:,} proposals (the best {len(numbered)} "
+                    f"numbered; change it: 'proposals drawn').</i>")
         return ""
 
     def _caption(self, run, st, k: int) -> str:
@@ -258,14 +275,15 @@ class RCNNFamilyExplainer(Explainer):
 
     def _state(self) -> dict:
         """``image (3, H, W)``; ``pipeline``: the chosen one; ``proposals (P, 4)``: its region proposals
-        (image coordinates, best first); ``detections``: its ``{"boxes" (D, 4), "scores" (D,), "labels" (D,)}``;
+        (image coordinates, best first); ``drawn``: how many of them the image shows (the "proposals drawn"
+        control; the best ``min(drawn, 10)`` numbered); ``detections``: its ``{"boxes" (D, 4), "scores" (D,), "labels" (D,)}``;
         ``stages``: for each pipeline a list of ``{"name", "kind", "seconds", "macs", "count", "measured_on",
         "extrapolated"}``; ``seconds`` and ``macs``: each pipeline's totals; ``selective_search (N, 4)``:
         the selective-search boxes; ``fast_pooled (N, C, 7, 7)``: Fast R-CNN's pooled features (the model's
         own pooler); ``model_detections``: the model's own forward pass; ``checks``: the numbers of the check
         line (:class:`explainers.models.rcnn_family.FamilyChecks`)."""
         mm, run = self._m, self._run()
-        return {"image": mm.image, "pipeline": run.name, "proposals": run.proposals,
+        return {"image": mm.image, "pipeline": run.name, "proposals": run.proposals, "drawn": int(self.drawn.value),
                 "detections": {"boxes": run.boxes, "scores": run.scores, "labels": run.labels},
                 "stages": {p: [dict(vars(s)) for s in mm.pipeline(p).stages] for p in PIPELINES},
                 "seconds": {p: mm.pipeline(p).seconds for p in PIPELINES},

@@ -29,6 +29,12 @@ SINGLE_STEPS = ("the object, its true box and the predicted box", "class scores"
                 "box loss, coordinate by coordinate", "total = class loss + weight × box loss")
 FASTER_STEPS = ("ground truth", "anchor labels", "the sampled anchors", "regression targets", "RPN losses",
                 "box head: sampled proposals", "the four losses")
+#: the single-object view: the true box is solid in its class's colour, the predicted box dashed in
+#: black (no class has black, so the two never share a colour, whatever the true class)
+PRED_COLOUR = "#000000"
+TRUE_DASH, PRED_DASH = "solid", "dash"
+#: the image panel's title in the single-object view: which box is which, at every step
+SINGLE_IMAGE_TITLE = "image: ━ true box (its class colour) · ┅ predicted box (black, dashed)"
 LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "loss_classifier": "final class",
               "loss_box_reg": "final box"}
 
@@ -88,7 +94,8 @@ class TrainingTargetsExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=7, color=SKY), row=1, col=1)            # 3 drawn neg
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=SKY, width=1.5), row=1, col=1)             # 4 neg boxes
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREEN, width=3), row=1, col=1)             # 5 pos boxes
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=4, dash="dash"), row=1, col=1)  # 6 pred
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=PRED_COLOUR, width=4, dash=PRED_DASH),  # 6 pred
+                        row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines+markers", line=dict(color=VERMILLION, width=3),              # 7 arrows
                         marker=dict(symbol="arrow", angleref="previous", size=14, color=VERMILLION), row=1, col=1)
         fig.add_scatter(x=[], y=[], text=[], mode="text", textposition="bottom right", cliponaxis=False,                     # 8 numbers
@@ -136,6 +143,7 @@ class TrainingTargetsExplainer(Explainer):
     # ------------------------------------------------------------------ refresh
     def refresh(self):
         single = self.view.value == VIEWS[0]
+        self.fig.layout.annotations[0].text = SINGLE_IMAGE_TITLE if single else "image"
         self.weight.layout.display = self.box_loss.layout.display = None if single else "none"
         if single and self.source == "lecture":
             self._refresh_lecture_single()
@@ -245,7 +253,7 @@ class TrainingTargetsExplainer(Explainer):
 
     def _empty(self) -> dict:
         e = {"x": [], "y": []}
-        return {i: dict(e) for i in range(1, 9)} | {8: {"x": [], "y": [], "text": []},
+        return {i: dict(e) for i in range(1, 9)} | {8: {"x": [], "y": [], "text": [], "textposition": "bottom right"},
                                                      9: {"x": [], "y": [], "text": [], "showlegend": False},
                                                      10: {"x": [], "y": [], "text": [], "showlegend": False}}
 
@@ -282,11 +290,22 @@ class TrainingTargetsExplainer(Explainer):
         data = self._empty()
         data[0] = {"source": png_uri(self._img)}
         data[6] = dict(zip("xy", rect_path([pred_box])))
-        data[8] = {"x": [true_box[0] + 4], "y": [true_box[1] + 14], "text": [f"true: {name}"]}
-        shapes = [self._box_shape(true_box, self._colour[c])]
+        # each box named beside it, outside both boxes so no label sits on a box line: "true box" above the
+        # boxes' top edge, "predicted box" below their bottom edge; where the image has no room above,
+        # both go below, one line apart (a line of 16 px text is about 1/20 of the image's height)
+        h_img = self._img.shape[0]
+        line = h_img / 20
+        top, bottom = min(true_box[1], pred_box[1]), max(true_box[3], pred_box[3])
+        left = min(true_box[0], pred_box[0])
+        if top > 1.2 * line:
+            ys, pos = [top, bottom], ["top right", "bottom right"]
+        else:
+            ys, pos = [bottom, bottom + line], ["bottom right", "bottom right"]
+        data[8] = {"x": [left, left], "y": ys, "text": [f"true box: {name}", "predicted box"], "textposition": pos}
+        shapes = [self._box_shape(true_box, self._colour[c], dash=TRUE_DASH)]
         coords = ["x", "y", "w", "h"]
         if k == 0:
-            cap = (f"One object: the true box ({name}, solid) and the box the network predicts (orange, dashed), "
+            cap = (f"One object: the true box ({name}, solid) and the box the network predicts (black, dashed), "
                    "each four numbers (x, y, w, h). Training needs two losses: one for the class, one for the box.")
         elif k == 1:
             self._bars(data, self._names, tr.scores)
@@ -355,7 +374,7 @@ class TrainingTargetsExplainer(Explainer):
             shown = pos[:MAX_NUMBERS]
             # a number beside each positive on the image, its (dx, dy, dw, dh) in the caption (large)
             data[8] = {"x": [float(anchors[i, 0]) + 1 for i in shown], "y": [float(anchors[i, 1]) + 5 for i in shown],
-                       "text": [f"#{j + 1}" for j in range(len(shown))]}
+                       "text": [f"#{j + 1}" for j in range(len(shown))], "textposition": "bottom right"}
             listed = "; ".join(f"#{j + 1}: (" + ", ".join(f"{v:.2f}" for v in t[j].tolist()) + ")"
                                for j in range(len(shown)))
             more = f" (first {len(shown)} of {len(pos)})" if len(pos) > len(shown) else ""

@@ -138,4 +138,6 @@ def test_default_cap_follows_memory():
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     n = default_max_kernels()
     assert n >= 2 and n * 1.2 * 2**30 <= max(total, 4.4 * 2**30)
+    forked = default_max_kernels(forked=True)
+    assert forked >= n and forked * 0.4 * 2**30 <= max(total, 2.8 * 2**30)
     assert "{n}" in FULL_PAGE

@@ -150,3 +150,36 @@ def test_try_live_shapes_scene(lecture, live):
     n_live, n_lecture = len(live._m.ss_boxes), len(lecture._m.ss_boxes)
     assert 20 < n_live < 500 < n_lecture
     assert marks(live) == ["✔", "✔", "✔"]
+
+
+def test_proposals_are_readable_a_few_thin_see_through_boxes_counted_in_words(lecture):
+    """A few dozen thin, see-through proposals by default, the count said, a control for more; the
+    image takes the left half of the page and the bars keep their own column."""
+    from explainers.widgets.rcnn_family import DRAWN_CHOICES, NUMBERED
+
+    e = lecture
+    e.pipeline.value = "R-CNN"
+    i0 = e._img0
+    thin = e.fig.data[i0 + 1]
+    assert thin.line.width <= 1 and 0.3 <= thin.opacity < 1
+    assert e.drawn.value == 30 and e.state()["drawn"] == 30
+    total = len(e._m.pipeline("R-CNN").proposals)
+    for n in DRAWN_CHOICES:
+        e.drawn.value = n
+        fr = e.frame(0)
+        boxes = fr["data"][i0 + 1]["x"].count(None)
+        assert boxes == min(n, total)
+        assert fr["data"][i0 + 2]["x"].count(None) == min(n, NUMBERED)
+        assert f"top {min(n, total)} of {total:,} proposals" in fr["caption"]
+        assert "proposals drawn" in fr["caption"]
+    e.drawn.value = 30
+    # the counts and timing bars stay, beside a larger image
+    lay = e.fig.layout
+    assert lay.xaxis.domain[1] - lay.xaxis.domain[0] >= 0.55
+    assert lay.xaxis2.domain[0] > lay.xaxis.domain[1] + 0.1 and lay.xaxis3.domain[0] > lay.xaxis.domain[1] + 0.1
+    H, W_ = e._m.image.shape[-2:]
+    plot_w = 1280 - lay.margin.l - lay.margin.r
+    plot_h = lay.height - lay.margin.t - lay.margin.b
+    shown = min(plot_w * 0.55 / W_, plot_h / H)          # pixels per image pixel (equal axes)
+    assert shown * W_ >= 600                                # was about 555 px wide
+    assert sum(tr.type == "bar" for tr in e.fig.data) == 2 * len(KINDS)

@@ -457,7 +457,7 @@ def test_live_model_things_to_try_are_true():
 
 def test_nms_things_to_try_are_true():
     """notebooks/06_nms.ipynb: "Lower the IoU threshold to 0.2: more boxes go" and "Untick
-    class-aware: the cat can now suppress the dog"."""
+    class-aware: the person box can now suppress the spacesuit box"."""
     e = NMSExplainer()
     kept = {}
     for t in (0.5, 0.3, 0.2):
@@ -469,9 +469,68 @@ def test_nms_things_to_try_are_true():
     e.class_aware.value = False
     plain = set(e.state()["keep"].tolist())
     gone = aware - plain
-    assert gone and all(LECTURE_LABELS[i] == 2 for i in gone)    # a dog goes ...
+    from pathlib import Path
+
+    from explainers.widgets.nms import LECTURE_CLASSES
+
+    person, spacesuit = LECTURE_CLASSES.index("person"), LECTURE_CLASSES.index("spacesuit")
+    assert gone and all(LECTURE_LABELS[i] == spacesuit for i in gone)          # a spacesuit box goes ...
     tr = e._tr
-    assert all(LECTURE_LABELS[int(tr.suppressed_by[i])] == 1 for i in gone)   # ... suppressed by a cat
+    assert all(LECTURE_LABELS[int(tr.suppressed_by[i])] == person for i in gone)   # ... suppressed by a person box
+    nb = (Path(explainers.__file__).parents[1] / "notebooks" / "06_nms.ipynb").read_text()
+    assert "the person box can now suppress the spacesuit box" in nb and "Lower the IoU threshold to 0.2" in nb
+
+
+def test_nms_lecture_boxes_sit_on_the_astronaut_photo():
+    """The lecture draws scikit-image's astronaut photo under its boxes (image pixels, y down, equal
+    axes); every box lies inside the photo, and the teaching properties hold: near-duplicates, pairs
+    with IoU 0.2-0.5, kept counts 6 / 5 / 4 at IoU 0.5 / 0.3 / 0.2."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from explainers.widgets.nms import LECTURE_CLASSES, PHOTO_OPACITY, lecture_image
+
+    e = NMSExplainer()
+    uri = e.fig.data[0].source
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    photo = data.astronaut().astype(np.float32)
+    assert shown.shape == photo.shape == lecture_image().shape
+    assert np.abs(shown - (PHOTO_OPACITY * photo + (1 - PHOTO_OPACITY) * 255)).max() <= 1   # the photo, lightened
+    assert e.fig.layout.yaxis.autorange == "reversed" and e.fig.layout.yaxis.scaleanchor == "x"
+    boxes = torch.tensor(LECTURE_BOXES, dtype=torch.float32)
+    h, w = photo.shape[:2]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    iou = torchvision.ops.box_iou(boxes, boxes)
+    same = torch.tensor(LECTURE_LABELS)[:, None] == torch.tensor(LECTURE_LABELS)[None]
+    off = ~torch.eye(len(boxes), dtype=torch.bool)
+    assert ((iou > 0.85) & same & off).any()                       # near-duplicates of one object
+    assert ((iou > 0.3) & (iou < 0.5) & same & off).any() and ((iou > 0.2) & (iou < 0.3) & same & off).any()
+    counts = [len(torchvision.ops.batched_nms(boxes, torch.tensor(LECTURE_SCORES), torch.tensor(LECTURE_LABELS), t))
+              for t in (0.5, 0.3, 0.2)]
+    assert counts == [6, 5, 4]
+    legend = e.fig.layout.annotations[0].text
+    assert all(name in legend for name in LECTURE_CLASSES[1:])
+
+
+@pytest.mark.parametrize("k", [0, 1, -1])
+def test_nms_lecture_labels_do_not_overlap(k):
+    """The labels of a step (17 px text) never cover one another: the placer's boxes, in image
+    pixels, are disjoint, and every label starts inside the photo."""
+    e = NMSExplainer()
+    e.step.value = k % e.n_steps()
+    tr = e.fig.data[6]
+    h, w = e._img.shape[:2]
+    line, char = h / 14, h / 30
+    rects = [(x, y - line / 2, x + (len(t) + 3) * char, y + line / 2) for x, y, t in zip(tr.x, tr.y, tr.text)]
+    assert rects and all(0 <= r[0] < w and 0 <= r[1] and r[3] <= h for r in rects)
+    for i, a in enumerate(rects):
+        for b in rects[:i]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] + 1e-6 or b[3] <= a[1] + 1e-6, (a, b)
+    assert tr.textfont.size >= 16
 
 
 def test_sliding_window_slider_reaches_the_networks_own_window():
