@@ -44,11 +44,22 @@ class Page:
                                  description="image", layout=W.Layout(width="300px"))
         self.error = W.HTML()
         self.body = W.VBox([first.widget])
-        bar = W.HBox([self.source, self.sample])
+        #: lecture / live and the image, beside the title of the explainer shown (not above it)
+        self.bar = W.HBox([self.source, self.sample])
         self.source.observe(lambda _: self._show(), "value")
         self.sample.observe(lambda _: self._show(), "value")
-        self.widget = W.VBox(([bar] if self.entry.switch else []) + [self.error, self.body])
+        self.widget = W.VBox([self.error, self.body])
+        self._place_bar(first)
         self._sync_sample_visibility()
+
+    def _place_bar(self, shown) -> None:
+        if not self.entry.switch:
+            return
+        for built in self._built.values():
+            if built is not shown and getattr(built, "header_tools", None) is not None:
+                built.header_tools.children = ()
+        if getattr(shown, "header_tools", None) is not None:
+            shown.header_tools.children = (self.bar,)
 
     @property
     def explainer(self):
@@ -71,6 +82,7 @@ class Page:
                 image = None if sample is None or sample == DEFAULT_SAMPLE else self._samples[sample]()
                 self._built[key] = self.cls(source=source, image=image)
             self._built[key].sync_figure()
+            self._place_bar(self._built[key])
             self.body.children = [self._built[key].widget]
             self.error.value = ""
             release()          # the build's temporaries (a live model's activations) go back to the machine

@@ -116,7 +116,10 @@ class Explainer:
                 self.anim.layout.display = "none"
         except Exception:                    # nothing built to count steps of: the error line says why
             self.anim.layout.display = "none"
-        header = W.HTML(f"<h3 style='margin:2px 0;font-size:24px'>{html.escape(self.title)}</h3>")
+        # the title, and beside it what a page puts there (app.Page: lecture / live, the image)
+        self.header_tools = W.HBox(layout=W.Layout(margin="0 0 0 24px"))
+        header = W.HBox([W.HTML(f"<h3 style='margin:2px 0;font-size:24px'>{html.escape(self.title)}</h3>"),
+                         self.header_tools], layout=W.Layout(align_items="center", flex_flow="row wrap"))
         anim = self.anim
         # one screen per idea: controls, then what this step shows (large, above the plot), the
         # plot (sized to the window by PlotView), then the checks

@@ -20,6 +20,20 @@ def _int_ticks(n: int) -> dict:
     return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
 
 
+def _grid_lines(nH: int, nW: int) -> tuple[list, list]:
+    """The borders of the ``nH x nW`` label map's cells as one line trace (None-separated); on a
+    map too fine for a line per cell (over 48 cells a side), a line every few cells."""
+    d = max(1, math.ceil(max(nH, nW) / 48))
+    xs, ys = [], []
+    for c in sorted(set(range(0, nW + 1, d)) | {nW}):
+        xs += [c - 0.5, c - 0.5, None]
+        ys += [-0.5, nH - 0.5, None]
+    for r in sorted(set(range(0, nH + 1, d)) | {nH}):
+        xs += [-0.5, nW - 0.5, None]
+        ys += [r - 0.5, r - 0.5, None]
+    return xs, ys
+
+
 class SlidingWindowExplainer(Explainer):
     """A window slides over the image, the patch classifier labels its centre pixel and the
     label map fills in; then one fully convolutional pass of the same network gives the same map."""
@@ -49,12 +63,15 @@ class SlidingWindowExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2
         fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=2, hoverinfo="skip")  # 3
         fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=0.5, showscale=False, row=1, col=3)           # 4
-        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=3, hoverinfo="skip",                   # 5
-                        marker=dict(symbol="square-open", size=12, color=VERMILLION, line=dict(width=2)))
+        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=3, hoverinfo="skip", cliponaxis=False,  # 5
+                        marker=dict(symbol="square-open", size=14, color=VERMILLION, line=dict(width=3)))
         fig.add_bar(x=[], y=[], row=1, col=4)                                                          # 6
         # the label map laid over the image: map cell (r, c) sits on the centre pixel of its window
         fig.add_heatmap(z=[[None]], zmin=-0.5, zmax=0.5, showscale=False, opacity=0.5, row=1, col=1,   # 7
                         hoverinfo="skip")
+        # the label map's cells as a light grid: the empty map reads as a map to fill, not a blank panel
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="#C8C8C8", width=1), hoverinfo="skip",  # 8
+                        row=1, col=3)
         # images and the label map: y down, one pixel (cell) as wide as it is high
         for col in (1, 2, 3):
             fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", constrain="domain",
@@ -128,6 +145,7 @@ class SlidingWindowExplainer(Explainer):
             nH, nW = labels.shape
             self.fig.layout.xaxis3.update(_int_ticks(nW), range=[-0.5, nW - 0.5], autorange=False)
             self.fig.layout.yaxis3.update(_int_ticks(nH), range=[nH - 0.5, -0.5], autorange=False)
+            self.fig.data[8].update(dict(zip("xy", _grid_lines(nH, nW))))
             self.fig.data[6].x = list(self._model.classes)
             centres = tr.centres.reshape(nH, nW, 2)
             self.fig.data[7].update(x=centres[0, :, 0].tolist(), y=centres[:, 0, 1].tolist())
@@ -188,6 +206,10 @@ class SlidingWindowExplainer(Explainer):
         caption = (f"window {k + 1}/{self.n_steps()} at ({x1}, {y1}): its centre pixel ({cx}, {cy}) is "
                    f"<b>{name}</b> (p = {probs.max():.2f}); the map's cell ({r}, {c}) is that pixel, "
                    f"coloured on the image too")
+        if k < nW:         # the first row: say what the empty cells are and how they fill
+            left = self.n_steps() - k - 1
+            caption += (f". The {left:,} empty cells (white) fill one per window as it slides: "
+                        f"▶ play, or 'fill the whole map'")
         return {"caption": caption, "data": {
             1: {"x": [x1, x2, x2, x1, x1], "y": [y1, y1, y2, y2, y1]},
             2: {"x": [cx], "y": [cy]},

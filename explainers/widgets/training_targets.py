@@ -109,7 +109,7 @@ class TrainingTargetsExplainer(Explainer):
         fig.update_yaxes(showgrid=True, zeroline=True, row=1, col=2)
         fig.update_traces(showlegend=False, selector=dict(type="scatter"))
         self._use_figure(fig, 540)
-        self.fig.update_layout(barmode="group", showlegend=True, legend=dict(x=0.55, y=1.0, xanchor="left",
+        self.fig.update_layout(barmode="group", showlegend=True, legend=dict(x=0.55, y=1.06, xanchor="left",
                                                                                yanchor="bottom", orientation="h",
                                                                                font=dict(size=16)))
         self._run = self._rec = None

@@ -12,6 +12,8 @@ def test_lecture_and_live_are_one_click_and_each_is_built_once():
     live = page.explainer
     assert live.source == "live" and live.image is None and page.sample.layout.display is None
     assert "decoder's own" in live.check_text and page.body.children == (live.widget,)
+    # the switch sits beside the title of the explainer shown, and only there
+    assert live.header_tools.children == (page.bar,) and first.header_tools.children == ()
     page.sample.value = "shapes scene 2"            # another image: another live explainer
     other = page.explainer
     assert other is not live and other.image is not None and other.source == "live"
@@ -31,9 +33,11 @@ def test_a_failure_stays_on_the_page():
 
 def test_the_live_model_page_has_its_own_image_chooser():
     page = Page(LiveModelExplainer())
-    assert page.widget.children == (page.error, page.body)     # no lecture / live switch, no second chooser
+    assert page.explainer.header_tools.children == ()          # no lecture / live switch, no second chooser
     nms = Page(NMSExplainer())
-    assert nms.widget.children[0].children == (nms.source, nms.sample)
+    assert nms.bar.children == (nms.source, nms.sample)
+    title = nms.explainer.widget.children[0]
+    assert title.children[1].children == (nms.bar,)            # beside the title, not above it
 
 
 def test_every_notebook_shows_its_explainer_on_a_page_in_four_lines():

@@ -160,3 +160,45 @@ def test_try_live_single_object_is_one_roi_of_the_model(live):
     assert any(abs(float(t) - st["class_loss"]) < 1e-5 for t in terms)
     assert float(terms.mean()) == pytest.approx(run.losses["loss_classifier"], abs=1e-5)
     assert "loss_classifier" in live.check_text and marks(live) == ["✔", "✔"]
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_true_and_predicted_boxes_differ_and_are_named_at_every_step(source, lecture, live):
+    """The single-object view: the true box (solid, its class colour, a layout shape) and the predicted
+    box (black, dashed, trace 6) never share a colour or a dash, at every step; the image panel's title
+    says which is which, and each box is named on the image beside its own outline."""
+    from explainers.models.render import class_hex
+    from explainers.widgets.training_targets import PRED_COLOUR
+
+    e = lecture if source == "lecture" else live
+    e.view.value = VIEWS[0]
+    st = e.state()
+    c, (w, h) = st["true_class"], e._frac
+    x, y, bw, bh = st["box_true"].tolist()
+    px, py, pw, ph = st["box_pred"].tolist()
+    true_corners = [x * w, y * h, (x + bw) * w, (y + bh) * h]
+    pred_xs = [px * w, (px + pw) * w]
+    pred_line = e.fig.data[6].line
+    for k in range(e.n_steps()):
+        e.step.value = k
+        (shape,) = [s for s in e.fig.layout.shapes if s.xref == "x"]
+        assert [shape.x0, shape.y0, shape.x1, shape.y1] == pytest.approx(true_corners)
+        assert shape.line.color == class_hex(c if source == "live" else c + 1) and shape.line.dash in (None, "solid")
+        assert pred_line.color == PRED_COLOUR and pred_line.dash == "dash"
+        assert pred_line.color.lower() != shape.line.color.lower()
+        assert sorted({v for v in e.fig.data[6].x if v is not None}) == pytest.approx(pred_xs)
+        title = e.fig.layout.annotations[0].text
+        assert "true box" in title and "predicted box (black, dashed)" in title
+        labels = dict(zip(e.fig.data[8].text, e.fig.data[8].y))
+        name = e._names[c]
+        assert set(labels) == {f"true box: {name}", "predicted box"}
+        # each label outside both boxes (above their top or below their bottom): on no box line
+        top = min(true_corners[1], py * h)
+        bottom = max(true_corners[3], (py + ph) * h)
+        pos = dict(zip(e.fig.data[8].text, e.fig.data[8].textposition))
+        for text, ty in labels.items():
+            assert (ty <= top and pos[text].startswith("top")) or (ty >= bottom and pos[text].startswith("bottom"))
+    e.view.value = VIEWS[1]                   # the Faster R-CNN view: the panel is just "image" again
+    assert e.fig.layout.annotations[0].text == "image"
+    e.view.value = VIEWS[0]
+    e.step.value = 0
