@@ -140,20 +140,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop_children(children: set[int]) -> None:
-    for pid in children:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
+class _Stop(Exception):
+    """SIGTERM reached the zygote."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop()
+
+
+def _stop_children(children: set[int], grace_s: float = 10.0) -> None:
+    """Stop the kernels still running and wait until they are gone: a kernel must not outlive
+    the zygote (it would be orphaned, and where nobody reaps orphans it stays a zombie)."""
+    children = {pid for pid in children if _alive(pid)}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in children:
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        while children and time.monotonic() < deadline:
+            time.sleep(0.05)
+            children = {pid for pid in children if _alive(pid)}
+        if not children:
+            return
 
 
 def zygote_main(path: str, server_pid: int) -> int:
     """Import what kernels share, then fork a kernel per request on the socket ``path``.
 
-    It stops when the socket is removed (the server stopped it), when the server process is
-    gone (its kernels are then stopped too: nobody can reach them), or after ``ZYGOTE_IDLE_S``
-    with no kernel alive.
+    It stops when the socket is removed or on SIGTERM (the server stopped it), when the server
+    process is gone, or after ``ZYGOTE_IDLE_S`` with no kernel alive; kernels still running
+    then are stopped first (nobody can reach them any more).
     """
     import importlib
 
@@ -164,6 +185,7 @@ def zygote_main(path: str, server_pid: int) -> int:
             print(f"explainers zygote: could not preload {name}: {exc}", file=sys.stderr, flush=True)
     # children are reaped by the kernel itself (no zombies); their state is asked with kill(pid, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_stop)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = path + f".{os.getpid()}"
     listener.bind(tmp)
@@ -174,22 +196,32 @@ def zygote_main(path: str, server_pid: int) -> int:
     gc.collect()
     gc.freeze()                    # objects imported so far are never touched by the collector
     children: set[int] = set()
+    try:
+        return _serve(listener, path, server_pid, children)
+    except _Stop:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        listener.close()
+        _stop_children(children)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _serve(listener: socket.socket, path: str, server_pid: int, children: set[int]) -> int:
+    """The zygote's loop: a fork per request, until it is told or sees that it should stop."""
     last = time.monotonic()
     while True:
         try:
             conn, _ = listener.accept()
         except socket.timeout:
-            children = {pid for pid in children if _alive(pid)}
+            children.intersection_update({pid for pid in children if _alive(pid)})
             if children:
                 last = time.monotonic()
-            gone = not os.path.exists(path)
-            orphaned = not _alive(server_pid)
-            if gone or orphaned or (not children and time.monotonic() - last > ZYGOTE_IDLE_S):
-                listener.close()
-                if orphaned:
-                    _stop_children(children)
-                if not gone:
-                    os.unlink(path)
+            if (not os.path.exists(path) or not _alive(server_pid)
+                    or (not children and time.monotonic() - last > ZYGOTE_IDLE_S)):
                 return 0
             continue
         last = time.monotonic()
@@ -205,6 +237,8 @@ def zygote_main(path: str, server_pid: int) -> int:
                     _child(listener, conn, request)
                 children.add(pid)
                 _reply(conn, {"ok": True, "pid": pid})
+            except _Stop:
+                raise
             except Exception as exc:  # noqa: BLE001 - one bad request must not stop the zygote
                 try:
                     _reply(conn, {"ok": False, "error": str(exc)})
@@ -275,9 +309,9 @@ class Zygote:
         except OSError:
             pass
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.terminate()           # it stops the kernels left, then itself
             try:
-                self.process.wait(5)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:  # pragma: no cover
                 self.process.kill()
         for p in self.folder.glob("*"):

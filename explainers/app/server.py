@@ -58,8 +58,12 @@ def default_max_kernels(forked: bool = False) -> int:
 
 
 class ServerFull(tornado.web.HTTPError):
+    """503. Under plain Jupyter Server (a class server behind JupyterHub), Voila's error page
+    shows only the code and the reason, so the reason says what to do."""
+
     def __init__(self, n: int):
-        super().__init__(503, reason="Server full")
+        super().__init__(503, "%d pages are open, the most this server runs at once", n,
+                         reason="The server is full, try again in a minute")
         self.n = n
 
 

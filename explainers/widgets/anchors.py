@@ -36,6 +36,8 @@ BINS = 5
 BIN_COLOURS = sample_colorscale(SCALE, [(i + 0.5) / BINS for i in range(BINS)])
 PIPELINE = ("top-k anchors", "corrected", "clipped and NMS", "proposals")
 TEXT = dict(size=16)
+#: the dark edge drawn under the white grid lines (visible on light and dark parts of a photo)
+GRID_CASING = "rgba(0,0,0,0.4)"
 
 
 def lecture_image() -> np.ndarray:
@@ -75,12 +77,14 @@ class AnchorsExplainer(Explainer):
         for w in (self.view, self.row, self.col, self.top_k):
             w.observe(lambda _: self.guard(self.refresh), "value")
         self.controls = W.HBox([self.view, self.row, self.col, self.top_k])
-        widths = [0.32, 0.3, 0.38] if live else [0.5, 0.25, 0.25]
+        widths = [0.32, 0.3, 0.38] if live else [0.56, 0.2, 0.24]
         fig = make_subplots(1, 3, column_widths=widths, horizontal_spacing=0.06, subplot_titles=("image", "objectness", "scores"))
         fig.add_image(source=png_uri(self._img), x0=0.5, y0=0.5, row=1, col=1, hoverinfo="skip")     # 0
-        fig.add_scatter(x=[], y=[], mode="lines", fill="toself", fillcolor="rgba(120,120,120,0.55)",  # 1 padding
-                        line=dict(color=GREY, width=1), row=1, col=1, hoverinfo="skip")
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="rgba(255,255,255,0.75)", width=1),  # 2 grid
+        # 1: the padding (filled) and, under the grid, its dark casing (2-point pieces fill nothing):
+        # a white line on a dark edge reads on the white cup and on the dark table alike
+        fig.add_scatter(x=[], y=[], mode="lines", fill="toself", fillcolor="rgba(120,120,120,0.55)",
+                        line=dict(color=GRID_CASING, width=2.5), row=1, col=1, hoverinfo="skip")
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=1, dash="solid"),     # 2 grid
                         row=1, col=1, hoverinfo="skip")
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=3, color="white"), row=1, col=1,  # 3 points
                         hoverinfo="skip")
@@ -111,7 +115,7 @@ class AnchorsExplainer(Explainer):
         fig.update_yaxes(scaleanchor="x2", constrain="domain", row=1, col=2)
         fig.update_xaxes(constrain="domain", row=1, col=2)
         fig.update_yaxes(autorange=False, showticklabels=False, row=1, col=3)
-        self._use_figure(fig, 500)
+        self._use_figure(fig, 540)
         self.fig.layout.margin.r = 10
         dom = self.fig.layout.xaxis2.domain
         self.fig.data[14].colorbar.x = dom[1] + 0.005
@@ -252,7 +256,13 @@ class AnchorsExplainer(Explainer):
                     labels.append(name)
         d = self.fig.data
         with self.fig.batch_update():
-            d[1].update(x=pad[0], y=pad[1])
+            # the grid's dark casing: full on cells of 16+ screen px, lighter on a fine grid (it would
+            # hide a small image); about 420 px of plot height show the padded image and its margin
+            cell_px = min(sy, sx) * 420 / (Hp + 2 * max(sy, sx))
+            d[1].update(x=list(pad[0]) + ([None] if pad[0] else []) + gx,
+                        y=list(pad[1]) + ([None] if pad[1] else []) + gy,
+                        line=dict(color=GRID_CASING if cell_px >= 16 else "rgba(0,0,0,0.2)",
+                                  width=2.5 if cell_px >= 16 else 2))
             d[2].update(x=gx, y=gy)
             d[3].update(x=cx, y=cy)
             d[12].update(x=labels_x, y=labels_y, text=labels)
@@ -295,16 +305,28 @@ class AnchorsExplainer(Explainer):
                 self.fig.layout.yaxis3.update(range=[len(counts) - 0.5, -0.5])
 
     def _extent(self) -> tuple[float, float, float, float]:
-        """``(x1, y1, x2, y2)``: the padded image and, in the cell view, every box it draws (anchors
-        reach beyond the image: nothing is cut off). The RPN view shows the image only (its step 1 says
-        that large anchors are cut at the image's edge there)."""
+        """``(x1, y1, x2, y2)``: the padded image, as large as the panel allows; in the cell view with
+        a margin of one cell where the boxes that reach beyond the image show that they do (they are
+        cut at the panel's edge; the caption says so). The RPN view shows the image only (its step 1
+        says that large anchors are cut at the image's edge there)."""
         Hp, Wp = self._padded
         if self.view.value != "cell":
             return 0, 0, Wp, Hp
+        m = max(self._at.stride)
         boxes, _, moved, *_ = self._cell()
         boxes = boxes if moved is None else torch.cat([boxes, moved])
         lo, hi = boxes[:, :2].min(0).values.tolist(), boxes[:, 2:].max(0).values.tolist()
-        return min(0, lo[0]), min(0, lo[1]), max(Wp, hi[0]), max(Hp, hi[1])
+        return max(-m, min(0, lo[0])), max(-m, min(0, lo[1])), min(Wp + m, max(Wp, hi[0])), min(Hp + m, max(Hp, hi[1]))
+
+    def _cut(self) -> bool:
+        """Whether the cell view cuts a box at the panel's edge (it reaches past the margin)."""
+        if self.view.value != "cell":
+            return False
+        x1, y1, x2, y2 = self._extent()
+        boxes, _, moved, *_ = self._cell()
+        boxes = boxes if moved is None else torch.cat([boxes, moved])
+        return bool((boxes[:, 0] < x1).any() or (boxes[:, 1] < y1).any() or (boxes[:, 2] > x2).any()
+                    or (boxes[:, 3] > y2).any())
 
     # ------------------------------------------------------------------ steps
     def n_steps(self) -> int:
@@ -367,7 +389,8 @@ class AnchorsExplainer(Explainer):
         names = [f"{s:g} px, h/w {q:g}" for q in self._ratios for s in self._sizes]     # ratio-major
         cx, cy = self._at.centres[r * self._feature_size[1] + c].tolist()
         lead = (f"Cell ({r}, {c}): {K} anchors ({len(self._sizes)} sizes x {len(self._ratios)} ratios h/w) centred "
-                f"on its top-left corner ({cx:g}, {cy:g}), as torchvision places them")
+                f"on its top-left corner ({cx:g}, {cy:g}), as torchvision places them"
+                + (" (the largest run past the panel's edge)" if self._cut() else ""))
         if scores is None:
             data[16] = {"x": [], "y": [], "text": []}
             if k == 0:

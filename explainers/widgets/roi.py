@@ -119,8 +119,9 @@ class RoIPoolAlignExplainer(Explainer):
         add(x=[], y=[], mode="lines", line=dict(color=SKY, width=3), row=1, col=4)                           # 8
         add(x=[], y=[], mode="markers", marker=dict(size=6, color="white"), row=1, col=4)                   # 9
         add(x=[], y=[], mode="markers", marker=dict(size=14, color=VERMILLION), row=1, col=4)               # 10
-        # 11: the four neighbours' weights, written in their cells (the RoI Align map shows no values)
-        add(x=[], y=[], text=[], mode="text", textposition="middle center",
+        # 11: the four neighbours' values f(x, y) and weights, written in their cells (the RoI Align map
+        # has no numbers of its own: these are the ones the caption's f = ... uses)
+        add(x=[], y=[], text=[], mode="text", textposition="middle center", cliponaxis=False,
             textfont=dict(size=17, color="black", **halo()), row=1, col=4)                                # 11
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)                   # 12
         add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=4)                        # 13
@@ -128,6 +129,13 @@ class RoIPoolAlignExplainer(Explainer):
         # centre falls on the map: x = (u + 0.5) * scale), so the proposal's image region shows through
         fig.add_image(source=png_uri(np.full((2, 2, 3), 255, np.uint8)), hoverinfo="skip", visible=False,
                       row=1, col=4)
+        # 15, 16: the output cell the current sample belongs to, on the RoI Pool and RoI Align outputs: an
+        # outline just inside the cell, so its number stays readable
+        add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=2, col=1)                    # 15
+        add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=2, col=3)                    # 16
+        # 17: on a small map, each neighbour's weight at its outer corner (its value fills the cell)
+        add(x=[], y=[], text=[], mode="text", cliponaxis=False, textfont=dict(size=17, color="black", **halo()),
+            row=1, col=4)                                                                                   # 17
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         # the feature maps with square cells: the box's shape on the map is its true shape
@@ -255,6 +263,7 @@ class RoIPoolAlignExplainer(Explainer):
         self._pt, self._at = pt, at
         fm = f[c]
         self._map_shape = tuple(fm.shape)
+        self._fmap = fm
         if level is not None:
             where = f"map '{level.name}' (scale {_scale_text(scale)})"
             self.fig.layout.annotations[0].text = f"RoI Pool on {where}: snapped to cells"
@@ -416,7 +425,8 @@ class RoIPoolAlignExplainer(Explainer):
         ph, pw, gh, gw = at.points.shape[:4]
         if gh * gw == 0:
             return {"data": {10: {"x": [], "y": []}, 11: {"x": [], "y": [], "text": []}, 12: {"x": [], "y": []},
-                             13: {"x": [], "y": []}},
+                             13: {"x": [], "y": []}, 15: {"x": [], "y": []}, 16: {"x": [], "y": []},
+                             17: {"x": [], "y": [], "text": []}},
                     "caption": "this region is empty: RoI Align outputs zeros"}
         i, rest = divmod(k, pw * gh * gw)
         j, rest = divmod(rest, gh * gw)
@@ -425,23 +435,40 @@ class RoIPoolAlignExplainer(Explainer):
         nb = at.neighbours[i, j, a, b].tolist()
         w = at.weights[i, j, a, b].tolist()
         x0, y0, x1, y1 = pt.bins[i, j].tolist()
-        value = at.samples[self.channel.value, i, j, a, b].item()
-        # a small map: each weight in its neighbour's cell; a large one (cells smaller than the text):
-        # each weight outside the 2x2 block, on its neighbour's side of the sample point
-        if max(self._map_shape) <= 12:
-            pos = ["middle center"] * len(nb)
+        c = self.channel.value
+        value = at.samples[c, i, j, a, b].item()
+        fmap = self._fmap
+        # the neighbours' values as drawn (0 outside the map, where bilinear sampling reads nothing)
+        vals = [float(fmap[ny, nx]) if 0 <= nx < fmap.shape[1] and 0 <= ny < fmap.shape[0] else 0.0
+                for nx, ny in nb]
+        out_a, out_p = float(self._drawn["a_out"][c, i, j]), float(self._drawn["p_out"][c, i, j])
+        # a small map: each neighbour's value in its cell and its weight just outside the 2x2 block, at the
+        # cell's outer corner; a large one (cells smaller than the text): value and weight together outside
+        # the 2x2 block, on the neighbour's side of the sample point
+        outward = [("top " if ny <= y else "bottom ") + ("left" if nx <= x else "right") for nx, ny in nb]
+        small = max(self._map_shape) <= 12
+        if small:
+            values = {"x": [n[0] for n in nb], "y": [n[1] for n in nb], "text": [fmt(v) for v in vals],
+                      "textposition": "middle center"}
+            weights = {"x": [nx + (-0.5 if nx <= x else 0.5) for nx, ny in nb],
+                       "y": [ny + (-0.5 if ny <= y else 0.5) for nx, ny in nb],
+                       "text": [f"×{wt:.2f}" for wt in w], "textposition": outward}
         else:
-            pos = [("top " if ny <= y else "bottom ") + ("left" if nx <= x else "right") for nx, ny in nb]
+            values = {"x": [n[0] for n in nb], "y": [n[1] for n in nb],
+                      "text": [f"{fmt(v)} ×{wt:.2f}" for v, wt in zip(vals, w)], "textposition": outward}
+            weights = {"x": [], "y": [], "text": []}
         terms = " + ".join(f"{wt:.2f}·f({nx},{ny})" for (nx, ny), wt in zip(nb, w) if wt)
         caption = (
             f"bin ({i}, {j}), sample {a * gw + b + 1}/{gh * gw} at "
-            f"({x:.2f}, {y:.2f}): f = {terms or '0 (outside the map)'} = {fmt(value)}; "
-            f"weights max(0, 1-|x-x_i|)·max(0, 1-|y-y_j|). RoI Pool's bin ({i}, {j}) covers whole cells "
-            f"x {x0}..{x1 - 1}, y {y0}..{y1 - 1}.")
+            f"({x:.2f}, {y:.2f}): f = {terms or '0 (outside the map)'} = {fmt(value)} (weights "
+            f"max(0, 1-|x-x_i|)·max(0, 1-|y-y_j|)); output = mean of {gh * gw} samples = {fmt(out_a)}. "
+            f"RoI Pool: cells x {x0}..{x1 - 1}, y {y0}..{y1 - 1}, max = {fmt(out_p)}.")
         return {"caption": caption, "data": {
             10: {"x": [x], "y": [y]},
-            11: {"x": [n[0] for n in nb], "y": [n[1] for n in nb], "text": [f"{wt:.2f}" for wt in w],
-                 "textposition": pos},
+            11: values,
+            17: weights,
             12: dict(zip("xy", rect_path([(x0 - 0.5, y0 - 0.5, x1 - 0.5, y1 - 0.5)]))),
             13: dict(zip("xy", _cell_outlines(nb))),
+            15: dict(zip("xy", _cell_outlines([(j, i)]))),
+            16: dict(zip("xy", _cell_outlines([(j, i)]))),
         }}

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..models.render import class_hex, legend_html, to_uint8
 from ..ops.single_stage import (SSD300_ASPECT_RATIOS, SSD300_FEATURE_SIZES, SSD300_SCALES, SSD300_STEPS,
-                                fcos_dense, match_detections, ssd_default_boxes, yolo_channel_names, yolo_decode,
+                                fcos_dense, match_detections, ssd_default_boxes, yolo_decode,
                                 yolo_encode)
 from ..ops.single_stage_reference import reference_default_boxes, reference_yolo_boxes
 from ._base import BLUE, GREY, ORANGE, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
@@ -25,6 +25,24 @@ YOLO_LIVE_SCORE = 0.5
 #: dense view: how many locations the steps walk through (best first)
 DENSE_STEPS = 12
 SSD_SIZE = 300
+
+
+def _cell_table(vec, B: int, classes) -> tuple[list, list, list]:
+    """A YOLO cell's ``5B + C`` numbers as a table, every number under a label: one row per base
+    box (columns dx, dy, dw, dh, conf), then one row per class score (in the first column).
+    Returns ``(z, column names, row names)``; the table read row by row, blanks skipped, is ``vec``."""
+    v = [round(float(x), 2) for x in vec.tolist()]
+    rows = [v[5 * b: 5 * b + 5] for b in range(B)] + [[p, None, None, None, None] for p in v[5 * B:]]
+    names = [f"box {b + 1}" for b in range(B)] + [f"p({n})" for n in classes]
+    return rows, ["dx", "dy", "dw", "dh", "conf"], names
+
+
+def _row_ticks(rows) -> dict:
+    """Every row of a short read-out labelled (no label skipped, whatever the plot's height); a long
+    map (step 0) keeps plotly's automatic ticks."""
+    if rows is None or len(rows) > 12:
+        return {"yaxis2": {"tickmode": "auto"}}
+    return {"yaxis2": {"tickmode": "array", "tickvals": list(rows), "ticktext": list(rows)}}
 
 
 class SingleStageExplainer(Explainer):
@@ -225,11 +243,11 @@ class SingleStageExplainer(Explainer):
     def _frame_yolo(self, k: int) -> dict:
         tr, enc = self._yolo
         S, B = tr.S, tr.B
-        names = yolo_channel_names(B, self._classes)
         gt_xy = dict(zip("xy", rect_path(enc.boxes.tolist()))) if len(enc.boxes) else {"x": [], "y": []}
         if k == 0:
             heat = tr.confidence.amax(-1)           # which cells hold an object
-            return {"data": {2: gt_xy, 4: {"x": [], "y": []}, 5: {"x": [], "y": []}, 6: {"x": [], "y": []},
+            return {"layout": _row_ticks(None),
+                    "data": {2: gt_xy, 4: {"x": [], "y": []}, 5: {"x": [], "y": []}, 6: {"x": [], "y": []},
                              7: {"x": [], "y": [], "text": []},
                              8: self._heat([[round(float(x), 2) for x in row] for row in heat.tolist()],
                                            [str(c) for c in range(S)], [str(r) for r in range(S)],
@@ -256,8 +274,7 @@ class SingleStageExplainer(Explainer):
         data = {2: gt_xy, 4: dict(zip("xy", rect_path(base))),
                 5: dict(zip("xy", rect_path(tr.boxes[r, c, live].tolist()))) if live else {"x": [], "y": []},
                 6: dict(zip("xy", rect_path([cell]))), 7: {"x": tx, "y": ty, "text": tt},
-                8: self._heat([[round(float(x), 2)] for x in vec.tolist()], [f"cell ({r}, {c})"], names,
-                              f"cell ({r}, {c})")}
+                8: self._heat(*_cell_table(vec, B, self._classes), f"cell ({r}, {c})")}
         data[5]["line"] = {"color": colour}
         objs = [i for i in range(len(enc.boxes)) if enc.kept[i] and tuple(enc.cells[i].tolist()) == (r, c)]
         if objs:
@@ -268,8 +285,9 @@ class SingleStageExplainer(Explainer):
         else:
             msg = (f"cell ({r}, {c}): no object centre falls here, so all {B} confidences are 0 and the class "
                    f"scores say {self._classes[0]}.")
-        msg += f" Its {5 * B + tr.C} numbers are read out on the right; dashed: its {B} base boxes."
-        return {"data": data, "caption": msg}
+        msg += (f" Its {5 * B + tr.C} numbers on the right: a row per base box (dx, dy, dw, dh, conf), then the "
+                f"{tr.C} class scores; dashed: its {B} base boxes.")
+        return {"data": data, "layout": _row_ticks(data[8]["y"]), "caption": msg}
 
     def _frame_ssd(self, k: int) -> dict:
         tr = self._ssd
@@ -293,7 +311,7 @@ class SingleStageExplainer(Explainer):
                f"{K} default boxes each = {tr.per_level[k]:,} boxes, scale s_k = {tr.scales[k]:g} of the image "
                f"({tr.scales[k] * SSD_SIZE:.0f} px). Small maps, big boxes. Total over the six maps: "
                f"{sum(tr.per_level):,}.")
-        return {"data": data, "caption": msg}
+        return {"data": data, "layout": _row_ticks(data[8]["y"]), "caption": msg}
 
     def _frame_dense(self, k: int) -> dict:
         boxes, dense, order = self._dense
@@ -307,7 +325,7 @@ class SingleStageExplainer(Explainer):
                          8: self._heat([[round(float(x), 2) for x in row] for row in grid.tolist()],
                                        [str(c) for c in range(grid.shape[1])], [str(r) for r in range(grid.shape[0])],
                                        "best score", scores=True)})
-            return {"data": data, "caption": f"Every location predicts a box and class scores: {len(boxes)} "
+            return {"data": data, "layout": _row_ticks(None), "caption": f"Every location predicts a box and class scores: {len(boxes)} "
                                              f"predictions, dots coloured by their best score (right: the same as "
                                              f"a {grid.shape[0]} x {grid.shape[1]} map). Dotted: the "
                                              f"{len(strong)} boxes scoring ≥ 0.3. Press play for the best locations."}
@@ -327,7 +345,7 @@ class SingleStageExplainer(Explainer):
                      8: self._heat([[v] for v in vals], [f"loc ({r}, {c})"], rows, f"location ({r}, {c})")})
         data[6]["mode"] = "markers"
         data[6]["marker"] = {"size": 14, "color": YELLOW, "line": {"color": "black", "width": 1}}
-        return {"data": data, "caption": f"#{k} best location ({r}, {c}): {self._classes[lab]} with score "
+        return {"data": data, "layout": _row_ticks(data[8]["y"]), "caption": f"#{k} best location ({r}, {c}): {self._classes[lab]} with score "
                                          f"{float(dense.best_score[i]):.2f}; its box is the point pushed out by "
                                          "(l, t, r, b) × 8 px. Neighbours predict near-copies: NMS keeps one."}
 
@@ -335,7 +353,7 @@ class SingleStageExplainer(Explainer):
     def _heat(z, x, y, title, scores: bool = False) -> dict:
         # numbers in the cells while they fit at 16 px (a big map is read by colour)
         fits = len(z) <= 24 and max(len(row) for row in z) <= 8
-        text = [[html.escape(f"{v:g}") if fits else "" for v in row] for row in z]
+        text = [["" if v is None or not fits else html.escape(f"{v:g}") for v in row] for row in z]
         # scores 0..1 in the colours of the dots; any other numbers blue/red around 0
         colours = dict(colorscale="Viridis", zauto=False, zmin=0, zmax=1) if scores else \
             dict(colorscale="RdBu", zauto=True, zmid=0)

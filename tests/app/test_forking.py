@@ -147,7 +147,10 @@ def test_only_this_interpreters_ipykernel_is_forked(tmp_path):
     assert forking._forkable(["R", "--slave"]) is None
 
 
-def test_the_zygote_and_its_kernels_stop_when_the_server_is_gone(tmp_path):
+@pytest.mark.parametrize("how", ["the server is gone", "SIGTERM"])
+def test_the_zygote_stops_its_kernels_before_it_stops(tmp_path, how):
+    """Whether its server vanished or the server stopped it: no kernel is left behind (an
+    orphaned kernel, where nobody reaps orphans, would stay a zombie)."""
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     folder = tmp_path / "z"
     folder.mkdir(mode=0o700)
@@ -170,9 +173,12 @@ def test_the_zygote_and_its_kernels_stop_when_the_server_is_gone(tmp_path):
             reply = forking._read_request(s)
         kernel = psutil.Process(reply["pid"])
         assert kernel.ppid() == zygote.pid
-        server.kill()
-        server.wait()
-        assert zygote.wait(30) == 0                    # it notices within its 5 s poll
+        if how == "SIGTERM":
+            zygote.terminate()
+        else:
+            server.kill()
+            server.wait()
+        assert zygote.wait(30) == 0                    # at once, or within its 5 s poll
         gone, alive = psutil.wait_procs([kernel], timeout=30)
         assert not alive, "a forked kernel outlived its server"
     finally:

@@ -233,7 +233,8 @@ def test_try_the_corner_cell_has_low_objectness_and_anchors_outside_the_image():
     assert float(st["objectness"][:9].max()) < 0.3
     assert (st["boxes"][:, :2] < 0).any()
     lay = e.fig.layout
-    assert lay.xaxis.range[0] < 0 and lay.yaxis.range[1] < 0       # drawn whole, not cut off
+    assert lay.xaxis.range[0] < 0 and lay.yaxis.range[1] < 0       # the margin shows them sticking out
+    assert "run past the panel's edge" in e.frame(0)["caption"]      # and the caption says they are cut
     e.row.value, e.col.value = 7, 9
 
 
@@ -275,3 +276,33 @@ def test_try_lowering_top_k_in_live_mode_drops_the_model_check():
     assert "top 300 before its NMS" in e.note.value and len(marks(e)) == 3 and "✘" not in marks(e)
     e.top_k.value = 300
     assert len(marks(e)) == 4
+
+
+def test_lecture_photo_fills_its_panel_and_the_grid_is_solid_on_a_dark_casing():
+    """Issue #12: on a projector the photo uses the panel's space and the grid reads as lines on both
+    the white cup and the dark table: a solid white line over a dark, wider casing."""
+    from explainers.widgets.anchors import GRID_CASING
+
+    e = page("lecture")
+    e.view.value = "cell"
+    lay = e.fig.layout
+    # at most one cell (32 px) of margin around the 640 x 480 photo, whatever the cell's anchors
+    for r, c in ((7, 9), (0, 0), (14, 19)):
+        e.row.value, e.col.value = r, c
+        x1, x2 = sorted(lay.xaxis.range)
+        y1, y2 = sorted(lay.yaxis.range)
+        assert -34 <= x1 <= 0 and 640 <= x2 <= 674 and -34 <= y1 <= 0 and 480 <= y2 <= 514
+    e.row.value, e.col.value = 7, 9
+    # the photo's size on a 1280 px page: the panel is height-limited (equal axes)
+    plot_h = lay.height - lay.margin.t - lay.margin.b
+    plot_w = (1280 - lay.margin.l - lay.margin.r) * (lay.xaxis.domain[1] - lay.xaxis.domain[0])
+    scale = min(plot_h / (max(lay.yaxis.range) - min(lay.yaxis.range)),
+                plot_w / (max(lay.xaxis.range) - min(lay.xaxis.range)))
+    assert 640 * scale >= 470                      # was about 335 px wide
+    grid, casing = e.fig.data[2], e.fig.data[1]
+    assert grid.line.color == "white" and grid.line.dash in (None, "solid") and grid.line.width <= 1.5
+    assert casing.line.color == GRID_CASING and casing.line.width > grid.line.width
+    # the casing runs under every grid line (the lecture photo has no padding)
+    segs = lambda tr: {tuple(tr.x[i:i + 2]) + tuple(tr.y[i:i + 2]) for i in range(0, len(tr.x), 3)}  # noqa: E731
+    assert segs(grid) <= segs(casing) and len(segs(grid)) == 21 + 16
+    assert e.fig.data.index(casing) < e.fig.data.index(grid)         # drawn under it

@@ -183,3 +183,21 @@ def test_proposals_are_readable_a_few_thin_see_through_boxes_counted_in_words(le
     shown = min(plot_w * 0.55 / W_, plot_h / H)          # pixels per image pixel (equal axes)
     assert shown * W_ >= 600                                # was about 555 px wide
     assert sum(tr.type == "bar" for tr in e.fig.data) == 2 * len(KINDS)
+
+
+def test_try_proposals_drawn_100_then_300_and_10(lecture):
+    """'Set *proposals drawn* to 100, then 300: more of R-CNN's proposals on the photo (the caption says
+    "Showing the top 300 of 2,512 proposals"); 10 leaves only the numbered best ten.'"""
+    e = lecture
+    e.pipeline.value = "R-CNN"
+    i0 = e._img0
+    counts = {}
+    for n in (100, 300, 10):
+        e.drawn.value = n
+        e.step.value = 0
+        counts[n] = list(e.fig.data[i0 + 1].x).count(None)
+        if n == 300:
+            assert "Showing the top 300 of 2,512 proposals" in e.caption.value
+    assert counts[10] < counts[100] < counts[300] == 300
+    assert list(e.fig.data[i0 + 2].x).count(None) == 10 == counts[10]     # the thin ones are the numbered ones
+    e.drawn.value = 30

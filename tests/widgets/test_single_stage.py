@@ -32,7 +32,7 @@ def test_lecture_yolo_reads_the_tensor_cell_by_cell(lecture):
     e.step.value = 1 + i
     fr = e.frame(e.step.value)
     assert e.state()["cell"] == (r, c)
-    shown = [row[0] for row in fr["data"][8]["z"]]
+    shown = [v for row in fr["data"][8]["z"] for v in row if v is not None]      # the table, row by row
     assert shown == [round(float(v), 2) for v in st["tensor"][r, c]]
     assert "predicts it" in fr["caption"]
 
@@ -151,3 +151,42 @@ def test_a_two_stage_model_is_refused_in_words():
 
     e = SingleStageExplainer(source="live", model=get("detection", "shapes"))
     assert "FCOS" in e.error_text
+
+
+@pytest.mark.parametrize("B", [1, 3, 6])
+def test_every_number_of_the_yolo_cell_vector_is_labelled(lecture, B):
+    """Issue #12: all 5B + C numbers of a cell under a label at 16 px, none skipped or clipped: a row
+    per base box (dx, dy, dw, dh, conf), then a row per class score, every row tick given explicitly."""
+    from explainers.ops.single_stage import yolo_channel_names
+
+    e = lecture
+    e.view.value, e.S.value, e.B.value = "YOLO grid", 7, B
+    C = len(e._classes)
+    fr = e.frame(2)
+    heat = fr["data"][8]
+    z, rows, cols = heat["z"], heat["y"], heat["x"]
+    assert cols == ["dx", "dy", "dw", "dh", "conf"] and len(rows) == len(z) == B + C
+    # each number sits under a (row, column) name that is the channel's own name
+    names = yolo_channel_names(B, e._classes)
+    labelled = [(f"{rows[i]} {cols[j]}" if i < B else rows[i]) for i in range(len(z)) for j in range(5)
+                if z[i][j] is not None]
+    assert labelled == names and len(labelled) == 5 * B + C
+    assert all(t != "" for row, zr in zip(heat["text"], z) for t, v in zip(row, zr) if v is not None)
+    # every row's tick is given (plotly skips none), at 16 px
+    y2 = fr["layout"]["yaxis2"]
+    assert y2["tickmode"] == "array" and list(y2["tickvals"]) == list(y2["ticktext"]) == list(rows)
+    e.step.value = 2
+    assert e.fig.layout.yaxis2.tickfont.size >= 16 and e.fig.data[8].textfont.size >= 16
+    assert list(e.fig.layout.yaxis2.tickvals) == list(rows)
+    # rows tall enough for 16 px labels at the smallest plot the page allows (300 px)
+    lay = e.fig.layout
+    assert (300 - lay.margin.t - lay.margin.b) / len(rows) >= 16
+    e.B.value = 3
+
+
+def test_the_step_0_map_keeps_automatic_ticks(lecture):
+    e = lecture
+    e.view.value, e.S.value, e.B.value = "YOLO grid", 13, 3
+    e.step.value = 0
+    assert e.frame(0)["layout"]["yaxis2"]["tickmode"] == "auto" and e.fig.layout.yaxis2.tickmode == "auto"
+    e.S.value = 7

@@ -181,7 +181,10 @@ def test_true_and_predicted_boxes_differ_and_are_named_at_every_step(source, lec
     pred_line = e.fig.data[6].line
     for k in range(e.n_steps()):
         e.step.value = k
-        (shape,) = [s for s in e.fig.layout.shapes if s.xref == "x"]
+        # (plotly's layout.update repeats a shorter shapes list over the old one: count distinct shapes)
+        drawn = {(s.x0, s.y0, s.x1, s.y1, s.line.color, s.line.dash): s for s in e.fig.layout.shapes if s.xref == "x"}
+        assert len(drawn) == 1, (k, list(drawn))
+        (shape,) = drawn.values()
         assert [shape.x0, shape.y0, shape.x1, shape.y1] == pytest.approx(true_corners)
         assert shape.line.color == class_hex(c if source == "live" else c + 1) and shape.line.dash in (None, "solid")
         assert pred_line.color == PRED_COLOUR and pred_line.dash == "dash"

@@ -1,0 +1,55 @@
+"""SlidingWindowExplainer's label map at the first steps: never a blank panel (issue #12)."""
+import pytest
+
+from explainers.widgets.sliding_window import SlidingWindowExplainer, _grid_lines
+
+
+@pytest.fixture(scope="module")
+def lecture():
+    return SlidingWindowExplainer(source="lecture")
+
+
+def _segments(xs):
+    return xs.count(None)
+
+
+def test_step_0_shows_the_empty_map_as_a_grid_and_says_it_fills(lecture):
+    e = lecture
+    e.step.value = 0
+    nH, nW = e.state()["labels"].shape
+    grid = e.fig.data[8]
+    assert grid.type == "scatter" and grid.mode == "lines" and (grid.xaxis, grid.yaxis) == ("x3", "y3")
+    assert _segments(list(grid.x)) == (nW + 1) + (nH + 1)           # one line per cell border (42 x 42)
+    assert min(v for v in grid.x if v is not None) == -0.5 and max(v for v in grid.x if v is not None) == nW - 0.5
+    assert min(v for v in grid.y if v is not None) == -0.5 and max(v for v in grid.y if v is not None) == nH - 0.5
+    fr = e.frame(0)
+    # the first window's cell is filled, framed by the current-cell marker drawn whole at the corner
+    z = fr["data"][4]["z"]
+    assert z[0][0] == int(e.state()["labels"][0, 0]) and sum(v is not None for row in z for v in row) == 1
+    assert fr["data"][5] == {"x": [0], "y": [0]} and e.fig.data[5].cliponaxis is False
+    assert f"{nH * nW - 1:,} empty cells" in fr["caption"] and "fill the whole map" in fr["caption"]
+    # later in the map the caption no longer repeats it
+    assert "empty cells" not in e.frame(nW + 1)["caption"]
+
+
+def test_the_grid_follows_the_stride_and_stays_readable(lecture):
+    e = lecture
+    e.stride_ctl.value = 8
+    nH, nW = e.state()["labels"].shape
+    assert _segments(list(e.fig.data[8].x)) == (nW + 1) + (nH + 1)
+    e.stride_ctl.value = e._model.stride
+    # a map too fine for a line per cell: a line every few cells, never more than about 50 a side
+    xs, ys = _grid_lines(150, 200)
+    segs = [(xs[i], xs[i + 1], ys[i], ys[i + 1]) for i in range(0, len(xs), 3)]
+    vertical = [sg for sg in segs if sg[0] == sg[1]]
+    horizontal = [sg for sg in segs if sg[2] == sg[3]]
+    assert 30 <= len(vertical) <= 50 and 20 <= len(horizontal) <= 50
+    assert max(v for v in xs if v is not None) == 199.5 and max(v for v in ys if v is not None) == 149.5
+
+
+def test_dense_toggle_keeps_the_grid_and_fills_every_cell(lecture):
+    e = lecture
+    e.dense.value = True
+    assert all(v is not None for row in e.fig.data[4].z for v in row)
+    assert _segments(list(e.fig.data[8].x)) > 0
+    e.dense.value = False
