@@ -14,7 +14,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from ._plotview import PlotView
+from ._plotview import PlotView, update_layout
 
 #: Okabe-Ito colour-blind-safe palette
 ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY = (
@@ -251,7 +251,7 @@ class Explainer:
             for i, props in (data or {}).items():
                 self.fig.data[i].update(props)
             if layout:
-                self.fig.layout.update(layout)
+                update_layout(self.fig, layout)
 
     def show_step(self, k: int) -> None:
         fr = self.frame(k)

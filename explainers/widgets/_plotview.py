@@ -145,6 +145,23 @@ def _jsonable(obj):
     return json.loads(pjson.to_json_plotly(obj))
 
 
+#: layout properties that are lists of objects: a frame gives the whole list
+ARRAY_LAYOUT_KEYS = ("shapes", "annotations", "images", "selections", "sliders", "updatemenus")
+
+
+def update_layout(fig, layout: dict) -> None:
+    """``fig.layout.update(layout)``, except that list properties (shapes, annotations, images)
+    are replaced, not merged: plotly's update merges a shorter list into the longer one element
+    by element (three shapes updated with one become three copies of it; an empty list changes
+    nothing), which leaves boxes of an earlier frame on the plot."""
+    rest = {k: v for k, v in layout.items() if k not in ARRAY_LAYOUT_KEYS}
+    for key in ARRAY_LAYOUT_KEYS:
+        if key in layout:
+            setattr(fig.layout, key, list(layout[key] or ()))
+    if rest:
+        fig.layout.update(rest)
+
+
 class PlotView(anywidget.AnyWidget):
     """Shows a ``go.Figure``; :meth:`apply` updates traces/layout in place (no re-creation)."""
 
@@ -171,7 +188,7 @@ class PlotView(anywidget.AnyWidget):
             for i, props in data.items():
                 self.fig.data[i].update(props)
             if layout:
-                self.fig.layout.update(layout)
+                update_layout(self.fig, layout)
         self._n += 1
         payload = {str(i): self.fig.data[i].to_plotly_json() for i in data}
         for p in payload.values():

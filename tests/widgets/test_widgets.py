@@ -376,6 +376,31 @@ def test_frames_are_pure_functions_of_the_step(cls, tmp_path):
     assert {k: repr(v) for k, v in vars(e).items() if not k.startswith("__")} == attrs
 
 
+def test_update_layout_replaces_lists_instead_of_merging_them():
+    import plotly.graph_objects as go
+
+    from explainers.widgets._plotview import update_layout
+
+    fig = go.Figure()
+    fig.update_layout(shapes=[dict(type="rect", x0=i, x1=i + 1, y0=0, y1=1) for i in range(3)], title="a")
+    update_layout(fig, {"shapes": [dict(type="line", x0=9, x1=10, y0=0, y1=1)], "title": "b"})
+    assert [s.x0 for s in fig.layout.shapes] == [9] and fig.layout.title.text == "b"   # plotly alone: [9, 9, 9]
+    update_layout(fig, {"shapes": [], "annotations": []})
+    assert fig.layout.shapes == () and fig.layout.annotations == ()
+
+
+@pytest.mark.parametrize("cls", [c for c in ALL if c.__name__ != "LiveModelExplainer"])
+def test_stepping_back_draws_exactly_the_frames_shapes(cls):
+    """After the last step, step 0 shows its own shapes and annotations, none left from later."""
+    e = cls()
+    e.step.value = e.n_steps() - 1
+    e.step.value = 0
+    lay = e.frame(0).get("layout") or {}
+    for key in ("shapes", "annotations"):
+        if key in lay:
+            assert len(getattr(e.fig.layout, key)) == len(lay[key] or ()), key
+
+
 def test_check_line_never_turns_a_mismatch_into_a_tick():
     e = UnpoolingExplainer()
     e.set_check("x", 0.0, equal=False)
