@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.app.ports import free_port, port_free
+from tests.app.ports import free_port, page_kernels, port_free
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,15 +244,7 @@ c.Spawner.args = [a for a in c.Spawner.args if not a.startswith("--CappedKernelM
 
 def _class_kernels(server) -> list:
     """The page kernels of the class server: forks of its zygote (or plain ipykernel processes)."""
-    out = []
-    for p in server.children(recursive=True):
-        try:
-            line = " ".join(p.cmdline())
-            if "ipykernel" in line or ("explainers.app.forking" in line and p.ppid() != server.pid):
-                out.append(p)
-        except psutil.Error:
-            pass
-    return out
+    return page_kernels(server.pid)
 
 
 def _class_memory(server) -> dict:

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.app.ports import free_port, port_free
+from tests.app.ports import free_port, page_kernels, port_free
 
 from explainers.app import server as server_module
 from explainers.app.serve import TEMPLATE_ROOT, serve, voila_command, voila_env
@@ -77,13 +77,7 @@ def _get(port: int, path: str, timeout: float = 300):
 
 
 def _kernels(proc) -> list:
-    """The page kernels under the server: plain ipykernel processes, or forks of the zygote
-    (which keep the zygote's command line: its children are the kernels)."""
-    kids = psutil.Process(proc.pid).children(recursive=True)
-    plain = [p for p in kids if "ipykernel" in " ".join(p.cmdline())]
-    forked = [c for z in kids if "explainers.app.forking" in " ".join(z.cmdline()) and z.ppid() == proc.pid
-              for c in z.children()]
-    return plain + forked
+    return page_kernels(proc.pid)
 
 
 def _stop(proc, sig) -> list:

@@ -296,17 +296,10 @@ def test_lecture_and_live_are_one_click_on_a_page(server, browser):
 
 def test_leaving_a_page_frees_its_kernel(server, browser):
     """A closed tab must not keep its kernel (about 1 GB) until the idle culler comes."""
-    import psutil
+    from tests.app.ports import page_kernels
 
     def kernels():
-        alive = set()
-        for p in psutil.Process(SERVER["proc"].pid).children(recursive=True):
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline()):
-                    alive.add(p.pid)
-            except psutil.Error:      # it is exiting
-                pass
-        return alive
+        return {p.pid for p in page_kernels(SERVER["proc"].pid)}
 
     before = kernels()
     page, problems, _ = open_page(browser, f"{server}/voila/render/06_nms.ipynb")
