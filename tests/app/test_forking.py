@@ -4,7 +4,6 @@ ordinary start when forking is impossible, and never outlive their server."""
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time

@@ -429,6 +429,22 @@ async def _class(hub, image, shared: bool = False) -> dict:
     return figures
 
 
+def _class_report(figures: dict, n: int) -> dict:
+    """The machine, pages, errors and times (p50 / p95 across students) of a class's run."""
+    def p(key):
+        return {"p50": _percentile(figures[key], .5), "p95": _percentile(figures[key], .95)}
+
+    return {
+        "machine": f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.1f} GiB memory, "
+                   f"torch {__import__('torch').__version__}",
+        "students": n, "pages_served": figures["pages_served"], "errors": len(figures["errors"]),
+        "error_list": figures["errors"][:20], "anywidget_init_over_2s": len(figures["anywidget_slow_init"]),
+        "whole_class_s": round(figures["class_s"], 1),
+        "first_plot_after_login_s": p("first_plot_after_login_s"), "first_plot_live_page_s": p("first_plot_page_s"),
+        "step_round_trip_s": p("step_s"), "upload_round_trip_s": p("upload_s"),
+    }
+
+
 @pytest.mark.hub
 @pytest.mark.slow
 def test_a_class_on_the_real_hub(hub, tmp_path):
@@ -447,20 +463,7 @@ def test_a_class_on_the_real_hub(hub, tmp_path):
     pss = [m["pss_mb"] for m in mem.values()]
     kernel_uss = [k for m in mem.values() for k in m["kernel_uss_mb"]]
     report = {
-        "machine": f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.1f} GiB memory, "
-                   f"torch {__import__('torch').__version__}",
-        "students": n,
-        "pages_served": figures["pages_served"],
-        "errors": len(figures["errors"]),
-        "error_list": figures["errors"][:20],
-        "anywidget_init_over_2s": len(figures["anywidget_slow_init"]),
-        "whole_class_s": round(figures["class_s"], 1),
-        "first_plot_after_login_s": {"p50": _percentile(figures["first_plot_after_login_s"], .5),
-                                     "p95": _percentile(figures["first_plot_after_login_s"], .95)},
-        "first_plot_live_page_s": {"p50": _percentile(figures["first_plot_page_s"], .5),
-                                   "p95": _percentile(figures["first_plot_page_s"], .95)},
-        "step_round_trip_s": {"p50": _percentile(figures["step_s"], .5), "p95": _percentile(figures["step_s"], .95)},
-        "upload_round_trip_s": {"p50": _percentile(figures["upload_s"], .5), "p95": _percentile(figures["upload_s"], .95)},
+        **_class_report(figures, n),
         "per_student_uss_mb": {"mean": round(statistics.mean(uss)) if uss else None, "max": max(uss, default=None)},
         "per_student_pss_mb": {"mean": round(statistics.mean(pss)) if pss else None, "max": max(pss, default=None)},
         "kernel_uss_mb": {"mean": round(statistics.mean(kernel_uss)) if kernel_uss else None,
@@ -498,17 +501,8 @@ def test_a_class_on_one_shared_class_server(shared_hub, tmp_path):
     n = shared_hub["n"]
     mem = figures.pop("memory")
     report = {
-        "machine": f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.1f} GiB memory, "
-                   f"torch {__import__('torch').__version__}",
-        "students": n, "pages_served": figures["pages_served"], "errors": len(figures["errors"]),
-        "error_list": figures["errors"][:20], "anywidget_init_over_2s": len(figures["anywidget_slow_init"]),
-        "class_server_start_s": figures["class_server_start_s"], "whole_class_s": round(figures["class_s"], 1),
-        "first_plot_after_login_s": {"p50": _percentile(figures["first_plot_after_login_s"], .5),
-                                     "p95": _percentile(figures["first_plot_after_login_s"], .95)},
-        "first_plot_live_page_s": {"p50": _percentile(figures["first_plot_page_s"], .5),
-                                   "p95": _percentile(figures["first_plot_page_s"], .95)},
-        "step_round_trip_s": {"p50": _percentile(figures["step_s"], .5), "p95": _percentile(figures["step_s"], .95)},
-        "upload_round_trip_s": {"p50": _percentile(figures["upload_s"], .5), "p95": _percentile(figures["upload_s"], .95)},
+        **_class_report(figures, n),
+        "class_server_start_s": figures["class_server_start_s"],
         "tour_kernels_left_running": figures.get("tour_kernels_left_running"),
         "per_student_uss_mb": {"mean": round(statistics.mean(mem["kernel_uss_mb"])) if mem["kernel_uss_mb"] else None,
                                "max": max(mem["kernel_uss_mb"], default=None)},
