@@ -101,14 +101,15 @@ class RoIPoolAlignExplainer(Explainer):
         if self.source == "live":
             rows.append(W.HBox([self.channel, self.proposal]))
         self.controls = W.VBox(rows)
-        fig = make_subplots(2, 6, specs=[[{"colspan": 3}, None, None, {"colspan": 3}, None, None],
-                                         [{"colspan": 2}, None, {"colspan": 2}, None, {"colspan": 2}, None]],
-                            row_heights=[0.72, 0.28], vertical_spacing=0.12,
+        # the two feature maps side by side over the whole height (a 1280x720 screen leaves the plot
+        # about 400 px: cells large enough for their numbers), the three small outputs stacked right
+        fig = make_subplots(3, 3, specs=[[{"rowspan": 3}, {"rowspan": 3}, {}], [None, None, {}], [None, None, {}]],
+                            column_widths=[0.39, 0.39, 0.22], horizontal_spacing=0.07, vertical_spacing=0.16,
                             subplot_titles=("RoI Pool: snapped to cells", "RoI Align: exact bins, bilinear samples",
                                             "RoI Pool output", "RoI Align output", "Align - Pool"))
-        for r, c in ((1, 1), (1, 4), (2, 1), (2, 3), (2, 5)):
+        for r, c in ((1, 1), (1, 2), (1, 3), (2, 3), (3, 3)):
             fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
-                            colorscale="Viridis" if r == 1 else "Cividis", showscale=False, xgap=1, ygap=1,
+                            colorscale="Viridis" if c < 3 else "Cividis", showscale=False, xgap=1, ygap=1,
                             row=r, col=c)
         fig.data[4].update(colorscale="RdBu", zmid=0)
         add = fig.add_scatter
@@ -116,31 +117,32 @@ class RoIPoolAlignExplainer(Explainer):
         add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)                        # 6
         # 7: each bin's maximum, an open square just inside its cell (its number stays readable)
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=3), row=1, col=1)                   # 7
-        add(x=[], y=[], mode="lines", line=dict(color=SKY, width=3), row=1, col=4)                           # 8
-        add(x=[], y=[], mode="markers", marker=dict(size=6, color="white"), row=1, col=4)                   # 9
-        add(x=[], y=[], mode="markers", marker=dict(size=14, color=VERMILLION), row=1, col=4)               # 10
+        add(x=[], y=[], mode="lines", line=dict(color=SKY, width=3), row=1, col=2)                           # 8
+        add(x=[], y=[], mode="markers", marker=dict(size=6, color="white"), row=1, col=2)                   # 9
+        add(x=[], y=[], mode="markers", marker=dict(size=14, color=VERMILLION), row=1, col=2)               # 10
         # 11: the four neighbours' values f(x, y) and weights, written in their cells (the RoI Align map
         # has no numbers of its own: these are the ones the caption's f = ... uses)
         add(x=[], y=[], text=[], mode="text", textposition="middle center", cliponaxis=False,
-            textfont=dict(size=17, color="black", **halo()), row=1, col=4)                                # 11
+            textfont=dict(size=17, color="black", **halo()), row=1, col=2)                                # 11
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)                   # 12
-        add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=4)                        # 13
+        add(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=2)                        # 13
         # 14: live, the model's input image under the RoI Align map (each image pixel where its
         # centre falls on the map: x = (u + 0.5) * scale), so the proposal's image region shows through
         fig.add_image(source=png_uri(np.full((2, 2, 3), 255, np.uint8)), hoverinfo="skip", visible=False,
-                      row=1, col=4)
+                      row=1, col=2)
         # 15, 16: the output cell the current sample belongs to, on the RoI Pool and RoI Align outputs: an
         # outline just inside the cell, so its number stays readable
-        add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=2, col=1)                    # 15
+        add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=3)                    # 15
         add(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=2, col=3)                    # 16
         # 17: on a small map, each neighbour's weight at its outer corner (its value fills the cell)
         add(x=[], y=[], text=[], mode="text", cliponaxis=False, textfont=dict(size=17, color="black", **halo()),
-            row=1, col=4)                                                                                   # 17
+            row=1, col=2)                                                                                   # 17
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         # the feature maps with square cells: the box's shape on the map is its true shape
-        for c in (1, 4):
-            fig.update_yaxes(scaleanchor=f"x{'' if c == 1 else 2}", constrain="domain", row=1, col=c)
+        for c in (1, 2):
+            fig.update_yaxes(scaleanchor=f"x{'' if c == 1 else 2}", constrain="domain", constraintoward="top",
+                             row=1, col=c)
             fig.update_xaxes(constrain="domain", row=1, col=c)
         self._use_figure(fig, 720)
         self._load()
