@@ -49,7 +49,7 @@ class SlidingWindowExplainer(Explainer):
         self.dense = W.ToggleButton(value=False, description="run fully convolutionally",
                                     layout=W.Layout(width="240px"))
         # filling the map at Play speed takes minutes: jump to the last window (the whole map)
-        self.fill = W.Button(description="fill the whole map ⏭", layout=W.Layout(width="190px"),
+        self.fill = W.Button(description="fill the whole map »", layout=W.Layout(width="190px"),
                              tooltip="skip to the last window: every cell of the label map filled")
         self.fill.on_click(lambda _: self.guard(self.fill_map))
         self.window.observe(lambda _: self.guard(self.refresh), "value")
