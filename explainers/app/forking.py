@@ -30,6 +30,7 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,11 +63,12 @@ def supported() -> bool:
 # the zygote
 
 
-def _reply(conn: socket.socket, obj: dict) -> None:
+def _send(conn: socket.socket, obj: dict) -> None:
+    """One message: a line of JSON (requests to the zygote, and its replies)."""
     conn.sendall(json.dumps(obj).encode() + b"\n")
 
 
-def _read_request(conn: socket.socket, limit: int = 4 * 2**20) -> dict:
+def _receive(conn: socket.socket, limit: int = 4 * 2**20) -> dict:
     data = b""
     while not data.endswith(b"\n"):
         chunk = conn.recv(65536)
@@ -228,20 +230,17 @@ def _serve(listener: socket.socket, path: str, server_pid: int, children: set[in
         with conn:
             conn.settimeout(10.0)
             try:
-                request = _read_request(conn)
-                if request.get("ping"):
-                    _reply(conn, {"ok": True, "pid": os.getpid()})
-                    continue
+                request = _receive(conn)
                 pid = os.fork()
                 if pid == 0:
                     _child(listener, conn, request)
                 children.add(pid)
-                _reply(conn, {"ok": True, "pid": pid})
+                _send(conn, {"ok": True, "pid": pid})
             except _Stop:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad request must not stop the zygote
                 try:
-                    _reply(conn, {"ok": False, "error": str(exc)})
+                    _send(conn, {"ok": False, "error": str(exc)})
                 except OSError:
                     pass
 
@@ -275,8 +274,8 @@ class Zygote:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(self.path)
-            s.sendall(json.dumps(obj).encode() + b"\n")
-            return _read_request(s)
+            _send(s, obj)
+            return _receive(s)
 
     async def ensure(self) -> None:
         async with self._lock:
@@ -314,20 +313,14 @@ class Zygote:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:  # pragma: no cover
                 self.process.kill()
-        for p in self.folder.glob("*"):
-            try:
-                p.unlink()
-            except OSError:  # pragma: no cover
-                pass
-        try:
-            self.folder.rmdir()
-        except OSError:  # pragma: no cover
-            pass
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _start_time(pid: int) -> str | None:
+def _stat(pid: int) -> tuple[str, str] | None:
+    """A process's state letter and start time from ``/proc/PID/stat``; None when it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
     except (OSError, IndexError):
         return None
 
@@ -343,19 +336,14 @@ class ForkedKernel:
 
     def __init__(self, pid: int):
         self.pid = pid
-        self._start = _start_time(pid)
+        stat = _stat(pid)
+        self._start = stat[1] if stat else None
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            start = _start_time(self.pid)
-            state = None
-            if start is not None:
-                try:
-                    state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                except OSError:
-                    state = None
-            if start is None or start != self._start or state in ("Z", "X"):
+            stat = _stat(self.pid)
+            if stat is None or stat[1] != self._start or stat[0] in ("Z", "X"):
                 self.returncode = 0
         return self.returncode
 
@@ -379,18 +367,18 @@ class ForkedKernel:
 
 
 def _forkable(cmd: list[str]) -> list[str] | None:
-    """The kernel's arguments when ``cmd`` starts ipykernel with this interpreter, else None."""
+    """The kernel's arguments when ``cmd`` starts ipykernel with this interpreter, else None.
+
+    "This interpreter" is the same file *in the same folder*: a virtual environment's python is a
+    link to its base interpreter, so the resolved files alone would take the base (or another
+    environment) for this one, and fork a kernel with the wrong packages."""
     if len(cmd) < 3 or cmd[1:3] != ["-m", "ipykernel_launcher"]:
         return None
-    try:
-        same = os.path.realpath(cmd[0]) == os.path.realpath(sys.executable) or os.path.samefile(cmd[0], sys.executable)
-    except OSError:
-        same = False
-    if not same:
-        import shutil
-
-        found = shutil.which(cmd[0])
-        same = bool(found) and os.path.realpath(found) == os.path.realpath(sys.executable)
+    found = shutil.which(cmd[0])
+    if not found:
+        return None
+    here, there = os.path.abspath(sys.executable), os.path.abspath(found)
+    same = os.path.dirname(here) == os.path.dirname(there) and os.path.realpath(here) == os.path.realpath(there)
     return list(cmd[3:]) if same else None
 
 

@@ -56,10 +56,7 @@ class Page:
         if not self.entry.switch:
             return
         for built in self._built.values():
-            if built is not shown and getattr(built, "header_tools", None) is not None:
-                built.header_tools.children = ()
-        if getattr(shown, "header_tools", None) is not None:
-            shown.header_tools.children = (self.bar,)
+            built.header_tools.children = (self.bar,) if built is shown else ()
 
     @property
     def explainer(self):

@@ -23,8 +23,6 @@ STEP_TRACES = ((IMG, BOX, PASTED, PASTED_BOX), (FEAT,), tuple(range(LOGIT0, LOGI
 #: subplot axes (plotly numbering) -> the step (0-based) that first draws in them; panels not yet
 #: reached are hidden (no axes) and their titles say which step fills them
 PANEL_STEP = {1: 0, 2: 1, 3: 3, 4: 0, 5: 5, 6: 2, 7: 2, 8: 2, 9: 2, 10: 5}
-#: the subplot title (annotation index) of each panel with a fixed position
-TITLE_OF = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6, 8: 7, 9: 8, 10: 9}
 #: the title of a panel before its step (by annotation index; the logits row says it once)
 LATER_TITLE = {1: "2 RoI Align: at step 2", 2: "4 sigmoid: at step 4", 4: "6 threshold: at step 6",
                5: "3 logits: at step 3", 9: "model's mask: at step 6"}
@@ -229,7 +227,8 @@ class MaskHeadExplainer(Explainer):
             suffix = ax if ax > 1 else ""
             layout[f"xaxis{suffix}"] = {"visible": k >= first}
             layout[f"yaxis{suffix}"] = {"visible": k >= first}
-        later = {TITLE_OF[ax]: first for ax, first in PANEL_STEP.items() if k < first}
+        # subplot N's title is annotation N - 1
+        later = {ax - 1: first for ax, first in PANEL_STEP.items() if k < first}
         for i, a in enumerate(self.fig.layout.annotations):
             d = a.to_plotly_json()
             text, font = self._titles[i]

@@ -144,6 +144,10 @@ def test_only_this_interpreters_ipykernel_is_forked(tmp_path):
     assert forking._forkable([str(other), "-m", "ipykernel_launcher", "-f", "c.json"]) is None
     assert forking._forkable([sys.executable, "-m", "some_other_kernel", "-f", "c.json"]) is None
     assert forking._forkable(["R", "--slave"]) is None
+    base = os.path.realpath(sys.executable)
+    if os.path.dirname(base) != os.path.dirname(os.path.abspath(sys.executable)):   # a virtual environment
+        # its base interpreter is the same file, but not this environment: not forked
+        assert forking._forkable([base, "-m", "ipykernel_launcher", "-f", "c.json"]) is None
 
 
 @pytest.mark.parametrize("how", ["the server is gone", "SIGTERM"])
@@ -169,7 +173,7 @@ def test_the_zygote_stops_its_kernels_before_it_stops(tmp_path, how):
             s.connect(sock)
             s.sendall(json.dumps({"args": ["-f", connection], "env": dict(os.environ), "cwd": str(tmp_path)}).encode()
                       + b"\n")
-            reply = forking._read_request(s)
+            reply = forking._receive(s)
         kernel = psutil.Process(reply["pid"])
         assert kernel.ppid() == zygote.pid
         if how == "SIGTERM":

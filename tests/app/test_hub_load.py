@@ -242,28 +242,18 @@ c.Spawner.args = [a for a in c.Spawner.args if not a.startswith("--CappedKernelM
         yield h
 
 
-def _class_kernels(server) -> list:
-    """The page kernels of the class server: forks of its zygote (or plain ipykernel processes)."""
-    return page_kernels(server.pid)
-
-
 def _class_memory(server) -> dict:
-    """USS (MB) of the class server, its zygote (both paid once) and each page kernel."""
-    def uss(p):
+    """USS (MB) of the class server, its zygote (both paid once) and each page kernel, and the
+    PSS of everything it holds (shared pages split between its processes)."""
+    def mb(p, field):
         try:
-            return round(p.memory_full_info().uss / 2**20)
-        except psutil.Error:
-            return 0
-    def pss(p):
-        try:
-            return p.memory_full_info().pss / 2**20
+            return getattr(p.memory_full_info(), field) / 2**20
         except psutil.Error:
             return 0
     zygotes = [p for p in server.children() if "explainers.app.forking" in " ".join(p.cmdline())]
-    return {"server_uss_mb": uss(server), "zygote_uss_mb": sum(uss(z) for z in zygotes),
-            "kernel_uss_mb": [uss(k) for k in _class_kernels(server)],
-            # everything the class server holds, shared pages split between its processes
-            "tree_pss_mb": round(sum(pss(p) for p in [server] + server.children(recursive=True)))}
+    return {"server_uss_mb": round(mb(server, "uss")), "zygote_uss_mb": round(sum(mb(z, "uss") for z in zygotes)),
+            "kernel_uss_mb": [round(mb(k, "uss")) for k in page_kernels(server.pid)],
+            "tree_pss_mb": round(sum(mb(p, "pss") for p in [server] + server.children(recursive=True)))}
 
 
 async def _class(hub, image, shared: bool = False) -> dict:
@@ -323,10 +313,10 @@ async def _class(hub, image, shared: bool = False) -> dict:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     listed = await asyncio.to_thread(_api, base, "GET", "/user/class/api/kernels")
-                    if not listed and not _class_kernels(class_server):
+                    if not listed and not page_kernels(class_server.pid):
                         break
                     await asyncio.sleep(0.2)
-                figures["tour_kernels_left_running"] = len(listed) + len(_class_kernels(class_server))
+                figures["tour_kernels_left_running"] = len(listed) + len(page_kernels(class_server.pid))
                 tours_left.set()
         await tours_left.wait()
 

@@ -76,10 +76,6 @@ def _get(port: int, path: str, timeout: float = 300):
     return r, body
 
 
-def _kernels(proc) -> list:
-    return page_kernels(proc.pid)
-
-
 def _stop(proc, sig) -> list:
     kids = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(sig)
@@ -97,11 +93,11 @@ def test_url_answers_when_printed_and_the_cap_says_full_and_sigterm_stops_all(tm
         assert r.status == 302 and r.getheader("Location").endswith("/voila/render/00_tour.ipynb")
         r, body = _get(port, "/voila/render/02_unpooling.ipynb")
         assert r.status == 200 and "Unpooling" in body
-        assert len(_kernels(proc)) == 1
+        assert len(page_kernels(proc.pid)) == 1
         r, body = _get(port, "/voila/render/06_nms.ipynb", timeout=10)   # a second page: over the cap
         assert r.status == 503 and r.getheader("Retry-After") == "60"
         assert "The server is full, try again in a minute" in body
-        assert len(_kernels(proc)) == 1, "a kernel was started beyond the cap"
+        assert len(page_kernels(proc.pid)) == 1, "a kernel was started beyond the cap"
     finally:
         alive = _stop(proc, signal.SIGTERM)         # what `kill PID` sends
     assert not alive, f"left running after SIGTERM: {alive}"

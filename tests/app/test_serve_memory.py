@@ -20,8 +20,8 @@ import time
 import psutil
 import pytest
 
-from tests.app.ports import free_port
-from tests.app.test_serve import _get, _kernels
+from tests.app.ports import free_port, page_kernels
+from tests.app.test_serve import _get
 
 from explainers.app import forking
 
@@ -57,7 +57,7 @@ def _measure(tmp_path, fork: bool, n: int) -> dict:
                 r, body = _get(port, f"/voila/render/{page}.ipynb", timeout=300)
                 assert r.status == 200, (page, r.status, body[:300])
                 assert "⚠" not in body or page != "07_live_model", body[:300]
-        kernels = _kernels(proc)
+        kernels = page_kernels(proc.pid)
         assert len(kernels) == n * len(PAGES)
         uss = [k.memory_full_info().uss / 2**20 for k in kernels]
         zygotes = [z for z in psutil.Process(proc.pid).children() if "explainers.app.forking" in " ".join(z.cmdline())]
