@@ -81,6 +81,7 @@ class NMSExplainer(Explainer):
                          torch.tensor(LECTURE_LABELS))
             self._classes = LECTURE_CLASSES
             self._img = lecture_image()
+            self.fig.data[0].source = png_uri(self._img)      # once: no control changes the photo
             return
         from ..models import get
 
@@ -90,6 +91,7 @@ class NMSExplainer(Explainer):
         self._all = (tr.boxes_pre_nms, tr.scores_pre_nms, tr.labels_pre_nms)
         self._classes = model.classes
         self._img = to_uint8(tr.input_image)
+        self.fig.data[0].source = png_uri(self._img)
         self.threshold.value = tr.nms_threshold
         if len(tr.scores_pre_nms) == 0:
             raise ValueError("the detector found no candidate boxes on this image (nothing to suppress)")
@@ -121,7 +123,6 @@ class NMSExplainer(Explainer):
         self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same, more=more)
         self._keep = keep
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
-        self.fig.data[0].source = png_uri(self._img)
         present = sorted({int(v) for v in self._labels.tolist()})
         self.fig.layout.annotations[0].text = (
             legend_html(self._classes, present, "class colours") + "<br>boxes: thin = undecided, thick = kept, "
