@@ -351,8 +351,24 @@ def bench_voila(quick: bool, device: torch.device) -> list[dict]:
     return rows
 
 
+def bench_serve(quick: bool, device: torch.device) -> list[dict]:
+    """Students' live-model requests per second on one device (``benchmarks/serve.py``)."""
+    from benchmarks.serve import serve
+
+    dev = str(device)
+    if quick:
+        return serve("detection", "shapes", dev, (1, 2), 0.5, size=(192, 224), threads=1)
+    if device.type == "cpu":   # every student costs cores here: a small class, briefly
+        return serve("detection", "arch", dev, (1, 2), 5.0, threads=1)
+    rows = []
+    for task in ("detection", "instance", "segmentation"):
+        rows += serve(task, "arch", dev, (1, 4, 16), 4.0, threads=1)
+    return rows
+
+
 SECTIONS = {"ops": bench_ops, "sliding": bench_sliding, "models": bench_models, "scale": bench_scale,
-            "widgets": bench_widgets, "voila": bench_voila}
+            "widgets": bench_widgets, "voila": bench_voila,
+            "serve": bench_serve}
 
 
 def _fmt(v) -> str:

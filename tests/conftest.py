@@ -1,4 +1,9 @@
-"""Test-wide guards: no network, CPU, a private torch cache."""
+"""Test-wide guards: no network, the CPU (or ``$EXPLAINERS_TEST_DEVICE``), a private torch cache.
+
+``EXPLAINERS_TEST_DEVICE=cuda pytest tests/models tests/widgets`` runs the live models of those
+tests on a GPU (as the device check of issue 15 does); by default every test runs on the CPU.
+"""
+import os
 import socket
 
 import pytest
@@ -7,7 +12,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _offline_cpu_private_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("EXPLAINERS_OFFLINE", "1")
-    monkeypatch.setenv("EXPLAINERS_DEVICE", "cpu")
+    monkeypatch.setenv("EXPLAINERS_DEVICE", os.environ.get("EXPLAINERS_TEST_DEVICE", "cpu"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     for k in ("EXPLAINERS_WEIGHTS_SEGMENTATION", "EXPLAINERS_WEIGHTS_DETECTION", "EXPLAINERS_WEIGHTS_INSTANCE"):
         monkeypatch.delenv(k, raising=False)

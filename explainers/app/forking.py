@@ -171,6 +171,28 @@ def _stop_children(children: set[int], grace_s: float = 10.0) -> None:
             return
 
 
+def preload() -> None:
+    """Import :data:`PRELOAD` without starting CUDA, so that forked kernels can still use a GPU.
+
+    A process that has initialised the CUDA driver cannot use it in its forked children.
+    ``torch.cuda.is_available()``, which the explainers' device choice calls, initialises it
+    unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (torch then asks NVML instead). Tested on a GPU
+    in ``tests/models/test_gpu.py``.
+    """
+    import importlib
+
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a missing extra only means less is shared
+            print(f"explainers zygote: could not preload {name}: {exc}", file=sys.stderr, flush=True)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        print("explainers zygote: CUDA was started while preloading; forked kernels cannot use the GPU",
+              file=sys.stderr, flush=True)
+
+
 def zygote_main(path: str, server_pid: int) -> int:
     """Import what kernels share, then fork a kernel per request on the socket ``path``.
 
@@ -178,13 +200,7 @@ def zygote_main(path: str, server_pid: int) -> int:
     process is gone, or after ``ZYGOTE_IDLE_S`` with no kernel alive; kernels still running
     then are stopped first (nobody can reach them any more).
     """
-    import importlib
-
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - a missing extra only means less is shared
-            print(f"explainers zygote: could not preload {name}: {exc}", file=sys.stderr, flush=True)
+    preload()
     # children are reaped by the kernel itself (no zombies); their state is asked with kill(pid, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_stop)

@@ -87,6 +87,25 @@ def test_forked_kernels_run_a_page_and_share_the_zygotes_memory(forking_factory)
             asyncio.run(km.shutdown_kernel())
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_forked_kernel_runs_the_live_model_on_the_gpu(forking_factory):
+    """The zygote imports torch without starting CUDA, so its forked kernels can use the GPU."""
+    async def go():
+        env = {k: v for k, v in os.environ.items() if k != "EXPLAINERS_DEVICE"}   # default: the GPU
+        km = AsyncKernelManager(kernel_name="python3")
+        await km.start_kernel(env=env)
+        try:
+            code = ("from explainers.models import default_device, get, make_scene\n"
+                    "r = get('instance', 'shapes')(make_scene(3).image)\n"
+                    "print(default_device(), r.device, len(r.boxes) > 0)")
+            return km.provisioner.forked, (await _run(km, code)).split()
+        finally:
+            await km.shutdown_kernel(now=True)
+
+    forked, out = asyncio.run(go())
+    assert forked and out == ["cuda", "cuda", "True"], out
+
+
 def test_interrupt_restart_and_shutdown_reach_the_forked_kernel(forking_factory):
     async def go():
         km = await _start()
