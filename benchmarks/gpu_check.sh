@@ -22,15 +22,15 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 } 2>&1 | tee "$OUT/machine.txt"
 
 echo "== 1. GPU tests (tests/models/test_gpu.py, forked kernels on the GPU)"
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/models/test_gpu.py tests/app/test_forking.py 2>&1 | tee "$OUT/gpu-tests.log" | tail -15
+timeout 130 $PY -m pytest -q -p no:cacheprovider tests/models/test_gpu.py tests/app/test_forking.py 2>&1 | tee "$OUT/gpu-tests.log" | tail -15
 
 echo "== 2. benchmarks on cuda: live models, sliding window, scale"
-timeout 120 $PY -m benchmarks --device cuda --only models,sliding,scale --out "$OUT/results-cuda-models.json" 2>&1 | tee "$OUT/bench-models.log" | grep -v "^wrote"
+timeout 100 $PY -m benchmarks --device cuda --only models,sliding,scale --out "$OUT/results-cuda-models.json" 2>&1 | tee "$OUT/bench-models.log" | grep -v "^wrote"
 
 echo "== 3. benchmarks on cuda: students' requests per second"
-timeout 200 $PY -m benchmarks --device cuda --only serve --out "$OUT/results-cuda-serve.json" 2>&1 | tee "$OUT/bench-serve.log" | grep -v "^wrote"
+timeout 170 $PY -m benchmarks --device cuda --only serve --out "$OUT/results-cuda-serve.json" 2>&1 | tee "$OUT/bench-serve.log" | grep -v "^wrote"
 
 echo "== 4. the ops, models and widgets suites with the live models on the GPU"
-EXPLAINERS_TEST_DEVICE=cuda timeout 170 $PY -m pytest -q -p no:cacheprovider -n ${WORKERS:-12} \
+EXPLAINERS_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -p no:cacheprovider -n ${WORKERS:-12} \
   -m "not browser and not newcomer and not hub" tests/ops tests/models tests/widgets tests/test_cli.py \
   2>&1 | tee "$OUT/suite-cuda.log" | tail -25
