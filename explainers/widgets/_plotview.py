@@ -18,6 +18,7 @@ import anywidget
 from ipywidgets import widget_serialization
 import plotly
 import plotly.graph_objects as go
+from plotly.basedatatypes import BasePlotlyType, _str_to_dict_path_full
 import plotly.io.json as pjson
 import traitlets
 
@@ -149,6 +150,41 @@ def _jsonable(obj):
 ARRAY_LAYOUT_KEYS = ("shapes", "annotations", "images", "selections", "sliders", "updatemenus")
 
 
+def _as_json(value):
+    if isinstance(value, BasePlotlyType):
+        return value.to_plotly_json()
+    if isinstance(value, tuple) and value and isinstance(value[0], BasePlotlyType):
+        return [v.to_plotly_json() for v in value]
+    return value
+
+
+def _changed(obj, props: dict) -> dict:
+    """The values now in ``obj`` (a trace, the layout, or a part of them) at the paths ``props``
+    named, nested as plotly.js reads them: a patch of just what an update touched.
+
+    The view merges it into what it holds (objects key by key, anything else replaced), so this
+    equals sending the whole object, without copying and sending the parts that did not change
+    (a heatmap's z, an image's data). A value set to None is sent as null: plotly.js then uses
+    its default, as the Python figure does (sending the whole object would leave the old value).
+    """
+    out: dict = {}
+    for key, value in props.items():
+        path = _str_to_dict_path_full(key)[0] if isinstance(key, str) else tuple(key)
+        now = obj[key]
+        if isinstance(value, dict) and value and isinstance(now, BasePlotlyType):
+            piece = _changed(now, value)           # plotly merged the dict: send its keys only
+        else:
+            piece = _as_json(now)
+        node = out
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        if isinstance(piece, dict) and isinstance(node.get(path[-1]), dict):
+            node[path[-1]].update(piece)
+        else:
+            node[path[-1]] = piece
+    return out
+
+
 def update_layout(fig, layout: dict) -> None:
     """``fig.layout.update(layout)``, except that list properties (shapes, annotations, images)
     are replaced, not merged: plotly's update merges a shorter list into the longer one element
@@ -190,9 +226,7 @@ class PlotView(anywidget.AnyWidget):
             if layout:
                 update_layout(self.fig, layout)
         self._n += 1
-        payload = {str(i): self.fig.data[i].to_plotly_json() for i in data}
-        for p in payload.values():
-            p.pop("type", None)
-        full = self.fig.layout.to_plotly_json()
-        lay = {k: full.get(k) for k in (layout or {})}
+        payload = {str(i): _changed(self.fig.data[i], props) for i, props in data.items()}
+        lay = {k: _as_json(self.fig.layout[k]) if k in ARRAY_LAYOUT_KEYS else _changed(self.fig.layout, {k: v})[k]
+               for k, v in (layout or {}).items()}
         self.patch = {"n": self._n, "data": _jsonable(payload), "layout": _jsonable(lay)}

@@ -139,48 +139,24 @@ class MaskHeadExplainer(Explainer):
         H, W_ = img.shape[:2]
         colour, chex = class_colour(v.label), class_hex(v.label)
         ex = v.paste.expanded_box.tolist()
-        bx, by = rect_path([v.box.tolist()])
-        px, py = rect_path([(ex[0], ex[1], ex[2] + 1, ex[3] + 1)])       # the pixels the padded mask covers
         # the zoomed panels: the expanded box with a margin, cut out of the image
         m = max(4, round(0.25 * max(ex[2] - ex[0], ex[3] - ex[1])))
         x0, y0 = max(0, min(ex[0] - m, W_ - 1)), max(0, min(ex[1] - m, H - 1))
         x1, y1 = min(W_, max(ex[2] + 1 + m, x0 + 1)), min(H, max(ex[3] + 1 + m, y0 + 1))
         crop = (slice(y0, y1), slice(x0, x1))
-        pasted = v.paste.pasted.numpy()[crop]
         binary = v.paste.binary.numpy()[crop].astype(np.float32)
-        ph, pw = v.probability.shape
-        f, fig = v.feature, self.fig
-        if getattr(self, "_img_uri", None) is None:      # the image never changes: encode it once
-            self._img_uri = png_uri(img)
+        fig = self.fig
+        # what depends only on the detection is drawn once per detection: a threshold change
+        # redraws the two thresholded panels and the titles (its slider stays quick)
+        key = (self.source, v.index, id(self._image_tensor()))
         with fig.batch_update():
-            fig.data[IMG].update(source=self._img_uri, x0=0.5, y0=0.5)
-            fig.data[BOX].update(x=bx, y=by, line_color=chex)
-            fig.data[FEAT].update(z=f.tolist())
-            fig.data[PROB].update(z=v.paste.padded.tolist())
-            fig.data[PROB_EDGE].update(dict(zip("xy", rect_path([(0.5, 0.5, pw + 0.5, ph + 0.5)]))))
-            for k, (data, box_trace) in enumerate(((pasted, PASTED_BOX), (binary, BIN_BOX))):
-                uri = png_uri(_blend(img[crop], data, colour))
-                if k == 0:
-                    self._pasted_uri = uri
-                fig.data[PASTED if k == 0 else BIN].update(source=uri, x0=x0 + 0.5, y0=y0 + 0.5)
-                fig.data[box_trace].update(x=bx, y=by, line_color=chex)
-            fig.data[PASTED_EXP].update(x=px, y=py)
-            self._crop_uri = png_uri(np.ascontiguousarray(img[crop]))      # panel 5 before step 5: the box, zoomed
+            if getattr(self, "_drawn_for", None) != key:
+                self._draw_detection(v, img, crop, (x0, y0, x1, y1), colour, chex)
+                self._drawn_for = key
+            fig.data[BIN].update(source=png_uri(_blend(img[crop], binary, colour)), x0=x0 + 0.5, y0=y0 + 0.5)
             mm = None if v.model_mask is None else (v.model_mask.numpy()[crop] > t).astype(np.float32)
             fig.data[MODEL].update(source=png_uri(_blend(img[crop], mm if mm is not None else 0 * binary, colour)),
                                    x0=x0 + 0.5, y0=y0 + 0.5)
-            fig.data[MODEL_BOX].update(x=bx, y=by, line_color=chex)
-            lim = float(v.logits[v.shown].abs().max()) or 1.0
-            for c in range(4):
-                hm, fr = fig.data[LOGIT0 + c], fig.data[LOGIT0 + 4 + c]
-                if c < len(v.shown):
-                    k = v.shown[c]
-                    hm.update(z=v.logits[k].tolist(), zmin=-lim, zmax=lim)
-                    fx, fy = rect_path([(-0.5, -0.5, pw - 0.5, ph - 0.5)])
-                    fr.update(x=fx, y=fy, line=dict(color=class_hex(k), width=7 if k == v.label else 2))
-                else:
-                    hm.update(z=[[0]])
-                    fr.update(x=[], y=[])
             # every title and its font as drawn once its step is reached (frame(k) greys the others)
             titles = [("1 the box", {}), (f"2 RoI Align 14×14, ch {v.channel}", {}), ("4 sigmoid, padded", {}),
                       (f"5 pasted {v.paste.size[1]}×{v.paste.size[0]}", {}), (f"6 > {t:.2f}", {})]
@@ -190,23 +166,57 @@ class MaskHeadExplainer(Explainer):
                         dict(color=class_hex(v.shown[c]) if v.shown[c] == v.label else "#444"))
                 titles.append(("3 logits: " + name if c == 0 else name, font))
             titles.append(("model's mask" if v.model_mask is not None else "(lecture: no model to compare)", {}))
-            self._titles = titles
-            for a, (text, font) in zip(fig.layout.annotations, titles):
-                a.update(text=text, font=dict(font, size=16))
-            fs = v.features.shape
-            fig.layout.xaxis.update(range=[0, W_], autorange=False)
-            fig.layout.yaxis.update(range=[H, 0], autorange=False)
-            fig.layout.xaxis2.update(_ticks(fs[-1]), range=[-0.5, fs[-1] - 0.5], autorange=False)
-            fig.layout.yaxis2.update(_ticks(fs[-2]), range=[fs[-2] - 0.5, -0.5], autorange=False)
-            n = v.paste.padded.shape[0]
-            fig.layout.xaxis3.update(_ticks(n), range=[-0.5, n - 0.5], autorange=False)
-            fig.layout.yaxis3.update(_ticks(n), range=[n - 0.5, -0.5], autorange=False)
-            for ax in ("4", "5", "10"):
-                fig.layout[f"xaxis{ax}"].update(range=[x0, x1], autorange=False)
-                fig.layout[f"yaxis{ax}"].update(range=[y1, y0], autorange=False)
-            for ax in ("6", "7", "8", "9"):
-                fig.layout[f"xaxis{ax}"].update(_ticks(pw), range=[-0.5, pw - 0.5], autorange=False)
-                fig.layout[f"yaxis{ax}"].update(_ticks(ph), range=[ph - 0.5, -0.5], autorange=False)
+            self._titles = titles        # frame(k) sets the annotations from these
+
+    def _draw_detection(self, v, img, crop, window, colour, chex):
+        """The panels that depend on the detection and not on the threshold."""
+        H, W_ = img.shape[:2]
+        x0, y0, x1, y1 = window
+        ex = v.paste.expanded_box.tolist()
+        bx, by = rect_path([v.box.tolist()])
+        px, py = rect_path([(ex[0], ex[1], ex[2] + 1, ex[3] + 1)])       # the pixels the padded mask covers
+        pasted = v.paste.pasted.numpy()[crop]
+        ph, pw = v.probability.shape
+        f, fig = v.feature, self.fig
+        if getattr(self, "_img_uri", None) is None:      # the image never changes: encode it once
+            self._img_uri = png_uri(img)
+        fig.data[IMG].update(source=self._img_uri, x0=0.5, y0=0.5)
+        fig.data[BOX].update(x=bx, y=by, line_color=chex)
+        fig.data[FEAT].update(z=f.tolist())
+        fig.data[PROB].update(z=v.paste.padded.tolist())
+        fig.data[PROB_EDGE].update(dict(zip("xy", rect_path([(0.5, 0.5, pw + 0.5, ph + 0.5)]))))
+        self._pasted_uri = png_uri(_blend(img[crop], pasted, colour))
+        fig.data[PASTED].update(source=self._pasted_uri, x0=x0 + 0.5, y0=y0 + 0.5)
+        for box_trace in (PASTED_BOX, BIN_BOX, MODEL_BOX):
+            fig.data[box_trace].update(x=bx, y=by, line_color=chex)
+        fig.data[BIN].update(x0=x0 + 0.5, y0=y0 + 0.5)
+        fig.data[PASTED_EXP].update(x=px, y=py)
+        self._crop_uri = png_uri(np.ascontiguousarray(img[crop]))      # panel 5 before step 5: the box, zoomed
+        lim = float(v.logits[v.shown].abs().max()) or 1.0
+        for c in range(4):
+            hm, fr = fig.data[LOGIT0 + c], fig.data[LOGIT0 + 4 + c]
+            if c < len(v.shown):
+                k = v.shown[c]
+                hm.update(z=v.logits[k].tolist(), zmin=-lim, zmax=lim)
+                fx, fy = rect_path([(-0.5, -0.5, pw - 0.5, ph - 0.5)])
+                fr.update(x=fx, y=fy, line=dict(color=class_hex(k), width=7 if k == v.label else 2))
+            else:
+                hm.update(z=[[0]])
+                fr.update(x=[], y=[])
+        fs = v.features.shape
+        fig.layout.xaxis.update(range=[0, W_], autorange=False)
+        fig.layout.yaxis.update(range=[H, 0], autorange=False)
+        fig.layout.xaxis2.update(_ticks(fs[-1]), range=[-0.5, fs[-1] - 0.5], autorange=False)
+        fig.layout.yaxis2.update(_ticks(fs[-2]), range=[fs[-2] - 0.5, -0.5], autorange=False)
+        n = v.paste.padded.shape[0]
+        fig.layout.xaxis3.update(_ticks(n), range=[-0.5, n - 0.5], autorange=False)
+        fig.layout.yaxis3.update(_ticks(n), range=[n - 0.5, -0.5], autorange=False)
+        for ax in ("4", "5", "10"):
+            fig.layout[f"xaxis{ax}"].update(range=[x0, x1], autorange=False)
+            fig.layout[f"yaxis{ax}"].update(range=[y1, y0], autorange=False)
+        for ax in ("6", "7", "8", "9"):
+            fig.layout[f"xaxis{ax}"].update(_ticks(pw), range=[-0.5, pw - 0.5], autorange=False)
+            fig.layout[f"yaxis{ax}"].update(_ticks(ph), range=[ph - 0.5, -0.5], autorange=False)
 
     def _image_tensor(self):
         return self._example["image"] if self.source == "lecture" else self._trace.image
