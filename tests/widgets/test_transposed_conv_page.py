@@ -205,3 +205,22 @@ def test_try_live_kernel_checked_against_the_decoder():
     e.view.value = "transposed"
     e.out_pad.value = 0
     assert "applies there only" in e.note.value and marks(e) == ["✔"]
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_a_view_switched_back_and_forth_draws_what_a_fresh_page_draws(source):
+    """Each layout's figure is built once and swapped in again: nothing of an earlier drawing may
+    stay in it (the figure equals a fresh explainer's with the same settings)."""
+    from explainers.widgets import TransposedConvExplainer
+
+    e = TransposedConvExplainer(source=source)
+    for dims, view in ((2, "conv"), (1, "conv"), (1, "transposed"), (2, "transposed"), (2, "conv")):
+        e.dims.value, e.view.value = dims, view
+    e.ksize.value = 2
+    e.view.value = "transposed"
+    fresh = TransposedConvExplainer(source=source)
+    fresh.dims.value, fresh.ksize.value = 2, 2
+    for x in (e, fresh):
+        x.step.value = 3
+    assert e.fig.to_dict() == fresh.fig.to_dict()
+    assert e.plot.fig is e.fig and e.plot.figure == fresh.plot.figure     # the view was sent the same figure
