@@ -25,8 +25,9 @@ import traitlets
 _JS = r"""
 function merge(target, src) {
   for (const [k, v] of Object.entries(src)) {
-    if (v && typeof v === "object" && !Array.isArray(v) && target[k] && typeof target[k] === "object"
-        && !Array.isArray(target[k])) {
+    // objects merge key by key, except a typed array ({dtype, bdata, shape}), which is one value
+    if (v && typeof v === "object" && !Array.isArray(v) && !("bdata" in v) && target[k]
+        && typeof target[k] === "object" && !Array.isArray(target[k]) && !("bdata" in target[k])) {
       merge(target[k], v);
     } else {
       target[k] = v;
@@ -142,8 +143,23 @@ def plotly_js() -> PlotlyJS:
     return _LOADER
 
 
+try:   # plotly >= 6 (plotly.js >= 2.28 reads typed arrays); with an older plotly, arrays go as lists
+    from _plotly_utils.utils import convert_to_base64 as _to_typed_arrays
+except ImportError:  # pragma: no cover - plotly 5
+    def _to_typed_arrays(obj):
+        return None
+
+
+def _b64(obj):
+    """``obj`` (a dict or list this module built) with its numpy arrays in plotly.js's typed-array
+    form (``{"dtype", "bdata", "shape"}``), as plotly's own ``Figure.to_dict`` gives them: one
+    base64 string instead of a nested list of numbers (a 224x192 map: ~6 times quicker to send)."""
+    _to_typed_arrays(obj)
+    return obj
+
+
 def _jsonable(obj):
-    return json.loads(pjson.to_json_plotly(obj))
+    return json.loads(pjson.to_json_plotly(_b64(obj)))
 
 
 #: layout properties that are lists of objects: a frame gives the whole list

@@ -268,7 +268,7 @@ class FCNExplainer(Explainer):
         data[9] = {"x": [self.col.value], "y": [self.row.value]}
         # this stage's map, its chosen channel, and the pixel's cell
         fmap = cap.stages[name][ch]
-        data[10] = {"z": fmap.tolist(), "zmin": float(fmap.min()), "zmax": float(fmap.max())}
+        data[10] = {"z": fmap.numpy(), "zmin": float(fmap.min()), "zmax": float(fmap.max())}
         r, c = p.cell
         cx, cy = rect_path([(c - 0.5, r - 0.5, c + 0.5, r + 0.5)])
         data[11] = {"x": cx, "y": cy}
@@ -280,7 +280,7 @@ class FCNExplainer(Explainer):
         if switches:
             win, (r0, _), sw, (bc, br) = self._window(k, name, ch)
             data[12] = {"x": [], "y": [], "marker": {"color": []}}
-            data[13] = {"z": win.tolist(), "x0": 0, "y0": 0, "zmin": float(win.min()), "zmax": float(win.max())}
+            data[13] = {"z": win.numpy(), "x0": 0, "y0": 0, "zmin": float(win.min()), "zmax": float(win.max())}
             data[14] = {"x": [q[1] for q in sw], "y": [q[0] for q in sw]}
             qx, qy = rect_path([(bc - 0.5, br - 0.5, bc + 1.5, br + 1.5)])
             data[15] = {"x": qx, "y": qy}

@@ -134,6 +134,41 @@ def test_page_loads_offline_plots_and_reacts(server, browser, name):
     close_page(page)
 
 
+def test_typed_arrays_reach_the_plot_as_the_kernel_computed_them(server, browser):
+    """Large numeric arrays travel as plotly.js typed arrays (``{dtype, bdata, shape}``, base64):
+    on the FCN page plotly.js draws the feature map from exactly the numbers the kernel sent, in
+    the right shape and row order, at each step (the step's patch replaces the whole array)."""
+    import base64
+
+    import numpy as np
+
+    page, problems, _ = open_page(browser, f"{server}/voila/render/12_fcn.ipynb")
+
+    def drawn():
+        return page.evaluate("""() => {
+            const gd = document.querySelector('.explainers-plot');
+            const sent = gd.data[10].z, z = gd._fullData[10].z;
+            return [sent, z.length, z[0].length, Array.from(z[0]), Array.from(z[z.length - 1])];
+        }""")
+
+    seen = []
+    for k in (0, 1, 2):
+        if k:
+            before = plot_html(page)
+            page.get_by_text("step ▶").first.click()
+            wait_for_plot_change(page, before)
+        sent, n, m, first, last = drawn()
+        assert {"dtype", "bdata", "shape"} <= set(sent), "the map should travel as a typed array"
+        a = np.frombuffer(base64.b64decode(sent["bdata"]), dtype=np.dtype(sent["dtype"]))
+        a = a.reshape([int(x) for x in sent["shape"].split(",")])
+        assert (n, m) == a.shape
+        assert first == a[0].tolist() and last == a[-1].tolist()       # float32 values, bit for bit
+        seen.append(sent["bdata"])
+    assert len(set(seen)) == 3          # each step drew its own stage's map
+    assert not problems, problems
+    close_page(page)
+
+
 def _upload(page, path):
     with page.expect_file_chooser(timeout=60_000) as chooser:
         page.get_by_text("upload an image").first.click()

@@ -568,7 +568,7 @@ def test_sliding_window_slider_reaches_the_networks_own_window():
 def _merge(target, src):
     """The view's merge (``_plotview._JS``): objects merge key by key, anything else replaces."""
     for k, v in src.items():
-        if isinstance(v, dict) and isinstance(target.get(k), dict):
+        if isinstance(v, dict) and isinstance(target.get(k), dict) and "bdata" not in v and "bdata" not in target[k]:
             _merge(target[k], v)
         else:
             target[k] = v
