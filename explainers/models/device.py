@@ -29,3 +29,17 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def exact_float32(device) -> None:
+    """On a CUDA device, make convolutions compute in IEEE float32 (TF32 off), process-wide.
+
+    cuDNN convolutions use TF32 by default on Ampere and later GPUs (about 10 bits of mantissa),
+    so a live model's intermediate tensors would differ from the explainers' float32
+    re-implementations by ~1e-3 and a page's check lines would show ✘ where nothing is wrong.
+    The live models call this when they are put on a GPU; set
+    ``torch.backends.cudnn.allow_tf32 = True`` afterwards to trade exactness for speed.
+    (Matrix products already default to full float32: ``torch.get_float32_matmul_precision()``.)
+    """
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False      # the legacy switch: conv and RNN together

@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from .device import exact_float32
 from .images import LoadedImage, load_image
 from .nets import PatchClassifier, SegNet
 from .results import DetectionResult, Result, SegmentationResult
@@ -63,6 +64,7 @@ class LiveModel:
                  device: torch.device, notice: str = ""):
         self.task, self.classes, self.weights, self.notice = task, list(classes), weights, notice
         self.device = torch.device(device)
+        exact_float32(self.device)           # checks compare float32 with float32 on a GPU too
         self.module = module.eval().to(self.device)
         self._cpu_module = None
 

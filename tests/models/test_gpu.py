@@ -31,6 +31,7 @@ def test_segmenter_on_the_gpu_gives_the_cpus_answer(scene):
     cpu = get("segmentation", "shapes", "cpu")(scene.image)
     gpu = get("segmentation", "shapes", "cuda")(scene.image)
     assert gpu.device.startswith("cuda") and cpu.device == "cpu"
+    assert torch.backends.cudnn.allow_tf32 is False       # float32 convolutions: like with like
     assert gpu.probabilities.device.type == "cpu"         # results always come back to the CPU
     torch.testing.assert_close(gpu.probabilities, cpu.probabilities, atol=2e-4, rtol=1e-3)
     agree = (gpu.labels == cpu.labels).float().mean().item()

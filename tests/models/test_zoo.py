@@ -146,3 +146,19 @@ def test_weights_of_the_wrong_kind_are_a_clear_error(weights, got):
     assert msg.startswith('weights must be "auto", "shapes", "coco" ("voc" for segmentation) or the path of a '
                           'checkpoint file') and msg.endswith(got) and "\n" not in msg, msg
     assert not isinstance(err.value, TypeError)
+
+
+def test_a_model_on_a_gpu_turns_tf32_convolutions_off():
+    """cuDNN's TF32 would make a live model's tensors differ from the float32 re-implementations
+    by ~1e-3 (✘ on every check line of a GPU-hosted page); on the CPU nothing is changed."""
+    from explainers.models.device import exact_float32
+
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        exact_float32("cpu")
+        assert torch.backends.cudnn.allow_tf32 is True
+        exact_float32(torch.device("cuda", 0))       # only sets a flag: runs without a GPU too
+        assert torch.backends.cudnn.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
