@@ -148,11 +148,12 @@ class MaskHeadExplainer(Explainer):
         fig = self.fig
         # what depends only on the detection is drawn once per detection: a threshold change
         # redraws the two thresholded panels and the titles (its slider stays quick)
-        key = (self.source, v.index, id(self._image_tensor()))
+        base = self._example if self.source == "lecture" else self._trace    # what v was computed from
+        drawn = getattr(self, "_drawn_for", None)
         with fig.batch_update():
-            if getattr(self, "_drawn_for", None) != key:
+            if drawn is None or drawn[0] is not base or drawn[1] != v.index:
                 self._draw_detection(v, img, crop, (x0, y0, x1, y1), colour, chex)
-                self._drawn_for = key
+                self._drawn_for = (base, v.index)
             fig.data[BIN].update(source=png_uri(_blend(img[crop], binary, colour)), x0=x0 + 0.5, y0=y0 + 0.5)
             mm = None if v.model_mask is None else (v.model_mask.numpy()[crop] > t).astype(np.float32)
             fig.data[MODEL].update(source=png_uri(_blend(img[crop], mm if mm is not None else 0 * binary, colour)),

@@ -184,3 +184,19 @@ def test_logit_colours_match_the_caption(lecture):
     assert not hm.reversescale
     assert rgb(high)[2] > rgb(high)[0] and rgb(low)[0] > rgb(low)[2]
     assert "blue > 0" in lecture.frame(2)["caption"]
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_a_threshold_change_draws_what_a_full_redraw_draws(source):
+    """A threshold change redraws only the thresholded panels: the figure must equal the one
+    drawn from scratch, after any mix of detection and threshold changes."""
+    e = MaskHeadExplainer(source=source)
+    for detection, threshold in ((0, 0.3), (0, 0.8), (len(e.detection.options) - 1, 0.8), (0, 0.45)):
+        e.detection.value = e.detection.options[detection][1] if isinstance(e.detection.options[0], tuple) \
+            else e.detection.options[detection]
+        e.threshold.value = threshold
+        e.step.value = e.n_steps() - 1
+        quick = json.dumps(e.fig.to_dict(), default=str)
+        e._drawn_for = None                   # forget what was drawn: the next refresh draws everything
+        e.refresh()
+        assert json.dumps(e.fig.to_dict(), default=str) == quick, (detection, threshold)
