@@ -78,10 +78,12 @@ class CappedKernelManager(AsyncMappingKernelManager):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._starting = 0
+        self._starting: set[str] = set()
 
     def running(self) -> int:
-        return len(self.list_kernel_ids()) + self._starting
+        """Kernels running or starting, each once: a kernel joins the list before its start call
+        returns (counting both would refuse a page while there is still room)."""
+        return len(set(self.list_kernel_ids()) | self._starting)
 
     def is_full(self) -> bool:
         return bool(self.max_kernels) and self.running() >= self.max_kernels
@@ -90,11 +92,13 @@ class CappedKernelManager(AsyncMappingKernelManager):
         preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
         if not preheat and self.is_full():
             raise ServerFull(self.running())
-        self._starting += 1        # counted before the first await: simultaneous requests see it
+        kernel_id = kwargs.get("kernel_id") or self.new_kernel_id()
+        kwargs["kernel_id"] = kernel_id
+        self._starting.add(kernel_id)   # counted before the first await: simultaneous requests see it
         try:
             return await super().start_kernel(*args, **kwargs)
         finally:
-            self._starting -= 1
+            self._starting.discard(kernel_id)
 
 
 class CappedVoilaHandler(TornadoVoilaHandler):

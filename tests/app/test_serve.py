@@ -131,3 +131,39 @@ def test_default_cap_follows_memory():
     forked = default_max_kernels(forked=True)
     assert forked >= n and forked * 0.4 * 2**30 <= max(total, 2.8 * 2**30)
     assert "{n}" in FULL_PAGE
+
+
+def test_the_cap_counts_a_starting_kernel_once(tmp_path, monkeypatch):
+    """jupyter_client lists a kernel before its start call returns (jupyter_server then waits for
+    it to be ready): counted both as listed and as starting, 3 pages starting at once looked like
+    6 and a class server with room refused a student ("the server is full")."""
+    import asyncio
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    from explainers.app.server import CappedKernelManager, ServerFull
+
+    async def go():
+        gate = asyncio.Event()
+
+        async def slow_start(self, *args, kernel_id=None, **kwargs):
+            self._kernels[kernel_id] = object()     # listed at once, ready only later
+            await gate.wait()
+            return kernel_id
+
+        monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", slow_start)
+        km = CappedKernelManager(root_dir=str(tmp_path), max_kernels=4)
+        starts = [asyncio.create_task(km.start_kernel(kernel_name="python3")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        during = km.running(), km.is_full()
+        fourth = asyncio.create_task(km.start_kernel(kernel_name="python3"))   # room for one more
+        await asyncio.sleep(0.05)
+        with pytest.raises(ServerFull):
+            await km.start_kernel(kernel_name="python3")                      # the fifth is refused
+        gate.set()
+        ids = await asyncio.gather(*starts, fourth)
+        return during, ids, km.running()
+
+    during, ids, after = asyncio.run(go())
+    assert during == (3, False)
+    assert len(set(ids)) == 4 and after == 4
