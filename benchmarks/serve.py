@@ -44,7 +44,6 @@ def _worker(conn, task: str, arch: str, device: str, size: tuple[int, int], thre
     import torch
 
     torch.set_num_threads(threads)
-    os.environ["EXPLAINERS_DEVICE"] = device
     try:
         model = _build(task, arch, device)
         img = torch.rand(3, size[0], size[1], generator=torch.Generator().manual_seed(os.getpid()))
@@ -112,6 +111,8 @@ def serve(task: str, arch: str, device: str, counts: tuple[int, ...], seconds: f
                 raise RuntimeError(f"worker failed: {value}")
             held.append(value)
         per_process = _gpu_process_memory_mb([p.pid for p, _ in workers]) if device.startswith("cuda") else None
+        from benchmarks.run import p95
+
         rows = []
         for p in counts:
             start = time.time() + 0.5
@@ -130,7 +131,7 @@ def serve(task: str, arch: str, device: str, counts: tuple[int, ...], seconds: f
             rows.append({"model": model, "input": f"{size[1]}x{size[0]}", "students asking": p,
                          "requests/s": len(lat) / seconds,
                          "latency p50 ms": statistics.median(lat) * 1e3 if lat else float("nan"),
-                         "latency p95 ms": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] * 1e3 if lat else float("nan"),
+                         "latency p95 ms": p95(lat) * 1e3 if lat else float("nan"),
                          "reserved MB/student": statistics.median(held) if held[0] is not None else "",
                          "device MB/student": per_process if per_process is not None else ""})
         return rows

@@ -239,6 +239,5 @@ class PlotView(anywidget.AnyWidget):
                 update_layout(self.fig, layout)
         self._n += 1
         payload = {str(i): _changed(self.fig.data[i], props) for i, props in data.items()}
-        lay = {k: _as_json(self.fig.layout[k]) if k in ARRAY_LAYOUT_KEYS else _changed(self.fig.layout, {k: v})[k]
-               for k, v in (layout or {}).items()}
+        lay = _changed(self.fig.layout, layout or {})      # a list (shapes, ...) is sent whole
         self.patch = {"n": self._n, "data": _jsonable(payload), "layout": _jsonable(lay)}
