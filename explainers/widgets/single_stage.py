@@ -158,6 +158,11 @@ class SingleStageExplainer(Explainer):
             gy += [0, H, None, i * ch, i * ch, None]
         self.fig.data[1].update(x=gx, y=gy)
         self.fig.data[3].update(x=[], y=[])
+        # the true boxes dotted in their class's colour (the legend's colours: a scene's shapes have random
+        # colours of their own, so a box's colour, not its shape's, names the class)
+        self.fig.layout.shapes = [dict(type="rect", xref="x", yref="y", x0=b[0], y0=b[1], x1=b[2], y1=b[3],
+                                       line=dict(color=class_hex(int(lab)), width=3, dash="dot"))
+                                  for b, lab in zip(enc.boxes.tolist(), enc.labels.tolist())]
 
     def _refresh_ssd(self):
         img = self._img
@@ -216,6 +221,7 @@ class SingleStageExplainer(Explainer):
         img = self._ssd_img if v == "SSD default boxes" else (
             to_uint8(self._trace.input_image) if v == "dense predictions" else self._img)
         self.fig.data[0].source = png_uri(img)
+        self.fig.layout.shapes = ()
         H, W_ = img.shape[:2]
         self.fig.update_xaxes(range=[-0.5, W_ - 0.5], row=1, col=1)
         self.fig.update_yaxes(range=[H - 0.5, -0.5], row=1, col=1)
@@ -243,7 +249,7 @@ class SingleStageExplainer(Explainer):
     def _frame_yolo(self, k: int) -> dict:
         tr, enc = self._yolo
         S, B = tr.S, tr.B
-        gt_xy = dict(zip("xy", rect_path(enc.boxes.tolist()))) if len(enc.boxes) else {"x": [], "y": []}
+        gt_xy = {"x": [], "y": []}     # the true boxes are the layout's shapes (one colour per class)
         if k == 0:
             heat = tr.confidence.amax(-1)           # which cells hold an object
             return {"layout": _row_ticks(None),
@@ -254,8 +260,8 @@ class SingleStageExplainer(Explainer):
                                            "max conf per cell")},
                     "caption": f"The image cut into {S} x {S} cells. Each cell holds {B} base boxes × 5 numbers "
                                f"(dx, dy, dw, dh, confidence) + {tr.C} class scores = {5 * B + tr.C} numbers: the "
-                               f"output is {S} x {S} x {5 * B + tr.C}. Right: the largest confidence of each cell. "
-                               "Press play to read it cell by cell."}
+                               f"output is {S} x {S} x {5 * B + tr.C}. Dotted: each object's true box, in its class's colour. "
+                               "Right: the largest confidence of each cell. Press play to read it cell by cell."}
         r, c = divmod(k - 1, S)
         vec = tr.tensor[r, c]
         base = tr.base_boxes[r, c].tolist()

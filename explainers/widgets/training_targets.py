@@ -35,6 +35,10 @@ PRED_COLOUR = "#000000"
 TRUE_DASH, PRED_DASH = "solid", "dash"
 #: the image panel's title in the single-object view: which box is which, at every step
 SINGLE_IMAGE_TITLE = "image: ━ true box (its class colour) · ┅ predicted box (black, dashed)"
+#: the steps (0-based) that draw bars, per view; at the others the bar panel's title says, in grey,
+#: at which step it fills (so no panel stands empty under a plain title)
+BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (4, 6)}
+BARS_TITLE = "scores and losses"
 LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "loss_classifier": "final class",
               "loss_box_reg": "final box"}
 
@@ -264,12 +268,20 @@ class TrainingTargetsExplainer(Explainer):
             data[10] = {"x": list(names), "y": [float(v) for v in theirs], "text": [fmt_(float(v)) for v in theirs],
                         "name": their_name, "showlegend": True}
 
-    def _base_layout(self, shapes, data) -> dict:
+    def _base_layout(self, shapes, data, k: int) -> dict:
         """The image's extent; the loss axes only at the steps that draw bars (no empty chart)."""
         h, w = self._img.shape[:2]
         bars = bool(len(data.get(9, {}).get("x") or []))
+        titles = [a.to_plotly_json() for a in self.fig.layout.annotations]
+        if bars:
+            titles[1].update(text=BARS_TITLE, font=dict(titles[1].get("font") or {}, color=None))
+        else:
+            later = [s for s in BAR_STEPS[self.view.value] if s > k]
+            text = f"{BARS_TITLE}: at step {later[0] + 1}" if later else f"{BARS_TITLE}: none at this step"
+            titles[1].update(text=text, font=dict(titles[1].get("font") or {}, color=GREY))
         return {"shapes": shapes, "xaxis": {"range": [-0.5, w - 0.5]}, "yaxis": {"range": [h - 0.5, -0.5]},
-                "yaxis2": {"autorange": True, "visible": bars}, "xaxis2": {"visible": bars}}
+                "yaxis2": {"autorange": True, "visible": bars}, "xaxis2": {"visible": bars},
+                "annotations": titles}
 
     def frame(self, k: int) -> dict:
         if self.view.value == VIEWS[0]:
@@ -328,7 +340,7 @@ class TrainingTargetsExplainer(Explainer):
             cap = (f"total = class loss + weight × box loss = {float(tr.class_loss):.3f} + {tr.weight:g} × "
                    f"{float(tr.box_loss):.4f} = <b>{float(tr.total):.3f}</b>: one number, minimised for both tasks "
                    "at once; the weight decides which matters more")
-        return {"data": data, "layout": self._base_layout(shapes, data),
+        return {"data": data, "layout": self._base_layout(shapes, data, k),
                 "caption": f"<b>{k + 1}. {SINGLE_STEPS[k]}</b>: {cap}"}
 
     def _frame_faster(self, k: int) -> dict:
@@ -410,7 +422,7 @@ class TrainingTargetsExplainer(Explainer):
             cap = (f"The four losses Faster R-CNN trains (final class: cross-entropy of {len(rec.box.sampled)} "
                    f"RoIs; final box: smooth L1 of the true class's box): sum = <b>{total:.3f}</b>"
                    + (f" (+ mask {run.losses['loss_mask']:.3f})" if "loss_mask" in run.losses else ""))
-        return {"data": data, "layout": self._base_layout(shapes, data),
+        return {"data": data, "layout": self._base_layout(shapes, data, k),
                 "caption": f"<b>{k + 1}. {FASTER_STEPS[k]}</b>: {cap}"}
 
     # ------------------------------------------------------------------ state

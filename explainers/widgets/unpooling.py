@@ -12,6 +12,13 @@ from ._base import ORANGE, VERMILLION, Explainer, fmt
 
 LECTURE_INPUT = [[1.0, 2.0], [3.0, 4.0]]
 LECTURE_POOL_INPUT = [[1.0, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]
+#: a wide window holds about this many cells across per cell down: narrower layouts are centred
+PACK_ASPECT = 3.0
+#: an output cell not yet filled (a value of 0 is drawn in the colour scale's lightest blue, not this)
+EMPTY_FILL = "#F2F2F2"
+#: the Blues scale without its near-white end, so that a filled cell (even the smallest value) never
+#: looks empty
+CELL_SCALE = [[0.0, "#C6DBEF"], [0.35, "#6BAED6"], [0.7, "#2171B5"], [1.0, "#08306B"]]
 MODES = [("nearest neighbour", "nearest"), ('"bed of nails"', "bed_of_nails"), ("max unpooling", "max"),
          ("bilinear", "bilinear")]
 
@@ -50,18 +57,15 @@ class UnpoolingExplainer(Explainer):
         fig = make_subplots(1, 4, subplot_titles=("max pooling: switches", "pooled", "input", "output"))
         for col in (1, 3, 4):                                                             # 0, 1, 2
             fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),
-                            colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=col, zmin=0, zmax=1)
+                            colorscale=CELL_SCALE, showscale=False, xgap=2, ygap=2, row=1, col=col, zmin=0, zmax=1)
         # open squares around the cells (wider than a cell's number: they frame it, never cross it)
         for col, colour in ((1, ORANGE), (3, ORANGE), (4, ORANGE), (1, VERMILLION)):      # 3, 4, 5, 6
             fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
                             marker=dict(symbol="square-open", size=54, color=colour, line=dict(width=4)))
         fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),     # 7 pooled
-                        colorscale="Blues", showscale=False, xgap=2, ygap=2, row=1, col=2, zmin=0, zmax=1)
+                        colorscale=CELL_SCALE, showscale=False, xgap=2, ygap=2, row=1, col=2, zmin=0, zmax=1)
         fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2, hoverinfo="skip",                # 8
                         marker=dict(symbol="square-open", size=54, color=ORANGE, line=dict(width=4)))
-        # 9: a faint outline of every output cell, so the empty 4x4 (8x8) grid is seen before it fills
-        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=4, hoverinfo="skip",
-                        marker=dict(symbol="square-open", size=54, color="#CCCCCC", line=dict(width=1.5)))
         fig.update_yaxes(showgrid=False, zeroline=False, tickmode="array")
         fig.update_xaxes(showgrid=False, zeroline=False, tickmode="array", constrain="domain")
         for c in (1, 2, 3, 4):                 # square cells in every panel
@@ -128,10 +132,6 @@ class UnpoolingExplainer(Explainer):
             for i in (3, 4, 5, 6, 8):
                 # every panel's cells are the same size: ~68 px with a 4x4 output, ~40 px with 8x8
                 self.fig.data[i].marker.size = 54 if max(out.shape) <= 4 else 34
-            Ho, Wo = out.shape
-            self.fig.data[9].update(x=[c for r in range(Ho) for c in range(Wo)],
-                                    y=[r for r in range(Ho) for c in range(Wo)],
-                                    marker_size=62 if max(out.shape) <= 4 else 38)
             cells = lambda t: [[_cell_text(v, live) for v in row] for row in t.tolist()]  # noqa: E731
             self.fig.data[0].update(z=pin.tolist() if pin is not None else [[None]],
                                     text=cells(pin) if pin is not None else [[""]], zmin=lo, zmax=hi)
@@ -144,14 +144,18 @@ class UnpoolingExplainer(Explainer):
         self._reset_steps()
 
     def _lay_out(self, pin, pooled, x, out) -> None:
-        """Panel widths in proportion to their cells (every cell the same size), rows centred on
-        one shared height; in modes without pooling the two pooling panels take no room."""
+        """Every cell the same size: panel widths in proportion to their columns and heights to their
+        rows (a 2x2 map is a quarter of a 4x4 one, centred on the same middle line, its title and
+        ticks right at its edges). The panels are packed in the middle of the figure, not spread
+        over its whole width; in modes without pooling the two pooling panels take no room."""
         Ho = out.shape[0]
         shown = pin is not None
         units = [pin.shape[1] if shown else 0, pooled.shape[1] if shown else 0, x.shape[1], out.shape[1]]
         gaps = [1.0, 3.0, 1.5] if shown else [0.0, 0.0, 2.5]
-        total = sum(units) + sum(gaps)
-        left = 0.0
+        used = sum(units) + sum(gaps)
+        # about PACK_ASPECT cells across per cell down fill a wide window; fewer are centred, not stretched
+        total = max(used, PACK_ASPECT * Ho)
+        left = (total - used) / 2
         doms = []
         grids = (pin.shape if shown else (1, 1), pooled.shape if shown else (1, 1), x.shape, out.shape)
         for c, ((h, w), u, gap) in enumerate(zip(grids, units, gaps + [0.0]), 1):
@@ -159,15 +163,21 @@ class UnpoolingExplainer(Explainer):
             left += u + gap
             doms.append(dom)
             visible = bool(u)
-            mid = (h - 1) / 2
+            ydom = [0.5 - h / Ho / 2, 0.5 + h / Ho / 2]
             name = "" if c == 1 else str(c)
             self.fig.layout[f"xaxis{name}"].update(domain=dom, range=[-0.5, w - 0.5], autorange=False,
                                                    tickvals=list(range(w)), visible=visible)
-            self.fig.layout[f"yaxis{name}"].update(range=[mid + Ho / 2, mid - Ho / 2], autorange=False,
+            self.fig.layout[f"yaxis{name}"].update(domain=ydom, range=[h - 0.5, -0.5], autorange=False,
                                                    tickvals=list(range(h)), visible=visible)
+            # the title on the grid's drawn top edge (its domain after the square-cell constraint)
             ann = self.fig.layout.annotations[c - 1]
-            ann.x = (dom[0] + dom[1]) / 2
-            ann.visible = visible
+            ann.update(xref=f"x{name} domain", yref=f"y{name} domain", x=0.5, y=1.0, visible=visible)
+        # the empty output grid, cell by cell in data units (under the map: a filled cell covers its own)
+        Wo = out.shape[1]
+        self.fig.layout.shapes = [dict(type="rect", xref="x4", yref="y4", layer="below", x0=c - 0.47, x1=c + 0.47,
+                                       y0=r - 0.47, y1=r + 0.47, fillcolor=EMPTY_FILL, line=dict(color="#BBBBBB",
+                                                                                                width=1))
+                                  for r in range(Ho) for c in range(Wo)]
         net = self.fig.layout.annotations[4]
         if shown:
             net.x = (doms[1][1] + doms[2][0]) / 2

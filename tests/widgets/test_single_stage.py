@@ -190,3 +190,25 @@ def test_the_step_0_map_keeps_automatic_ticks(lecture):
     e.step.value = 0
     assert e.frame(0)["layout"]["yaxis2"]["tickmode"] == "auto" and e.fig.layout.yaxis2.tickmode == "auto"
     e.S.value = 7
+
+
+def test_yolo_true_boxes_are_drawn_in_the_legends_class_colours(lecture):
+    """The scene's shapes have random colours; the legend's colours are the boxes': each true box is
+    drawn dotted in its class's colour (and the other views draw no such boxes)."""
+    from explainers.models.render import class_hex
+
+    e = lecture
+    e.view.value, e.S.value, e.B.value = "YOLO grid", 7, 3
+    st = e.state()
+    shapes = e.fig.layout.shapes
+    objects, labels = st["objects"], st["labels"]
+    assert len(shapes) == len(objects) >= 3
+    for sh, box, label in zip(shapes, objects, labels):
+        assert sh.line.color == class_hex(int(label)) and sh.line.dash == "dot"
+        assert [sh.x0, sh.y0, sh.x1, sh.y1] == pytest.approx([float(v) for v in box])
+    legend = e.fig.layout.annotations[0].text
+    for label in {int(lab) for lab in labels}:
+        assert class_hex(label) in legend
+    e.view.value = "SSD default boxes"
+    assert len(e.fig.layout.shapes) == 0
+    e.view.value = "YOLO grid"

@@ -205,3 +205,27 @@ def test_true_and_predicted_boxes_differ_and_are_named_at_every_step(source, lec
     assert e.fig.layout.annotations[0].text == "image"
     e.view.value = VIEWS[0]
     e.step.value = 0
+
+
+def test_the_bar_panel_is_never_empty_under_a_plain_title(lecture):
+    """A step without bars greys the panel's title and names the step that fills it; BAR_STEPS
+    lists exactly the steps that draw bars (so the title never promises a step that draws none)."""
+    from explainers.widgets.training_targets import BAR_STEPS, BARS_TITLE
+
+    for view in VIEWS:
+        lecture.view.value = view
+        for k in range(lecture.n_steps()):
+            f = lecture.frame(k)
+            bars = bool(f["data"][9]["x"])
+            assert bars == (k in BAR_STEPS[view]), (view, k)
+            title = f["layout"]["annotations"][1]
+            later = [s for s in BAR_STEPS[view] if s > k]
+            if bars:
+                assert title["text"] == BARS_TITLE and title["font"].get("color") is None
+            else:
+                assert title["font"]["color"] != "black"
+                assert title["text"].endswith(f"at step {later[0] + 1}" if later else "none at this step")
+                # the named step (1-based in the caption) really draws bars
+                if later:
+                    assert lecture.frame(later[0])["data"][9]["x"]
+    lecture.view.value = VIEWS[0]

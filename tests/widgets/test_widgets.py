@@ -142,17 +142,31 @@ def test_unpooling_things_to_try_are_true():
 
 
 def test_unpooling_draws_every_cell_the_same_size():
-    """The 2x2 maps are drawn half as wide as the 4x4 ones (panel widths follow their cells), all
-    on one shared height."""
+    """The 2x2 maps are drawn half as wide and half as tall as the 4x4 ones (panel domains follow
+    their cells), centred on one middle line, each title on its grid's own top edge; the empty
+    output grid is drawn cell by cell in data units, under the map."""
+    from explainers.widgets.unpooling import EMPTY_FILL
+
     e = UnpoolingExplainer()
     e.mode.value = "max"
     lay = e.fig.layout
     width = lambda ax: ax.domain[1] - ax.domain[0]  # noqa: E731
-    assert abs(width(lay.xaxis) - 2 * width(lay.xaxis2)) < 1e-9 and abs(width(lay.xaxis4) - 2 * width(lay.xaxis3)) < 1e-9
-    spans = {abs(ax.range[0] - ax.range[1]) for ax in (lay.yaxis, lay.yaxis2, lay.yaxis3, lay.yaxis4)}
-    assert spans == {4.0}
+    xs, ys = (lay.xaxis, lay.xaxis2, lay.xaxis3, lay.xaxis4), (lay.yaxis, lay.yaxis2, lay.yaxis3, lay.yaxis4)
+    per_x = {round(abs(ax.range[1] - ax.range[0]) / width(ax), 9) for ax in xs}      # cells per unit of width
+    per_y = {round(abs(ax.range[1] - ax.range[0]) / width(ax), 9) for ax in ys}      # and of height
+    assert len(per_x) == 1 and len(per_y) == 1
+    assert {round(sum(ax.domain) / 2, 9) for ax in ys} == {0.5}
+    for i, n in enumerate(("", "2", "3", "4")):
+        a = lay.annotations[i]
+        assert (a.xref, a.yref, a.x, a.y, a.yanchor) == (f"x{n} domain", f"y{n} domain", 0.5, 1.0, "bottom")
+    cells = [s for s in lay.shapes if s.xref == "x4"]
+    assert len(cells) == 16 and all(s.layer == "below" and s.fillcolor == EMPTY_FILL for s in cells)
+    assert {(round(s.x0 + 0.47), round(s.y0 + 0.47)) for s in cells} == {(c, r) for r in range(4) for c in range(4)}
     e.mode.value = "nearest"
     assert width(lay.xaxis) == width(lay.xaxis2) == 0 and abs(width(lay.xaxis4) - 2 * width(lay.xaxis3)) < 1e-9
+    # two panels are packed in the middle, not spread over the whole width
+    assert lay.xaxis3.domain[0] > 0.05 and lay.xaxis4.domain[1] < 0.95
+    assert abs((lay.xaxis3.domain[0] + lay.xaxis4.domain[1]) / 2 - 0.5) < 1e-9
 
 
 def test_unpooling_live_uses_real_switches():
