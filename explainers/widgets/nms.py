@@ -8,7 +8,7 @@ import torch
 
 from .. import ops
 from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
-from ..models.render import class_hex, legend_html, to_uint8
+from ..models.render import class_hex, legend_items, to_uint8
 from ._base import halo, GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: the lecture's candidate boxes on scikit-image's public-domain ``astronaut`` photo (512 x 512, image
@@ -37,6 +37,10 @@ def lecture_image() -> np.ndarray:
     return np.round(PHOTO_OPACITY * im + (1 - PHOTO_OPACITY) * 255).astype(np.uint8)
 
 
+#: at most this many boxes are labelled at a step (the box kept and the suppressed with the largest IoU)
+STEP_LABELS = 6
+#: the share of the figure's width the legend takes, left of the image
+LEGEND_WIDTH = 0.22
 #: at most this many boxes are labelled before the first step (the best-scoring ones)
 FIRST_LABELS = 9
 
@@ -66,13 +70,17 @@ class NMSExplainer(Explainer):
         fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="middle right",
                         marker=dict(symbol="square", size=16, color=[], line=dict(color="black", width=1)),
                         textfont=dict(size=17, color="black", **halo()), hoverinfo="skip")
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x")
-        fig.update_xaxes(showgrid=False, zeroline=False)
+        # the photo as large as the figure's height allows, hugging the legend on its left (the axes
+        # shrink to the image, so the ticks sit at its edges)
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
+        fig.update_xaxes(showgrid=False, zeroline=False, constrain="domain", constraintoward="left",
+                         domain=[LEGEND_WIDTH, 1.0])
         self._use_figure(fig, 560)
-        # the class legend (one colour per class, as on every page) above the image
+        self.fig.update_layout(margin=dict(l=40, r=20, t=20, b=40))
+        # the class legend (one colour per class, as on every page) and the box styles, left of the image
         fig = self.fig
-        fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                           yshift=6, showarrow=False, font=dict(size=17), align="left")
+        fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="top",
+                           showarrow=False, font=dict(size=17), align="left")
         self._load()
 
     def _load(self):
@@ -123,10 +131,14 @@ class NMSExplainer(Explainer):
         self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same, more=more)
         self._keep = keep
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
+        H, W_ = self._img.shape[:2]
+        self.fig.update_xaxes(range=[-0.5, W_ - 0.5], autorange=False)     # the image's extent, no padding
+        self.fig.update_yaxes(range=[H - 0.5, -0.5], autorange=False)
         present = sorted({int(v) for v in self._labels.tolist()})
         self.fig.layout.annotations[0].text = (
-            legend_html(self._classes, present, "class colours") + "<br>boxes: thin = undecided, thick = kept, "
-            "black = kept now, dashed = suppressed now, dotted = suppressed")
+            "<b>class colours</b><br>" + "<br>".join(legend_items(self._classes, present))
+            + "<br><br><b>boxes</b><br>thin: undecided<br>thick: kept<br>black: kept now<br>"
+            "dashed: suppressed now<br>dotted: suppressed")
         self._reset_steps()
 
     def _model_check(self, thr: float) -> tuple[list, str]:
@@ -197,7 +209,9 @@ class NMSExplainer(Explainer):
             order = sorted(range(len(b)), key=lambda i: -float(self._scores[i]))[:FIRST_LABELS]
             labelled = [(i, "") for i in order]
         else:
-            labelled = [(current.kept, "keep ")] + [(i, "") for i in sorted(just, key=lambda i: -ious.get(i, 0.0))]
+            # the suppressed ones with the largest IoUs (all of them would pile up on a crowded image)
+            labelled = [(current.kept, "keep ")] + [(i, "") for i in sorted(just, key=lambda i: -ious.get(i, 0.0))
+                                                   [:STEP_LABELS - 1]]
         tx, ty, tt, tc = self._place_labels(labelled, ious)
         def shape(i, width):
             x1, y1, x2, y2 = (float(v) for v in b[i])
@@ -216,9 +230,13 @@ class NMSExplainer(Explainer):
         if current is None:
             msg = f"{len(b)} candidate boxes, sorted by score; press play"
         else:
-            msg = (f"step {k}: keep box {current.kept} (score {self._scores[current.kept]:.2f}); "
+            lab = int(self._labels[current.kept])
+            name = self._classes[lab] if lab < len(self._classes) else "?"
+            msg = (f"step {k}: keep the best box left, {name} {self._scores[current.kept]:.2f} (black); "
                    f"{len(current.suppressed)} box(es) overlap it with IoU > {self._tr.iou_threshold:.2f} "
                    f"and are suppressed (dashed)")
+            if len(just) > STEP_LABELS - 1:
+                msg += f" (the {STEP_LABELS - 1} with the largest IoU labelled)"
             if k == self.n_steps() - 1:
                 msg += f"; done: {int((state == 1).sum())} kept"
         return {"data": data, "layout": {"shapes": shapes}, "caption": msg}

@@ -540,9 +540,11 @@ def test_nms_lecture_boxes_sit_on_the_astronaut_photo():
     photo = data.astronaut().astype(np.float32)
     assert shown.shape == photo.shape == lecture_image().shape
     assert np.abs(shown - (PHOTO_OPACITY * photo + (1 - PHOTO_OPACITY) * 255)).max() <= 1   # the photo, lightened
-    assert e.fig.layout.yaxis.autorange == "reversed" and e.fig.layout.yaxis.scaleanchor == "x"
-    boxes = torch.tensor(LECTURE_BOXES, dtype=torch.float32)
     h, w = photo.shape[:2]
+    lay = e.fig.layout
+    assert tuple(lay.yaxis.range) == (h - 0.5, -0.5) and tuple(lay.xaxis.range) == (-0.5, w - 0.5)   # y down
+    assert lay.yaxis.scaleanchor == "x" and lay.xaxis.constrain == lay.yaxis.constrain == "domain"
+    boxes = torch.tensor(LECTURE_BOXES, dtype=torch.float32)
     assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
     iou = torchvision.ops.box_iou(boxes, boxes)
     same = torch.tensor(LECTURE_LABELS)[:, None] == torch.tensor(LECTURE_LABELS)[None]
@@ -554,6 +556,31 @@ def test_nms_lecture_boxes_sit_on_the_astronaut_photo():
     assert counts == [6, 5, 4]
     legend = e.fig.layout.annotations[0].text
     assert all(name in legend for name in LECTURE_CLASSES[1:])
+    # the legend stands left of the photo (in the room the square photo leaves), the photo hugs it
+    from explainers.widgets.nms import LEGEND_WIDTH
+
+    assert (lay.annotations[0].xanchor, lay.annotations[0].x) == ("left", 0)
+    assert lay.xaxis.domain[0] == LEGEND_WIDTH and lay.xaxis.constraintoward == "left"
+
+
+def test_nms_labels_at_most_a_few_boxes_per_step_and_names_the_kept_one():
+    """A crowded step (the live model: many near-duplicates) labels the box kept and the suppressed
+    ones with the largest IoUs, at most STEP_LABELS in all, and the caption says so."""
+    from explainers.widgets.nms import STEP_LABELS
+
+    e = NMSExplainer(source="live")
+    crowded = [k for k in range(1, e.n_steps()) if len(e._tr.steps[k - 1].suppressed) >= STEP_LABELS]
+    assert crowded
+    for k in crowded:
+        f = e.frame(k)
+        st = e._tr.steps[k - 1]
+        texts = f["data"][6]["text"]
+        assert len(texts) == STEP_LABELS and texts[0].startswith("keep ")
+        ious = sorted(st.ious.tolist(), reverse=True)
+        shown = sorted((float(t.rsplit("IoU ", 1)[1]) for t in texts[1:]), reverse=True)
+        assert shown == [round(v, 2) for v in ious[:STEP_LABELS - 1]]
+        name = e._classes[int(e._labels[st.kept])]
+        assert f"keep the best box left, {name}" in f["caption"] and "largest IoU labelled" in f["caption"]
 
 
 @pytest.mark.parametrize("k", [0, 1, -1])
