@@ -220,7 +220,8 @@ class Explainer:
             eq = eq[0] if eq else None
             ok = (d <= CHECK_TOLERANCE) if eq is None else bool(eq)
             mark, colour = ("✔", GREEN) if ok else ("✘", VERMILLION)
-            parts.append(f"<span style='color:{colour}'>{mark} equals {html.escape(w)}: max |diff| = {fmt(d)}</span>")
+            # one block per check: a line breaks between checks, never inside one
+            parts.append(f"<span style='color:{colour}; display:inline-block'>{mark} equals {html.escape(w)}: max |diff| = {fmt(d)}</span>")
         self.check.value = "<span style='font-size:16px'>" + " &nbsp; ".join(parts) + "</span>"
 
     @property

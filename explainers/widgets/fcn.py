@@ -285,7 +285,8 @@ class FCNExplainer(Explainer):
             qx, qy = rect_path([(bc - 0.5, br - 0.5, bc + 1.5, br + 1.5)])
             data[15] = {"x": qx, "y": qy}
             n = 2 * WINDOW
-            layout.update({"xaxis4": {"range": [-0.5, n - 0.5], "autorange": False, "title": None},
+            layout.update({"xaxis4": {"range": [-0.5, n - 0.5], "autorange": False, "title": None,
+                                      "tickmode": "auto", "tickvals": None},
                            "yaxis4": {"range": [n - 0.5, -0.5], "autorange": False}})
             pool = name if name in POOL_OF else SWITCHES[name]
             titles[2] = (f"{pool}'s switches ✕ on {'its input' if name == pool else name}, "
@@ -301,7 +302,10 @@ class FCNExplainer(Explainer):
             data[15] = {"x": [], "y": []}
             lo, hi = float(min(0.0, v.min())), float(max(0.0, v.max()))
             pad = 0.08 * (hi - lo or 1.0)
-            layout.update({"xaxis4": {"autorange": True, "range": None},
+            # channel numbers as whole numbers (at most ~16 ticks), class names as they are
+            ticks = ({"tickmode": "auto", "tickvals": None} if name == "scores" else
+                     {"tickmode": "array", "tickvals": list(range(0, C, -(-C // 16)))})
+            layout.update({"xaxis4": {"autorange": True, "range": None, **ticks},
                            "yaxis4": {"range": [lo - pad, hi + pad], "autorange": False}})
             titles[2] = f"feature vector at cell ({r}, {c}): {C} values"
         for i, t in titles.items():

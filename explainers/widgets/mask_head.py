@@ -249,7 +249,7 @@ class MaskHeadExplainer(Explainer):
                 text = LATER_TITLE.get(i, "") if (i != 9 or v.model_mask is not None) else text
                 d["font"] = dict(size=16, color=GREY)
             elif i == 3 and k < 4:
-                text = "the box, zoomed"
+                text = "5 the box, zoomed"
             d["text"] = text
             items.append(d)
         layout["annotations"] = items

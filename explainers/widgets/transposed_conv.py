@@ -480,6 +480,10 @@ class TransposedConvExplainer(Explainer):
             cropped = f" without the {p} padding cell(s) at each end" if p else ""
             extra = f" (the last {tr.output_padding[0]} cell(s) kept by output_padding)" if tr.output_padding[0] else ""
             note = f" Output = the cells inside the dashed frame{cropped}{extra}: [{', '.join(sums[p:p + N])}]."
+        elif k == 0:
+            # the frame is on the page from the first step: say at once what it marks
+            note = (f" The dashed frame marks the {N} output cells kept" +
+                    (f": padding {p} crops the {p} cell(s) outside it at each end" if p else "") + ".")
         data = {
             2: {"z": [copy.tolist(), total.tolist()], "text": [copy_txt, sums]},
             3: _outlines([(c, k) for c in range(L)]),                       # row k of X

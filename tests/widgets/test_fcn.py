@@ -147,3 +147,21 @@ def test_notebook_is_four_lines_and_lists_the_tested_things_to_try():
     assert len(code) == 1 and not code[0]["outputs"] and 'FCNExplainer(source="lecture")' in "".join(code[0]["source"])
     tries = [line for line in "".join(nb["cells"][-1]["source"]).splitlines() if line.startswith("- ")]
     assert len(tries) == 4
+
+
+def test_the_feature_vector_axis_counts_channels_in_whole_numbers(lecture):
+    """A feature vector's x axis names channels 0, 1, 2 ... (no 0.5 ticks), at most 16 of them;
+    the last stage names the classes."""
+    for k, (name, _, _) in enumerate(STAGES):
+        f = lecture.frame(k)
+        ax = f["layout"]["xaxis4"]
+        if not f["data"][12]["x"]:            # the stages that draw the switches instead
+            assert ax["tickmode"] == "auto"
+            continue
+        C = len(f["data"][12]["x"])
+        if name == "scores":
+            assert ax["tickmode"] == "auto" and f["data"][12]["x"] == list(lecture._cap.classes[:C])
+        else:
+            vals = ax["tickvals"]
+            assert ax["tickmode"] == "array" and vals[0] == 0 and all(isinstance(v, int) for v in vals)
+            assert len(vals) <= 16 and set(vals) <= set(range(C)) and (C <= 16) == (vals == list(range(C)))

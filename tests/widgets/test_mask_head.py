@@ -169,7 +169,7 @@ def test_no_shown_panel_is_ever_empty(source, lecture, live):
     panels, _ = _panels_at(e, 0)
     assert [n for n, p in panels.items() if p[0]] == [1, 4]          # step 1: the image and the box zoomed
     assert all(p[0] for p in _panels_at(e, 5)[0].values())          # the last step: every panel
-    assert e.frame(0)["layout"]["annotations"][3]["text"] == "the box, zoomed"
+    assert e.frame(0)["layout"]["annotations"][3]["text"] == "5 the box, zoomed"
     assert e.frame(4)["layout"]["annotations"][3]["text"].startswith("5 pasted")
 
 

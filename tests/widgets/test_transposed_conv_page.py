@@ -88,6 +88,12 @@ def test_1d_transposed_keeps_the_slides_transpose():
     last(e)
     assert list(e.fig.data[2].text[1]) == ["ax", "ay", "az+bx", "by", "bz", "0"]
     assert "[ay, az+bx, by, bz]" in e.caption.value
+    # the dashed frame is on the page from step 1: its first caption already says what it marks
+    first = e.frame(0)["caption"]
+    assert "dashed frame marks the 4 output cells kept: padding 1 crops the 1 cell(s) outside it" in first
+    e.padding.value = 0
+    assert "dashed frame marks the 6 output cells kept." in e.frame(0)["caption"]
+    e.padding.value = 1
 
 
 def test_2d_copies_move_two_cells_per_input_cell_and_add_up():
