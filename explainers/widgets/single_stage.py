@@ -29,12 +29,13 @@ SSD_SIZE = 300
 
 def _cell_table(vec, B: int, classes) -> tuple[list, list, list]:
     """A YOLO cell's ``5B + C`` numbers as a table, every number under a label: one row per base
-    box (columns dx, dy, dw, dh, conf), then one row per class score (in the first column).
+    box (columns dx, dy, dw, dh, conf), then one row per class score (in a column of its own, "score",
+    so that no score sits under a box number's name).
     Returns ``(z, column names, row names)``; the table read row by row, blanks skipped, is ``vec``."""
     v = [round(float(x), 2) for x in vec.tolist()]
-    rows = [v[5 * b: 5 * b + 5] for b in range(B)] + [[p, None, None, None, None] for p in v[5 * B:]]
+    rows = [v[5 * b: 5 * b + 5] + [None] for b in range(B)] + [[None] * 5 + [p] for p in v[5 * B:]]
     names = [f"box {b + 1}" for b in range(B)] + [f"p({n})" for n in classes]
-    return rows, ["dx", "dy", "dw", "dh", "conf"], names
+    return rows, ["dx", "dy", "dw", "dh", "conf", "score"], names
 
 
 def _row_ticks(rows) -> dict:
@@ -158,6 +159,13 @@ class SingleStageExplainer(Explainer):
             gy += [0, H, None, i * ch, i * ch, None]
         self.fig.data[1].update(x=gx, y=gy)
         self.fig.data[3].update(x=[], y=[])
+        # one view for every cell: the image and every cell's base boxes (which stick out at the edges),
+        # so the picture never moves or shrinks from one step to the next
+        bb = tr.base_boxes.reshape(-1, 4)
+        x0, y0 = min(-0.5, float(bb[:, 0].min())), min(-0.5, float(bb[:, 1].min()))
+        x1, y1 = max(W_ - 0.5, float(bb[:, 2].max())), max(H - 0.5, float(bb[:, 3].max()))
+        self.fig.update_xaxes(range=[x0, x1], autorange=False, row=1, col=1)
+        self.fig.update_yaxes(range=[y1, y0], autorange=False, row=1, col=1)
         # the true boxes dotted in their class's colour (the legend's colours: a scene's shapes have random
         # colours of their own, so a box's colour, not its shape's, names the class)
         self.fig.layout.shapes = [dict(type="rect", xref="x", yref="y", x0=b[0], y0=b[1], x1=b[2], y1=b[3],
@@ -223,8 +231,8 @@ class SingleStageExplainer(Explainer):
         self.fig.data[0].source = png_uri(img)
         self.fig.layout.shapes = ()
         H, W_ = img.shape[:2]
-        self.fig.update_xaxes(range=[-0.5, W_ - 0.5], row=1, col=1)
-        self.fig.update_yaxes(range=[H - 0.5, -0.5], row=1, col=1)
+        self.fig.update_xaxes(range=[-0.5, W_ - 0.5], autorange=None, row=1, col=1)
+        self.fig.update_yaxes(range=[H - 0.5, -0.5], autorange="reversed", row=1, col=1)
         present = sorted({int(v) for v in labels.tolist()}) if labels is not None else []
         text = legend_html(self._classes, present, "boxes") if present else ""
         self.fig.layout.annotations[0].text = " &nbsp;·&nbsp; ".join(t for t in (text, extra) if t)
@@ -280,7 +288,7 @@ class SingleStageExplainer(Explainer):
         data = {2: gt_xy, 4: dict(zip("xy", rect_path(base))),
                 5: dict(zip("xy", rect_path(tr.boxes[r, c, live].tolist()))) if live else {"x": [], "y": []},
                 6: dict(zip("xy", rect_path([cell]))), 7: {"x": tx, "y": ty, "text": tt},
-                8: self._heat(*_cell_table(vec, B, self._classes), f"cell ({r}, {c})")}
+                8: self._heat(*_cell_table(vec, B, self._classes), f"cell ({r}, {c})", fixed=True)}
         data[5]["line"] = {"color": colour}
         objs = [i for i in range(len(enc.boxes)) if enc.kept[i] and tuple(enc.cells[i].tolist()) == (r, c)]
         if objs:
@@ -356,13 +364,15 @@ class SingleStageExplainer(Explainer):
                                          "(l, t, r, b) × 8 px. Neighbours predict near-copies: NMS keeps one."}
 
     @staticmethod
-    def _heat(z, x, y, title, scores: bool = False) -> dict:
+    def _heat(z, x, y, title, scores: bool = False, fixed: bool = False) -> dict:
         # numbers in the cells while they fit at 16 px (a big map is read by colour)
         fits = len(z) <= 24 and max(len(row) for row in z) <= 8
         text = [["" if v is None or not fits else html.escape(f"{v:g}") for v in row] for row in z]
         # scores 0..1 in the colours of the dots; any other numbers blue/red around 0
+        # (``fixed``: a YOLO cell's numbers on one scale -1..1 at every cell, so a 1 is always the same blue)
         colours = dict(colorscale="Viridis", zauto=False, zmin=0, zmax=1) if scores else \
-            dict(colorscale="RdBu", zauto=True, zmid=0)
+            dict(colorscale="RdBu", zauto=False, zmin=-1, zmax=1, zmid=None) if fixed else \
+            dict(colorscale="RdBu", zauto=True, zmin=None, zmax=None, zmid=0)
         return {"z": z, "x": x, "y": y, "text": text, "name": title, **colours}
 
     def _state(self) -> dict:

@@ -165,11 +165,16 @@ def test_every_number_of_the_yolo_cell_vector_is_labelled(lecture, B):
     fr = e.frame(2)
     heat = fr["data"][8]
     z, rows, cols = heat["z"], heat["y"], heat["x"]
-    assert cols == ["dx", "dy", "dw", "dh", "conf"] and len(rows) == len(z) == B + C
-    # each number sits under a (row, column) name that is the channel's own name
+    assert cols == ["dx", "dy", "dw", "dh", "conf", "score"] and len(rows) == len(z) == B + C
+    # each number sits under a (row, column) name that is the channel's own name: box numbers under
+    # dx ... conf, class scores under "score" alone
     names = yolo_channel_names(B, e._classes)
-    labelled = [(f"{rows[i]} {cols[j]}" if i < B else rows[i]) for i in range(len(z)) for j in range(5)
+    labelled = [(f"{rows[i]} {cols[j]}" if i < B else rows[i]) for i in range(len(z)) for j in range(6)
                 if z[i][j] is not None]
+    assert all((z[i][5] is None) == (i < B) and all((z[i][j] is None) == (i >= B) for j in range(5))
+               for i in range(len(z)))
+    # one colour scale (-1 .. 1) at every cell: the same number, the same colour
+    assert (heat["zmin"], heat["zmax"], heat["zauto"]) == (-1, 1, False)
     assert labelled == names and len(labelled) == 5 * B + C
     assert all(t != "" for row, zr in zip(heat["text"], z) for t, v in zip(row, zr) if v is not None)
     # every row's tick is given (plotly skips none), at 16 px
@@ -209,6 +214,13 @@ def test_yolo_true_boxes_are_drawn_in_the_legends_class_colours(lecture):
     legend = e.fig.layout.annotations[0].text
     for label in {int(lab) for lab in labels}:
         assert class_hex(label) in legend
+    # one fixed view for all cells: the image and every cell's base boxes (no jump between steps)
+    lay = e.fig.layout
+    bb = st["base_boxes"].reshape(-1, 4)
+    assert lay.xaxis.autorange is False and lay.yaxis.autorange is False
+    assert lay.xaxis.range[0] <= float(bb[:, 0].min()) and lay.xaxis.range[1] >= float(bb[:, 2].max())
+    assert lay.yaxis.range[1] <= float(bb[:, 1].min()) and lay.yaxis.range[0] >= float(bb[:, 3].max())
+    assert all("xaxis" not in e.frame(k)["layout"] and "yaxis" not in e.frame(k)["layout"] for k in range(3))
     e.view.value = "SSD default boxes"
-    assert len(e.fig.layout.shapes) == 0
+    assert len(e.fig.layout.shapes) == 0 and e.fig.layout.yaxis.autorange == "reversed"
     e.view.value = "YOLO grid"
