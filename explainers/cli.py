@@ -52,8 +52,9 @@ def _threshold(text: str) -> float:
     return value
 
 
-def _output_problem(image: str, output: str) -> str | None:
-    """Why ``output`` cannot take the overlay of ``image``, or None; checked before any model loads."""
+def _output_problem(image: str, output: str, force: bool = False) -> str | None:
+    """Why ``output`` cannot take the overlay of ``image``, or None; checked before any model loads.
+    An existing file is never replaced unless ``force`` (and the input image never)."""
     from PIL import Image
 
     if not output:
@@ -69,6 +70,8 @@ def _output_problem(image: str, output: str) -> str | None:
     if os.path.exists(image) and (os.path.realpath(image) == os.path.realpath(output) or
                                   (os.path.exists(output) and os.path.samefile(image, output))):
         return f"the output {output} is the input image; it would be overwritten: give another name with -o"
+    if os.path.lexists(output) and not force:
+        return f"{output} already exists and is kept; give another name with -o, or add --force to replace it"
     folder = os.path.dirname(os.path.realpath(output))
     if not os.path.isdir(folder):
         return f"cannot write {output}: the folder {os.path.dirname(output) or folder} does not exist"
@@ -77,11 +80,12 @@ def _output_problem(image: str, output: str) -> str | None:
     return None
 
 
-def _save_whole(picture, output: str) -> None:
+def _save_whole(picture, output: str, force: bool = False) -> None:
     """Write ``picture`` (uint8 H x W x 3) to ``output`` all at once: a temporary file, then a rename.
 
     An interrupted or failed write leaves no half-written picture, and never touches
-    an existing ``output`` until the new one is complete.
+    an existing ``output`` until the new one is complete. Without ``force`` a file that appeared at
+    ``output`` while the model ran is kept (FileExistsError).
     """
     from PIL import Image
 
@@ -99,7 +103,19 @@ def _save_whole(picture, output: str) -> None:
             os.umask(umask)
             mode = 0o666 & ~umask
         os.chmod(tmp, mode)
-        os.replace(tmp, dest)
+        if force:
+            os.replace(tmp, dest)
+        else:
+            try:
+                os.link(tmp, dest)      # fails if dest exists: no file is ever replaced without --force
+            except FileExistsError:
+                raise
+            except OSError:             # a file system without hard links: check, then rename
+                if os.path.lexists(dest):
+                    raise FileExistsError(dest) from None
+                os.replace(tmp, dest)
+            else:
+                os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -109,7 +125,7 @@ def _save_whole(picture, output: str) -> None:
 
 
 def _run_model(args, task: str) -> int:
-    problem = _output_problem(args.image, args.output)  # before torch is even imported
+    problem = _output_problem(args.image, args.output, args.force)  # before torch is even imported
     if problem:
         print(f"explainers {args.command}: {problem}", file=sys.stderr)
         return 2
@@ -120,15 +136,20 @@ def _run_model(args, task: str) -> int:
         image = load_image(args.image)          # a bad image fails before any model loads
         model = load(task, args.weights)
         result = model(image.tensor)
-        _save_whole(render(result, args.threshold), args.output)
+        threshold = getattr(args, "threshold", 0.5)
+        _save_whole(render(result, threshold), args.output, args.force)
     except (ImageError, ModelUnavailable, ValueError) as exc:
         print(f"explainers {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except FileExistsError:
+        print(f"explainers {args.command}: {args.output} appeared while the model ran and is kept; "
+              "run again with another -o, or --force to replace it", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"explainers {args.command}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if hasattr(result, "boxes"):
-        r = result.filter(args.threshold)
+        r = result.filter(threshold)
         found = ", ".join(f"{n} {s:.2f}" for n, s in zip(r.names, r.scores.tolist())) or "nothing"
     else:
         found = ", ".join(result.present) or "background only"
@@ -205,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("image")
         p.add_argument("-o", "--output", default=f"{name}.png",
                        help=f"the picture to write (default {name}.png): {', '.join(OUTPUT_EXTENSIONS)}; "
-                            "never the input image")
+                            "never the input image, and an existing file only with --force")
+        p.add_argument("--force", action="store_true", help="replace the output file if it exists")
         p.add_argument("--weights", default="auto", help="auto, shapes, coco (voc) or a checkpoint path")
-        p.add_argument("--threshold", type=_threshold, default=0.5,
-                       help="score threshold for drawing boxes, from 0 to 1 (default 0.5)")
-        if name == "detect":
+        if name == "detect":      # a label map has no scores to threshold: segment draws every pixel's class
+            p.add_argument("--threshold", type=_threshold, default=0.5,
+                           help="score threshold for drawing boxes, from 0 to 1 (default 0.5)")
             p.add_argument("--instance", action="store_true", help="also draw instance masks (Mask R-CNN)")
         p.set_defaults(func=fn)
     p = sub.add_parser("train", help="train a bundled shapes model")

@@ -36,7 +36,14 @@ def test_console_script_entry_point_runs():
     assert r.returncode == 0 and "NMSExplainer" in r.stdout
 
 
-@pytest.mark.parametrize("command", ["detect", "segment"])
+def test_segment_has_no_threshold_it_would_ignore(capsys):
+    """A label map has no scores: segment offers no --threshold (it would change nothing)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["segment", "scene.png", "--threshold", "0.9"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["detect"])
 @pytest.mark.parametrize("value, says", [("nan", "nan is not a score from 0 to 1"), ("-5", "-5 is not a score"),
                                          ("1.5", "1.5 is not a score"), ("inf", "inf is not a score"),
                                          ("abc", "'abc' is not a number")])

@@ -130,7 +130,10 @@ def test_output_is_replaced_whole_and_keeps_its_permissions(tmp_path, capsys):
     out = tmp_path / "out.jpg"
     out.write_bytes(b"old picture")
     out.chmod(0o640)
-    assert main(["detect", str(img), "-o", str(out)]) == 0
+    assert main(["detect", str(img), "-o", str(out)]) == 2          # kept: not asked to replace it
+    assert out.read_bytes() == b"old picture"
+    assert "already exists and is kept" in capsys.readouterr().err
+    assert main(["detect", str(img), "-o", str(out), "--force"]) == 0
     assert Image.open(out).format == "JPEG" and out.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jpg", "scene.png"]  # no temporary file left
     fresh = tmp_path / "fresh.webp"
@@ -139,6 +142,49 @@ def test_output_is_replaced_whole_and_keeps_its_permissions(tmp_path, capsys):
     os.umask(umask)
     assert Image.open(fresh).format == "WEBP" and fresh.stat().st_mode & 0o777 == 0o666 & ~umask
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cmd", ["detect", "segment"])
+def test_an_existing_file_is_never_replaced_without_force(tmp_path, capsys, cmd):
+    """A user's file at the output path (or the default name from an earlier run) is kept, byte for
+    byte, with one line saying how to go on; checked before any model loads."""
+    img = tmp_path / "scene.png"
+    _scene(img)
+    essay = tmp_path / "essay.jpg"
+    essay.write_bytes(b"my essay")
+    assert main([cmd, str(img), "-o", str(essay)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"explainers {cmd}: {essay} already exists and is kept; give another name with -o, "
+                   "or add --force to replace it")
+    assert essay.read_bytes() == b"my essay"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main([cmd, str(img)]) == 0                     # the default name, the first time
+        first = (tmp_path / f"{cmd}.png").read_bytes()
+        assert main([cmd, str(img)]) == 2                     # and not replaced the second time
+        assert (tmp_path / f"{cmd}.png").read_bytes() == first
+    finally:
+        os.chdir(cwd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{cmd}.png", "essay.jpg", "scene.png"])
+
+
+def test_a_file_that_appears_while_the_model_runs_is_kept(tmp_path, monkeypatch, capsys):
+    from explainers import cli
+
+    img = tmp_path / "scene.png"
+    _scene(img)
+    out = tmp_path / "out.png"
+    real = cli._save_whole
+
+    def someone_else_writes_first(picture, output, force=False):
+        out.write_bytes(b"theirs")
+        return real(picture, output, force)
+
+    monkeypatch.setattr(cli, "_save_whole", someone_else_writes_first)
+    assert main(["detect", str(img), "-o", str(out)]) == 2
+    assert out.read_bytes() == b"theirs" and "appeared while the model ran and is kept" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "scene.png"]     # no temporary file left
 
 
 def test_a_failed_write_leaves_the_old_output_and_no_half_file(tmp_path, monkeypatch, capsys):
@@ -152,7 +198,7 @@ def test_a_failed_write_leaves_the_old_output_and_no_half_file(tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", disk_full)
-    assert main(["detect", str(img), "-o", str(out)]) == 2
+    assert main(["detect", str(img), "-o", str(out), "--force"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"explainers detect: cannot write {out}: No space left on device"
     assert out.read_bytes() == b"old picture"
