@@ -276,7 +276,7 @@ class Explainer:
         self.sync_figure()
         display(self.widget)
 
-    def export_html(self, path, plotly_src: str | None = None) -> Path:
+    def export_html(self, path, plotly_src: str | None = None, overwrite: bool = False) -> Path:
         """A standalone HTML file of the animation as the page shows it: the title, the controls
         (play, step back and forward, a step slider, speed), each step's caption, the plot, the
         check line and the note. plotly.js is inlined: no kernel and no internet needed.
@@ -284,9 +284,12 @@ class Explainer:
         Each step is drawn as on the page: its :meth:`frame` merged onto the base figure, then
         ``Plotly.react`` (axes, ranges and colour ranges as on the page). A step stores only what
         changed since the one before it (a small patch), and image crops of a figure image are
-        cut from it in the browser, so long animations stay small. Deterministic; a directory at
-        ``path`` is refused, never overwritten. ``plotly_src``: the address of a plotly.js file to
+        cut from it in the browser, so long animations stay small. Deterministic. ``path`` must end
+        in ``.html``; an existing file is kept (FileExistsError) unless ``overwrite=True``, and a
+        directory is refused; the file is written whole or not at all. A page that shows an error
+        (its picture hidden) is not exported (ValueError), except a page that could not be built at
+        all, whose export shows its error line. ``plotly_src``: the address of a plotly.js file to
         load instead of inlining it (a static site shares one copy)."""
         from ._export import write_export
 
-        return write_export(self, path, plotly_src)
+        return write_export(self, path, plotly_src, overwrite)

@@ -263,13 +263,22 @@ def _export_patch(old, new):
     return {"=": new}
 
 
-def write_export(explainer, path, plotly_src: str | None = None) -> Path:
+def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool = False) -> Path:
     """The body of :meth:`Explainer.export_html` (see there)."""
     import html as _html
 
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory: give a file name for the HTML export")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"export_html writes a web page: give a name ending in .html (got {path.name})")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{path} already exists and is kept: give another name, or overwrite=True to "
+                              "replace it")
+    if explainer.error_text and not explainer.failed:
+        # the page hides its picture while it shows an error: an export would show a stale one
+        raise ValueError(f"the page shows an error ({explainer.error_text.lstrip('⚠ ')}): change the parameters "
+                         "until it draws, then export")
     base = _export_json(explainer.fig.to_plotly_json())
     base.setdefault("data", [])
     base.setdefault("layout", {})
@@ -326,5 +335,30 @@ def write_export(explainer, path, plotly_src: str | None = None) -> Path:
                      f"<script type='application/json' id='explainer-data'>{data}</script>\n"
                      f"<script>\n{_EXPORT_JS}\n</script>\n")
     parts.append("</body>\n</html>\n")
-    path.write_text("".join(parts), encoding="utf-8")
+    # all at once (a temporary file in the same folder, then a rename): never a half-written page
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(parts))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)          # fails if a file appeared meanwhile: it is kept
+            except FileExistsError:
+                raise FileExistsError(f"{path} already exists and is kept: give another name, or "
+                                      "overwrite=True to replace it") from None
+            except OSError:                 # no hard links on this file system
+                if path.exists():
+                    raise FileExistsError(f"{path} already exists and is kept") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path

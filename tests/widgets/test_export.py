@@ -194,6 +194,46 @@ def test_export_refuses_a_directory_and_is_deterministic(tmp_path):
     assert e.export_html(str(tmp_path / "three.html")) == tmp_path / "three.html"
 
 
+def test_export_never_replaces_a_users_file_unless_asked(tmp_path):
+    """An existing file is kept byte for byte (even the export's own earlier file) unless
+    overwrite=True; only .html names are written; no temporary file is left behind."""
+    e = entry("NMSExplainer").load()()
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8 a photo")
+    with pytest.raises(ValueError, match=r"give a name ending in \.html \(got photo\.jpg\)"):
+        e.export_html(photo)
+    with pytest.raises(ValueError, match="ending in .html"):
+        e.export_html(tmp_path / "notes.txt")
+    assert photo.read_bytes() == b"\xff\xd8 a photo" and not (tmp_path / "notes.txt").exists()
+    essay = tmp_path / "essay.html"
+    essay.write_text("my essay")
+    with pytest.raises(FileExistsError, match="already exists and is kept.*overwrite=True"):
+        e.export_html(essay)
+    assert essay.read_text() == "my essay"
+    first = e.export_html(tmp_path / "nms.html")
+    with pytest.raises(FileExistsError):
+        e.export_html(first)                                       # the second time too
+    e.threshold.value = 0.3
+    assert e.export_html(first, overwrite=True) == first and "0.3" in first.read_text(encoding="utf-8")
+    assert e.export_html(essay, overwrite=True) == essay and essay.read_text(encoding="utf-8").startswith("<!DOCTYPE")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["essay.html", "nms.html", "photo.jpg"]
+
+
+def test_a_page_showing_an_error_is_not_exported(tmp_path):
+    """The page hides its picture while it shows an error: an export would show the old picture with
+    green checks. It is refused in words, and works again once the page draws."""
+    e = entry("RoIPoolAlignExplainer").load()(source="live")
+    e.x1.value = e.x1.max
+    e.x2.value = e.x2.min
+    assert e.error_text
+    with pytest.raises(ValueError, match="the page shows an error .*then export"):
+        e.export_html(tmp_path / "roi.html")
+    assert not (tmp_path / "roi.html").exists()
+    e.x2.value, e.x1.value = e.x2.max, e.x1.min
+    assert not e.error_text
+    assert e.export_html(tmp_path / "roi.html").exists()
+
+
 class _Patchy(Explainer):
     """Steps that set different props: a step that does not set one keeps the last value set."""
 
