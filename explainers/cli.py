@@ -3,7 +3,7 @@
     explainers serve [--port N] [--notebook NAME]   the tour as a Voila page on 127.0.0.1
     explainers detect IMAGE -o out.png              boxes (and masks with --instance)
     explainers segment IMAGE -o out.png             semantic segmentation overlay
-    explainers train TASK                           train a bundled shapes model
+    explainers train TASK [--out DIR]               train a shapes model into a folder of your own
     explainers download TASK                        fetch torchvision's COCO weights once
     explainers export-site DIR                      every lecture animation as a static web site
     explainers list                                 the explainers
@@ -169,11 +169,56 @@ def _segment(args) -> int:
     return _run_model(args, "segmentation")
 
 
+def _steps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give e.g. 200") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} steps would train nothing; give at least 1, e.g. 200")
+    return value
+
+
+#: what ``explainers train TASK`` writes (the model and its card), by task
+TRAIN_TASKS = {"patch": ["patch"], "segmentation": ["segmentation"], "detection": ["detection"],
+               "instance": ["detection"], "onestage": ["onestage"],
+               "all": ["patch", "segmentation", "detection", "onestage"]}
+
+
 def _train(args) -> int:
+    """Train into a folder of the user's own; the weights bundled with the package are never replaced
+    from here (``python -m explainers.models.train`` regenerates those), and files already in the
+    folder are kept unless ``--force``: both checked before any training starts."""
+    from pathlib import Path
+
+    from .models.train import FILES, WEIGHTS_DIR
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"explainers train: {out} is a file; give a folder with --out", file=sys.stderr)
+        return 2
+    if out.resolve() == WEIGHTS_DIR.resolve():
+        print("explainers train: --out is the package's bundled weights folder, which every page uses; "
+              "give a folder of your own (to regenerate the bundled weights: python -m explainers.models.train)",
+              file=sys.stderr)
+        return 2
+    files = [out / f"{FILES[t]}{ext}" for t in TRAIN_TASKS[args.task] for ext in (".pt", ".json")]
+    there = [str(f) for f in files if f.exists()]
+    if there and not args.force:
+        print(f"explainers train: {', '.join(there)} already exist(s) and are kept; give another --out, or add "
+              "--force to replace them", file=sys.stderr)
+        return 2
     from .models.train import main as train_main
 
     extra = [] if args.steps is None else ["--steps", str(args.steps)]
-    return train_main([args.task] + extra)
+    rc = train_main([args.task, "--out", str(out)] + extra)
+    if rc == 0:
+        for t in TRAIN_TASKS[args.task]:
+            pt = out / f"{FILES[t]}.pt"
+            cli = {"detection": f" or `explainers detect IMAGE --weights {pt}`",
+                   "segmentation": f" or `explainers segment IMAGE --weights {pt}`"}.get(t, "")
+            print(f"wrote {pt} and its model card; use it: explainers.models.load({t!r}, weights={str(pt)!r}){cli}")
+    return rc
 
 
 def _export_site(args) -> int:
@@ -215,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="start each page's kernel as a process of its own instead of a fork of one warm "
                         "process that has torch and the models loaded (Linux; forks share that memory)")
     p.add_argument("--max-kernels", type=int, default=0,
-                   help="most pages open at once (each a kernel: ~0.1-0.2 GB forked, ~1 GB with --no-fork); beyond it visitors see 'the server is full'. "
-                        "Default: what this machine's memory holds")
+                   help="most pages open at once (each a kernel: ~0.1-0.2 GB forked, ~0.45 GB with --no-fork); "
+                        "beyond it visitors see 'the server is full'. 0 (the default): what this machine's "
+                        "memory holds")
     p.set_defaults(func=_serve)
     p = sub.add_parser("list", help="list the explainers")
     p.set_defaults(func=_list)
@@ -234,9 +280,14 @@ def main(argv: list[str] | None = None) -> int:
                            help="score threshold for drawing boxes, from 0 to 1 (default 0.5)")
             p.add_argument("--instance", action="store_true", help="also draw instance masks (Mask R-CNN)")
         p.set_defaults(func=fn)
-    p = sub.add_parser("train", help="train a bundled shapes model")
-    p.add_argument("task", choices=["patch", "segmentation", "detection", "instance", "onestage", "all"])
-    p.add_argument("--steps", type=int, default=None)
+    p = sub.add_parser("train", help="train a shapes model (seeded, reproducible) into a folder of your own")
+    p.add_argument("task", choices=list(TRAIN_TASKS), help="instance trains the same Mask R-CNN as detection")
+    p.add_argument("--steps", type=_steps, default=None,
+                   help="optimizer steps, at least 1 (default: the bundled models' own, minutes on a CPU)")
+    p.add_argument("--out", default="shapes-weights",
+                   help="folder for the weights (.pt) and model cards (.json), default ./shapes-weights; "
+                        "the weights bundled with the package are never replaced")
+    p.add_argument("--force", action="store_true", help="replace weights already in --out")
     p.set_defaults(func=_train)
     p = sub.add_parser("export-site", help="write every lecture animation as a static web site (offline)")
     p.add_argument("directory", help="a new or empty folder")

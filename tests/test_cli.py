@@ -67,3 +67,54 @@ def test_argument_errors_are_one_line_through_the_console():
         r = subprocess.run([sys.executable, "-m", "explainers.cli", *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert r.stderr.startswith(f"explainers {args[0]}: ") and "--help" in r.stderr, r.stderr
+
+
+# ----------------------------------------------------------------------------- train
+def test_train_never_replaces_the_bundled_weights_or_a_users_files(tmp_path, monkeypatch, capsys):
+    """`explainers train` writes into a folder of the user's own (default ./shapes-weights), refuses
+    the package's weights folder and files already there (unless --force), before any training."""
+    import explainers.models.train as mt
+    from explainers.models.train import WEIGHTS_DIR
+
+    calls = []
+
+    def fake_train_main(argv):            # the training itself is tested in tests/models
+        calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "mask_rcnn.pt").write_bytes(b"new")
+        (out / "mask_rcnn.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(mt, "main", fake_train_main)
+    monkeypatch.chdir(tmp_path)
+    bundled = {p.name: p.read_bytes() for p in WEIGHTS_DIR.iterdir() if p.is_file()}
+    assert main(["train", "detection", "--out", str(WEIGHTS_DIR)]) == 2
+    assert "bundled weights folder" in capsys.readouterr().err and not calls
+    assert main(["train", "detection"]) == 0                                  # ./shapes-weights
+    assert calls[-1] == ["detection", "--out", "shapes-weights"]
+    out = capsys.readouterr().out
+    assert "shapes-weights/mask_rcnn.pt" in out and "explainers detect IMAGE --weights" in out
+    (tmp_path / "shapes-weights" / "mask_rcnn.pt").write_bytes(b"mine")
+    assert main(["train", "instance", "--steps", "5"]) == 2                  # the same Mask R-CNN files
+    err = capsys.readouterr().err
+    assert "already exist(s) and are kept" in err and "--force" in err and len(calls) == 1
+    assert (tmp_path / "shapes-weights" / "mask_rcnn.pt").read_bytes() == b"mine"
+    assert main(["train", "instance", "--steps", "5", "--force"]) == 0
+    assert calls[-1] == ["instance", "--out", "shapes-weights", "--steps", "5"]
+    (tmp_path / "afile").write_text("x")
+    assert main(["train", "patch", "--out", "afile"]) == 2 and "is a file" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in WEIGHTS_DIR.iterdir() if p.is_file()} == bundled
+
+
+@pytest.mark.parametrize("steps, says", [("0", "0 steps would train nothing"), ("-1", "-1 steps would train"),
+                                         ("ten", "'ten' is not a whole number")])
+def test_train_steps_must_be_at_least_one(capsys, steps, says):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "patch", "--steps", steps])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+    from explainers.models.train import train
+
+    with pytest.raises(ValueError, match="at least 1"):
+        train("patch", steps=-1, out=Path("never-written"))
+    assert not Path("never-written").exists()

@@ -79,7 +79,15 @@ def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", 
         print(f"WARNING: serving on {ip}: anyone who can reach this machine can run the notebooks' code "
               "in a kernel here. Use it for a class network you trust, behind a proxy with log-in "
               "(see docs/hosting.md).", file=sys.stderr)
+    if not 0 <= port <= 65535:
+        print(f"explainers serve: --port {port} is not a port; give one from 1024 to 65535, e.g. 8866 "
+              "(0: any free one)", file=sys.stderr)
+        return 2
+    wanted = port
     port = _free_port(ip, port)
+    if wanted and port != wanted:
+        print(f"cv-explainers: port {wanted} is busy (another program, or another explainers serve); "
+              f"using {port}", flush=True)
     os.environ.update(voila_env())
     print(f"cv-explainers: starting on port {port} ...", flush=True)
     from .server import ExplainersVoila

@@ -94,6 +94,8 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
     task = "detection" if task == "instance" else task
     if task not in FILES:
         raise ValueError(f"task must be one of patch, segmentation, detection, instance, onestage; got {task!r}")
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"steps must be at least 1 (got {steps}): 0 steps would write an untrained model")
     steps = int(steps or DEFAULT_STEPS[task])
     max_minutes = max_minutes if max_minutes is not None else DEFAULT_MAX_MINUTES.get(task)
     torch.manual_seed(seed)

@@ -46,6 +46,21 @@ def test_serve_runs_voila_in_process_and_warns_when_exposed(monkeypatch, capsys)
     assert "WARNING: serving on 0.0.0.0" in out.err
     assert "--Voila.ip=0.0.0.0" in calls[-1] and not any("preheat" in a for a in calls[-1])
     assert "--ExplainersVoila.max_kernels=5" in calls[-1]
+    # a port outside 0-65535: one line, nothing started; a busy port: the one taken instead is named
+    n = len(calls)
+    assert main(["serve", "--port", "99999"]) == 2 and len(calls) == n
+    assert capsys.readouterr().err.strip() == ("explainers serve: --port 99999 is not a port; give one from 1024 "
+                                               "to 65535, e.g. 8866 (0: any free one)")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert main(["serve", "--port", str(taken)]) == 0
+    out = capsys.readouterr().out
+    used = int(out.split("using ", 1)[1].split()[0])
+    assert f"port {taken} is busy" in out and used != taken and f"--port={used}" in calls[-1]
 
 
 
