@@ -254,7 +254,10 @@ def wrap(module: torch.nn.Module, classes: list[str] | None = None, task: str | 
                              "pass classes=[...] (index 0 the background)")
         classes = default_classes(n, module)
     else:
-        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        from collections.abc import Iterable
+
+        if isinstance(classes, str) or not isinstance(classes, Iterable) or not all(isinstance(c, str)
+                                                                                     for c in classes):
             raise ValueError("classes must be a list of class names (index 0 the background)")
         classes = list(classes)
         if n is not None and len(classes) != n:

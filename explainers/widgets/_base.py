@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ._plotview import PlotView, update_layout
+from ..models.live import LiveModel
 
 #: Okabe-Ito colour-blind-safe palette
 ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY = (
@@ -102,6 +103,12 @@ class Explainer:
         self.anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
         self.failed = ""
         try:
+            if self.model is not None and not isinstance(self.model, LiveModel):
+                # any torchvision detector or segmenter as it is (the README's model=): wrapped as
+                # explainers.models.wrap does; anything else is one line on the page
+                from ..models import wrap
+
+                self.model = wrap(self.model)
             self._build()
         except ValueError as exc:   # e.g. a model this page cannot use: say so on the page
             self.failed = str(exc).splitlines()[0]

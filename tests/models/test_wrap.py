@@ -328,6 +328,9 @@ def test_class_names_sized_from_the_model(image):
     assert r.classes == mine and set(r.names) <= set(mine[1:]) and len(r.names) == len(r.boxes) > 0
     with pytest.raises(ValueError, match="classes has 3 names but the model predicts 4 classes"):
         wrap(m.module, classes=mine[:3], device=CPU)
+    for bad in (5, "cat", ["background", 1, 2, 3]):               # not a list of names: one line, no TypeError
+        with pytest.raises(ValueError, match="classes must be a list of class names"):
+            wrap(m.module, classes=bad, device=CPU)
 
 
 def test_load_and_get_accept_a_module(image):

@@ -60,3 +60,23 @@ def test_a_segmentation_model_on_any_page_is_one_line_or_works(models, entry):
         assert e.widget.children[1] is e.error          # the page shows the reason, not a broken plot
     else:
         assert entry.name == "LiveModelExplainer" and e.error_text == ""
+
+
+def test_a_torchvision_model_as_it_is_works_like_a_wrapped_one():
+    """README: "model= on any explainer" takes the torchvision module itself (no wrap() first); what is
+    not a model is one line on the page."""
+    from explainers.models.live import LiveModel
+    from explainers.widgets import LiveModelExplainer, RCNNFamilyExplainer
+
+    torch.manual_seed(0)
+    raw = D.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=4)
+    for cls in (NMSExplainer, AnchorsExplainer, RoIPoolAlignExplainer, LiveModelExplainer):
+        e = cls(source="live", model=raw)
+        assert not e.failed and e.error_text == "", (cls.__name__, e.error_text)
+        assert isinstance(e.model, LiveModel) and e.model.module is raw
+    assert set(marks(NMSExplainer(source="live", model=raw))) == {"✔"}
+    r = RCNNFamilyExplainer(source="live", model=raw)
+    assert "needs a two-stage detector" not in r.error_text
+    for bad in ("mask_rcnn", torch.nn.Linear(2, 2)):
+        e = NMSExplainer(source="live", model=bad)
+        assert e.failed and e.error_text.startswith("⚠") and "AttributeError" not in e.error_text, e.error_text
