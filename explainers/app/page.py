@@ -23,6 +23,12 @@ def _samples() -> dict:
     return sample_images()
 
 
+def _targets() -> dict:
+    from ..widgets.live_model import sample_targets
+
+    return sample_targets()
+
+
 class Page:
     """``Page(explainer)``: the explainer under a lecture / live switch and, live, an image chooser.
 
@@ -35,7 +41,9 @@ class Page:
         first = explainer if not isinstance(explainer, type) else explainer()
         self.cls, self.entry = type(first), entry(type(first).__name__)
         self._samples = _samples()
-        names = list(self._samples)
+        # a page that is taught from ground truth (needs_target) offers only the images that have one
+        self._targets = _targets() if getattr(self.cls, "needs_target", False) else None
+        names = [n for n in self._samples if self._targets is None or n in self._targets]
         self._built = {(first.source, DEFAULT_SAMPLE if first.source == "live" else None): first}
         self.source = W.ToggleButtons(options=[("the slide's numbers", "lecture"), ("the live model", "live")],
                                       value=first.source, style={"button_width": "170px"},
@@ -77,7 +85,8 @@ class Page:
             if key not in self._built:
                 source, sample = key
                 image = None if sample is None or sample == DEFAULT_SAMPLE else self._samples[sample]()
-                self._built[key] = self.cls(source=source, image=image)
+                extra = {"target": self._targets[sample]()} if image is not None and self._targets else {}
+                self._built[key] = self.cls(source=source, image=image, **extra)
             self._built[key].sync_figure()
             self._place_bar(self._built[key])
             self.body.children = [self._built[key].widget]

@@ -16,12 +16,23 @@ TASKS = (("semantic segmentation", "segmentation"), ("detection", "detection"),
          ("instance segmentation", "instance"))
 
 
+#: the bundled shapes scenes among the samples, by name (their ground truth is known)
+SCENE_SEEDS = {f"shapes scene {i}": s for i, s in enumerate((10_000_005, 10_000_017, 10_000_029), 1)}
+
+
+def sample_targets() -> dict:
+    """Name -> loader of the ground truth (``boxes (G, 4)``, ``labels (G,)``, ``masks (G, H, W)``) of
+    the samples that have one: the shapes scenes (the photos have none)."""
+    from ..models import make_scene
+
+    return {name: (lambda s=s: make_scene(s).target()) for name, s in SCENE_SEEDS.items()}
+
+
 def sample_images() -> dict:
     """Name -> loader of the bundled sample images (shapes scenes, scikit-image's public-domain photos)."""
     from ..models import make_scene
 
-    samples = {f"shapes scene {i}": (lambda s=s: make_scene(s).image)
-               for i, s in enumerate((10_000_005, 10_000_017, 10_000_029), 1)}
+    samples = {name: (lambda s=s: make_scene(s).image) for name, s in SCENE_SEEDS.items()}
 
     def skimage(name):
         def load():

@@ -69,6 +69,8 @@ class TrainingTargetsExplainer(Explainer):
 
     title = "Training targets: how a detector is taught"
     play_interval = 1400
+    #: live on an image of the user's, the page needs that image's ground truth (``target=``)
+    needs_target = True
 
     def __init__(self, source: str = "lecture", image=None, model=None, target: dict | None = None):
         self.target = target

@@ -2,6 +2,7 @@
 from explainers.app import Page
 from explainers.registry import EXPLAINERS
 from explainers.widgets import LiveModelExplainer, NMSExplainer, UnpoolingExplainer
+from tests.widgets.checks import marks
 
 
 def test_lecture_and_live_are_one_click_and_each_is_built_once():
@@ -22,6 +23,27 @@ def test_lecture_and_live_are_one_click_and_each_is_built_once():
     page.source.value = "live"
     page.sample.value = "shapes scene 1"
     assert page.explainer is live                   # kept, not rebuilt
+
+
+def test_a_page_taught_from_ground_truth_offers_only_images_that_have_one():
+    """The training-targets page needs the image's true boxes: live, it offers the shapes scenes (whose
+    ground truth the page passes on) and no photo (which has none), so every choice draws."""
+    import torch
+
+    from explainers.models import make_scene
+    from explainers.widgets import TrainingTargetsExplainer
+    from explainers.widgets.live_model import SCENE_SEEDS
+
+    page = Page(TrainingTargetsExplainer())
+    assert list(page.sample.options) == list(SCENE_SEEDS)
+    page.source.value = "live"
+    for name, seed in SCENE_SEEDS.items():
+        page.sample.value = name
+        e = page.explainer
+        assert page.error.value == "" and e.error_text == "" and set(marks(e)) == {"✔"}, (name, e.error_text)
+        if name != "shapes scene 1":
+            assert torch.equal(torch.as_tensor(e.target["boxes"]), torch.as_tensor(make_scene(seed).target()["boxes"]))
+    assert "chelsea (cat)" in Page(NMSExplainer()).sample.options       # the other pages keep every image
 
 
 def test_a_failure_stays_on_the_page():
