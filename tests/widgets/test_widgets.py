@@ -315,7 +315,9 @@ def test_sliding_window_things_to_try_are_true():
     z = e.fig.data[4].z
     assert e.step.value == e.n_steps() - 1 and all(v is not None for row in z for v in row)
     over = e.fig.data[7]
-    assert [list(r) for r in over.z] == [list(r) for r in z] and over.xaxis in (None, "x")
+    # the overlay is the map without its background (the photo shows through there)
+    assert [list(r) for r in over.z] == [[v if v else None for v in row] for row in z] and over.xaxis in (None, "x")
+    assert any(v == 0 for row in z for v in row) and any(v for row in over.z for v in row if v is not None)
     st = e.state()
     nH, nW = st["labels"].shape
     for k in (0, nW + 3, nH * nW - 1):                  # cell (r, c) is drawn at its window's centre pixel
