@@ -14,6 +14,7 @@ _EXPORT_CSS = (
     "margin:16px;color:#222}"
     ".explainer-title{margin:2px 0 8px;font-size:24px}"
     ".explainer-controls{display:flex;flex-wrap:wrap;align-items:center;gap:8px;margin:4px 0}"
+    ".explainer-controls[hidden]{display:none}"
     ".explainer-controls button{font-size:15px;padding:3px 10px;min-width:80px}"
     ".explainer-controls input[type=range]{width:420px;vertical-align:middle}"
     ".explainer-controls output{min-width:3em}"
@@ -312,7 +313,8 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
               f"<h1 class='explainer-title'>{title}</h1>\n")]
     if n:
         parts.append(
-            "<div class='explainer-controls'>"
+            # one picture (the live model page): no play / step controls, as on the page
+            f"<div class='explainer-controls'{' hidden' if n == 1 else ''}>"
             "<button type='button' id='explainer-play' title='play the steps'>▶ play</button>"
             "<button type='button' id='explainer-back' title='one step back'>◀ step</button>"
             "<button type='button' id='explainer-forward' title='one step forward'>step ▶</button>"

@@ -132,6 +132,9 @@ def test_export_keeps_the_teaching(name, source, tmp_path, record_property):
     payload = payload_of(text)
     n = e.n_steps()
     assert len(payload["frames"]) == len(payload["captions"]) == n
+    # play / step controls only where there is more than one step (as on the page)
+    controls = re.search(r"<div class='explainer-controls'( hidden)?>", text)
+    assert controls and bool(controls.group(1)) == (n == 1) and ".explainer-controls[hidden]{display:none}" in text
     # the page's figure, unchanged: same axes and ranges (y reversed where the page reverses it),
     # heatmap colour ranges kept
     assert payload["figure"] == jsonable(e.fig.to_plotly_json())
