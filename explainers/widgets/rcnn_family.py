@@ -226,12 +226,17 @@ class RCNNFamilyExplainer(Explainer):
         return {"data": data, "layout": {},
                 "caption": self._caption(run, st, k) + self._drawn(thin, numbered, dets, len(run.proposals))}
 
-    @staticmethod
-    def _drawn(thin, numbered, dets, total: int) -> str:
+    def _drawn(self, thin, numbered, dets, total: int) -> str:
         """What the image shows at this step, in words."""
         if dets is not None:
             shown = min(NUMBERED, len(dets.boxes))
-            return f" <i>Drawn: {shown} of its {len(dets.boxes)} detections, best first.</i>"
+            out = f" <i>Drawn: {shown} of its {len(dets.boxes)} detections, best first.</i>"
+            if self.source == "lecture" and self.model is None:
+                # the bundled detector knows three shapes: on a photo its class names mean nothing
+                names = ", ".join(self._classes[1:])
+                out += (f" <i>(The bundled model knows only {names}: on this photo the names mean nothing; "
+                        "the seconds and MACs are the point.)</i>")
+            return out
         if len(numbered):
             return (f" <i>Showing the top {len(thin)} of {total:,} proposals (the best {len(numbered)} "
                     f"numbered; change it: 'proposals drawn').</i>")

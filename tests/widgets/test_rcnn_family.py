@@ -201,3 +201,15 @@ def test_try_proposals_drawn_100_then_300_and_10(lecture):
     assert counts[10] < counts[100] < counts[300] == 300
     assert list(e.fig.data[i0 + 2].x).count(None) == 10 == counts[10]     # the thin ones are the numbered ones
     e.drawn.value = 30
+
+
+def test_lecture_says_the_bundled_models_names_mean_nothing_on_the_photo(lecture, live):
+    """Lecture mode runs the shapes detector on a photo to measure costs: where it draws detections,
+    the caption says its class names mean nothing there; live (a shapes scene) it does not."""
+    for e, says in ((lecture, True), (live, False)):
+        e.pipeline.value = PIPELINES[0]
+        with_dets = [k for k in range(e.n_steps()) if "detections, best first" in e.frame(k)["caption"]]
+        assert with_dets
+        for k in range(e.n_steps()):
+            warned = "the names mean nothing" in e.frame(k)["caption"]
+            assert warned == (says and k in with_dets), (e.source, k)
