@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 from plotly.subplots import make_subplots
 
-from ._base import VERMILLION, Explainer, png_uri
+from ._base import Explainer, png_uri
 from ._upload import Upload
 
 #: uploads larger than this are refused before decoding
@@ -75,6 +75,8 @@ class LiveModelExplainer(Explainer):
         self.fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                                 yshift=32, showarrow=False, font=dict(size=17))
         self._cache: dict = {}
+        self._uploads: dict = {}
+        self._quiet = False
         self._image_note = ""
         self._results: dict = {}
         self._current = None
@@ -90,7 +92,10 @@ class LiveModelExplainer(Explainer):
         return {task: get(task) for _, task in TASKS}
 
     def _pick_sample(self):
-        self._image = self._samples[self.sample.value]()
+        if self._quiet:
+            return
+        v = self.sample.value
+        self._image = self._uploads[v] if v in self._uploads else self._samples[v]()
         self.refresh()
 
     def _uploaded(self, name: str, content: bytes | None, size: int):
@@ -104,6 +109,15 @@ class LiveModelExplainer(Explainer):
             load_image(content)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+        # the chooser names what is shown: "uploaded: NAME" (the latest upload only, kept for going back)
+        label = f"uploaded: {name}"
+        self._uploads = {label: content}
+        self._quiet = True
+        try:
+            self.sample.options = list(self._samples) + [label]
+            self.sample.value = label
+        finally:
+            self._quiet = False
         self._image = content
         self.refresh()
 
@@ -169,10 +183,10 @@ class LiveModelExplainer(Explainer):
         notes = {r.note for r in self._results.values() if r.note} | ({self._image_note} - {""})
         line = f"device: <b>{device}</b> · weights: {', '.join(sorted(weights))}"
         if all(m.is_shapes for m in models.values()):
-            line += (f"<br><span style='color:{VERMILLION}'>Only the bundled shapes models are available here: "
-                     "they know circles, squares and triangles, nothing else (a cat will not be found). "
-                     "Run <code>explainers download detection</code> (and instance, segmentation) "
-                     "once online for the COCO models.</span>")
+            # information, not an error: in the page's text colour
+            line += ("<br>Only the bundled shapes models are available here: they know circles, squares and "
+                     "triangles, nothing else (a cat will not be found). For the COCO models, run "
+                     "<code>explainers download detection</code> (and instance, segmentation) once online.")
         if notes:
             line += "<br>" + html.escape("; ".join(sorted(notes)))
         self.info.value = f"<span style='font-size:16px'>{line}</span>"

@@ -361,6 +361,12 @@ def test_live_model_samples_and_bad_uploads():
     Image.fromarray(make_scene(10_000_017).image).save(buf, "PNG")
     _send_upload(e, "scene.png", buf.getvalue())
     assert e.error_text == ""
+    # the chooser names the upload (not the sample shown before), and going back and forth works
+    assert e.sample.value == "uploaded: scene.png" and e.state()["image"] == buf.getvalue()
+    e.sample.value = "shapes scene 1"
+    assert e.state()["image"] is not buf.getvalue() and e.error_text == ""
+    e.sample.value = "uploaded: scene.png"
+    assert e.state()["image"] == buf.getvalue()
     scores = e._results["detection"].scores
     for t in (0.5, 0.95):   # the title counts exactly the detections at or above the threshold
         e.threshold.value = t
