@@ -106,11 +106,12 @@ class RoIPoolAlignExplainer(Explainer):
         fig = make_subplots(3, 3, specs=[[{"rowspan": 3}, {"rowspan": 3}, {}], [None, None, {}], [None, None, {}]],
                             column_widths=[0.39, 0.39, 0.22], horizontal_spacing=0.07, vertical_spacing=0.16,
                             subplot_titles=("RoI Pool: snapped to cells", "RoI Align: exact bins, bilinear samples",
-                                            "RoI Pool output", "RoI Align output", "Align - Pool"))
+                                            "RoI Pool output (max)", "RoI Align output (mean)",
+                                            "Align − Pool"))
+        # the outputs in the map's colours and range: the same colour is the same number everywhere
         for r, c in ((1, 1), (1, 2), (1, 3), (2, 3), (3, 3)):
             fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
-                            colorscale="Viridis" if c < 3 else "Cividis", showscale=False, xgap=1, ygap=1,
-                            row=r, col=c)
+                            colorscale="Viridis", showscale=False, xgap=1, ygap=1, row=r, col=c)
         fig.data[4].update(colorscale="RdBu", zmid=0)
         add = fig.add_scatter
         add(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dash"), row=1, col=1)          # 5

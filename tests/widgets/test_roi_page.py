@@ -101,3 +101,16 @@ def test_align_map_shows_the_values_and_weights_of_f(page):
     out = float(e.state()["roi_align"][c, 0, 0])
     m = re.search(r"mean of \d+ samples = (-?[0-9.]+(?:e[-+]?\d+)?)\. ", e.caption.value)
     assert m and float(m.group(1)) == pytest.approx(out, rel=0.01, abs=1e-3)
+
+
+def test_the_outputs_are_drawn_in_the_maps_colours_and_say_max_and_mean():
+    """A value has one colour on every panel (the outputs in the map's colour scale and range), and the
+    output titles say how each pools (Pool: max of the cells; Align: mean of the samples)."""
+    from explainers.widgets import RoIPoolAlignExplainer
+
+    e = RoIPoolAlignExplainer()
+    fmap, pool, align = e.fig.data[0], e.fig.data[2], e.fig.data[3]
+    for t in (pool, align):
+        assert t.colorscale == fmap.colorscale and (t.zmin, t.zmax) == (fmap.zmin, fmap.zmax)
+    titles = [a.text for a in e.fig.layout.annotations]
+    assert "RoI Pool output (max)" in titles and "RoI Align output (mean)" in titles
