@@ -92,11 +92,13 @@ class AnchorsExplainer(Explainer):
         for colour in BIN_COLOURS:                                                                    # 5-9 boxes
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=2.5), row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2), row=1, col=1)     # 10 moves
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=2.5, dash="dash"),     # 11 corrected
+        # the corrected box wide, the objects' boxes (drawn over it) thin: in lecture mode the corrected
+        # box lies exactly on its object's box and must still be seen there
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=5, dash="dash"),       # 11 corrected
                         row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="text", textfont=dict(TEXT, color="white"), row=1, col=1,     # 12 labels
                         textposition="bottom right", hoverinfo="skip")
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dot"),      # 13 objects
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=1.5, dash="dot"),    # 13 objects
                         row=1, col=1)
         fig.add_heatmap(z=[[0]], colorscale=SCALE, zmin=0, zmax=1, row=1, col=2,                      # 14 map
                         colorbar=dict(thickness=12, len=0.6, y=0.5, tickfont=dict(size=16)))
