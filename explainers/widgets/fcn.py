@@ -90,7 +90,8 @@ class FCNExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="lines", fill="toself", fillcolor=ORANGE, line=dict(color=VERMILLION, width=1),
                         hoverinfo="skip", row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=5), hoverinfo="skip", row=1, col=1)
-        fig.add_scatter(x=[], y=[], mode="text", text=[], textfont=dict(size=16), hoverinfo="skip", row=1, col=1)
+        fig.add_scatter(x=[], y=[], mode="text", text=[], textfont=dict(size=16), hoverinfo="skip", row=1, col=1,
+                        textposition="bottom center")
         fig.add_scatter(x=[], y=[], mode="text", text=[], textfont=dict(size=16, color="#222"), hoverinfo="skip",
                         row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREEN, width=3, dash="dot"), hoverinfo="skip",
@@ -119,6 +120,13 @@ class FCNExplainer(Explainer):
                              constrain="domain", row=2, col=c)
         self._use_figure(fig, 560)
         self.fig.update_layout(margin=dict(l=40, r=20, t=40, b=30))
+        # the strip's key: what its colours and its dotted arcs mean
+        self.fig.add_annotation(
+            text=(f"<span style='color:{SKY}'>■</span> down (encoder) &nbsp; <span style='color:{ORANGE}'>■</span> "
+                  f"up (decoder) &nbsp; <span style='color:{GREEN}'>┈</span> pooling switches, reused by the "
+                  "unpooling they point to &nbsp; under each block: channels, height×width"),
+            x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom", yshift=4, showarrow=False,
+            font=dict(size=16))
         self._draw_static()
 
     # ------------------------------------------------------------------ drawing that never changes
@@ -139,7 +147,7 @@ class FCNExplainer(Explainer):
             (xs_d if decoder else xs_e).extend(bx)
             (ys_d if decoder else ys_e).extend(by)
             tx.append(i)
-            ty.append(-0.8)
+            ty.append(-0.56)          # just under the tallest block (its text hangs below: never on a block)
             labels.append(f"{C}<br>{h}×{w}")
             nx.append(i)
             ny.append(0.68)
@@ -160,7 +168,7 @@ class FCNExplainer(Explainer):
             self.fig.data[5].update(x=arcs_x, y=arcs_y)
             self.fig.data[6].update(source=png_uri(img), x0=0, y0=0, dx=1, dy=1)
             self.fig.layout.xaxis.update(range=[-0.6, len(STAGES) - 0.4])
-            self.fig.layout.yaxis.update(range=[-1.15, 1.2])
+            self.fig.layout.yaxis.update(range=[-1.5, 1.2])
             H, Wd = cap.size
             self.fig.layout.xaxis2.update(range=[-0.5, Wd - 0.5])
             self.fig.layout.yaxis2.update(range=[H - 0.5, -0.5])

@@ -165,3 +165,17 @@ def test_the_feature_vector_axis_counts_channels_in_whole_numbers(lecture):
             vals = ax["tickvals"]
             assert ax["tickmode"] == "array" and vals[0] == 0 and all(isinstance(v, int) for v in vals)
             assert len(vals) <= 16 and set(vals) <= set(range(C)) and (C <= 16) == (vals == list(range(C)))
+
+
+def test_the_strip_says_what_its_colours_and_arcs_mean_and_its_labels_sit_under_the_blocks(lecture):
+    fig = lecture.fig
+    labels = fig.data[3]
+    lowest = min(b[1] for b in lecture._blocks)                   # the tallest block's bottom edge
+    assert labels.textposition == "bottom center" and all(y <= lowest for y in labels.y)
+    assert min(labels.y) - 0.9 >= fig.layout.yaxis.range[0]        # two 16 px lines fit above the strip's bottom
+    key = [a.text for a in fig.layout.annotations if "down (encoder)" in (a.text or "")]
+    assert key and "up (decoder)" in key[0] and "pooling switches" in key[0]
+    # the key survives every step (frames send the annotations list whole)
+    for k in (0, 7, 14):
+        anns = lecture.frame(k)["layout"].get("annotations")
+        assert anns is None or any("down (encoder)" in (a.get("text") or "") for a in anns)
