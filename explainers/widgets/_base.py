@@ -81,8 +81,11 @@ class Explainer:
         self.check = W.HTML()
         self.note = W.HTML()      # live mode: exactly what is drawn, and where it differs from the model
         self.caption = W.HTML()
+        # the slider counts from 0 (frame(k) takes k); its readout says "step k + 1 of n", as the
+        # captions count steps from 1
         self.step = W.IntSlider(value=0, min=0, max=0, description="step", continuous_update=True,
-                                layout=W.Layout(width="420px"))
+                                readout=False, layout=W.Layout(width="380px"))
+        self.step_label = W.HTML(layout=W.Layout(width="90px"))
         self.play = W.Play(value=0, min=0, max=0, interval=self.play_interval, description="play",
                            show_repeat=False)
         W.jslink((self.play, "value"), (self.step, "value"))
@@ -100,7 +103,7 @@ class Explainer:
                                height=520, showlegend=False)
         self.controls = W.HBox([])
         # the animation controls: shown only when there is more than one step to go through
-        self.anim = W.HBox([self.play, self.back, self.forward, self.step, self.speed])
+        self.anim = W.HBox([self.play, self.back, self.forward, self.step, self.step_label, self.speed])
         self.failed = ""
         try:
             if self.model is not None and not isinstance(self.model, LiveModel):
@@ -262,6 +265,7 @@ class Explainer:
                 update_layout(self.fig, layout)
 
     def show_step(self, k: int) -> None:
+        self.step_label.value = f"<span style='font-size:15px'>{k + 1} of {self.step.max + 1}</span>"
         fr = self.frame(k)
         self.push(fr.get("data"), fr.get("layout"))
         self.caption.value = (f"<div style='font-size:19px;line-height:1.35;margin:2px 0'>"

@@ -92,7 +92,7 @@ _EXPORT_JS = r"""
     layout.datarevision = rev;
     current = step;
     slider.value = String(step);
-    label.textContent = String(step);
+    label.textContent = String(step + 1) + " of " + String(n);
     caption.innerHTML = payload.captions[step];
     root.setAttribute("data-step", String(step));
     return Plotly.react(plot, data, layout, payload.config);
@@ -319,7 +319,7 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
             "<button type='button' id='explainer-back' title='one step back'>◀ step</button>"
             "<button type='button' id='explainer-forward' title='one step forward'>step ▶</button>"
             f"<label>step <input type='range' id='explainer-step' min='0' max='{n - 1}' value='{active}'></label>"
-            f"<output id='explainer-step-label'>{active}</output>"
+            f"<output id='explainer-step-label'>{active + 1} of {n}</output>"
             f"<label>speed <select id='explainer-speed'>{options}</select></label></div>\n")
     parts.append(f"<div id='explainer-error'>{explainer.error.value}</div>\n")
     if n:

@@ -232,7 +232,8 @@ class NMSExplainer(Explainer):
         else:
             lab = int(self._labels[current.kept])
             name = self._classes[lab] if lab < len(self._classes) else "?"
-            msg = (f"step {k}: keep the best box left, {name} {self._scores[current.kept]:.2f} (black); "
+            msg = (f"round {k} of {self.n_steps() - 1}: keep the best box left, {name} "
+                   f"{self._scores[current.kept]:.2f} (black); "
                    f"{len(current.suppressed)} box(es) overlap it with IoU > {self._tr.iou_threshold:.2f} "
                    f"and are suppressed (dashed)")
             if len(just) > STEP_LABELS - 1:

@@ -665,3 +665,21 @@ def test_an_open_view_draws_exactly_the_figure_after_steps_and_controls(cls):
         follow()
         e.step.value = n - 1
         follow()
+
+
+def test_the_step_readout_counts_from_one_like_the_captions(tmp_path):
+    """The slider's value is the frame index (from 0); what the page shows is "k + 1 of n", the way
+    captions and the notebooks' Things to try count steps; the HTML export says the same."""
+    import re
+
+    e = NMSExplainer()
+    n = e.n_steps()
+    assert e.step.readout is False and "1 of" in e.step_label.value and f"of {n}<" in e.step_label.value
+    e.step.value = 2
+    # (NMS's frame 0 lists the boxes; its captions count NMS rounds, not steps)
+    assert f">3 of {n}<" in e.step_label.value and e.frame(2)["caption"].startswith(f"round 2 of {n - 1}:")
+    e.step.value = n - 1
+    assert f">{n} of {n}<" in e.step_label.value
+    text = e.export_html(tmp_path / "nms.html").read_text(encoding="utf-8")
+    assert re.search(rf"<output id='explainer-step-label'>{n} of {n}</output>", text)
+    assert 'label.textContent = String(step + 1) + " of " + String(n);' in text
