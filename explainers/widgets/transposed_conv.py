@@ -83,7 +83,7 @@ class TransposedConvExplainer(Explainer):
                                layout=W.Layout(width="150px"))
         sl = dict(layout=W.Layout(width="230px"), style={"description_width": "95px"})
         self.ksize = W.IntSlider(value=3, min=1, max=5, description="kernel", **sl)
-        self.stride = W.IntSlider(value=2, min=0, max=4, description="stride", **sl)
+        self.stride = W.IntSlider(value=2, min=1, max=4, description="stride", **sl)   # 0 is no stride
         self.padding = W.IntSlider(value=1, min=0, max=3, description="padding", **sl)
         self.out_pad = W.IntSlider(value=1, min=0, max=1, description="output_padding",   # the whole name shown
                                    layout=W.Layout(width="270px"), style={"description_width": "initial"})
