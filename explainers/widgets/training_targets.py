@@ -124,12 +124,13 @@ class TrainingTargetsExplainer(Explainer):
     def _scene(self):
         """The image ``(3, H, W)`` and its target (live: the user's, else the held-out scene)."""
         if self.source == "live" and self.image is not None:
+            from ..models.images import load_image
+
+            image = load_image(self.image).tensor        # a missing or broken image says so first
             if self.target is None:
                 raise ValueError("to show what a detector is taught on your image, give its ground truth: "
                                  "target={'boxes': ..., 'labels': ...}")
-            from ..models.images import load_image
-
-            return load_image(self.image).tensor, self.target
+            return image, self.target
         from ..models import make_scene
 
         scene = make_scene(SCENE_SEED)

@@ -107,6 +107,10 @@ def test_live_with_an_image_needs_its_ground_truth():
     e = TrainingTargetsExplainer(source="live", image=np.zeros((64, 64, 3), np.uint8))
     e.view.value = VIEWS[1]
     assert "ground truth" in e.error_text
+    # a missing file says so (not "give its ground truth")
+    missing = TrainingTargetsExplainer(source="live", image="no-such-photo.jpg")
+    missing.view.value = VIEWS[1]
+    assert "no-such-photo.jpg" in missing.error_text and "ground truth" not in missing.error_text
 
 
 # ----------------------------------------------------------------------------- Things to try
