@@ -38,6 +38,13 @@ def _cell_table(vec, B: int, classes) -> tuple[list, list, list]:
     return rows, ["dx", "dy", "dw", "dh", "conf", "score"], names
 
 
+def _model_name(model) -> str:
+    """What a student would call the model: "a RetinaNet", "a Faster R-CNN (two-stage)", "a segmenter"."""
+    module = getattr(model, "module", model)
+    kind = {"Detector": " (two-stage)", "Segmenter": " (segmentation)", "PatchModel": " (patch classifier)"}
+    return f"a {type(module).__name__}{kind.get(type(model).__name__, '')}"
+
+
 def _row_ticks(rows) -> dict:
     """Every row of a short read-out labelled (no label skipped, whatever the plot's height); a long
     map (step 0) keeps plotly's automatic ticks."""
@@ -109,7 +116,7 @@ class SingleStageExplainer(Explainer):
         model = self.model or get("onestage", "shapes")
         if not isinstance(model, OneStageDetector) or model.architecture != "FCOS":
             raise ValueError("the single-stage page draws the dense predictions of an FCOS detector "
-                             f"(the bundled one-stage model); this is a {type(model).__name__}")
+                             f"(the bundled one-stage model); this is {_model_name(model)}")
         self._trace = tr = model.trace(self.live_image())
         self._classes = list(model.classes)
         self._img = to_uint8(tr.image)

@@ -150,7 +150,8 @@ def test_a_two_stage_model_is_refused_in_words():
     from explainers.models import get
 
     e = SingleStageExplainer(source="live", model=get("detection", "shapes"))
-    assert "FCOS" in e.error_text
+    assert "FCOS" in e.error_text and "this is a MaskRCNN (two-stage)" in e.error_text   # no internal class name
+    assert "Detector" not in e.error_text
 
 
 @pytest.mark.parametrize("B", [1, 3, 6])
