@@ -7,6 +7,7 @@ import html
 import ipywidgets as W
 import numpy as np
 import torch
+import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..models.render import class_hex, legend_html, to_uint8
@@ -36,6 +37,12 @@ def _cell_table(vec, B: int, classes) -> tuple[list, list, list]:
     rows = [v[5 * b: 5 * b + 5] + [None] for b in range(B)] + [[None] * 5 + [p] for p in v[5 * B:]]
     names = [f"box {b + 1}" for b in range(B)] + [f"p({n})" for n in classes]
     return rows, ["dx", "dy", "dw", "dh", "conf", "score"], names
+
+
+#: colour scales as explicit lists in frames: plotly.py and plotly.js read the name "RdBu" the opposite
+#: way round (plotly.py: red low, blue high), and a frame reaches the HTML export as it is
+RDBU = [list(c) for c in go.Heatmap(colorscale="RdBu").colorscale]
+VIRIDIS = [list(c) for c in go.Heatmap(colorscale="Viridis").colorscale]
 
 
 def _model_name(model) -> str:
@@ -377,9 +384,9 @@ class SingleStageExplainer(Explainer):
         text = [["" if v is None or not fits else html.escape(f"{v:g}") for v in row] for row in z]
         # scores 0..1 in the colours of the dots; any other numbers blue/red around 0
         # (``fixed``: a YOLO cell's numbers on one scale -1..1 at every cell, so a 1 is always the same blue)
-        colours = dict(colorscale="Viridis", zauto=False, zmin=0, zmax=1) if scores else \
-            dict(colorscale="RdBu", zauto=False, zmin=-1, zmax=1, zmid=None) if fixed else \
-            dict(colorscale="RdBu", zauto=True, zmin=None, zmax=None, zmid=0)
+        colours = dict(colorscale=VIRIDIS, zauto=False, zmin=0, zmax=1) if scores else \
+            dict(colorscale=RDBU, zauto=False, zmin=-1, zmax=1, zmid=None) if fixed else \
+            dict(colorscale=RDBU, zauto=True, zmin=None, zmax=None, zmid=0)
         return {"z": z, "x": x, "y": y, "text": text, "name": title, **colours}
 
     def _state(self) -> dict:

@@ -347,3 +347,34 @@ def test_render_segmentation_names_classes_in_a_legend():
     out = render(seg)
     assert (out[:40, :40] == class_colour(2)).all(-1).sum() >= 100      # the legend's square for "square"
     assert (out[:40].max(-1) > 200).any() and (out[:40].max(-1) < 30).any()   # white text on a dark strip
+
+
+def _named_scales(x, path=""):
+    """Paths in a frame where a colour scale is given by name."""
+    if isinstance(x, dict):
+        out = []
+        for k, v in x.items():
+            if k == "colorscale" and isinstance(v, str):
+                out.append(f"{path}.{k}={v}")
+            out += _named_scales(v, f"{path}.{k}")
+        return out
+    if isinstance(x, (list, tuple)):
+        return [p for i, v in enumerate(x) for p in _named_scales(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_frames_give_colour_scales_as_lists_never_by_name(cls):
+    """plotly.py and plotly.js read some names the opposite way round ("RdBu": plotly.py red low,
+    plotly.js blue low); a frame reaches the HTML export and the static site as it is, so a named
+    scale would draw other colours there than on the page."""
+    import plotly.graph_objects as go
+
+    assert go.Heatmap(colorscale="RdBu").colorscale[0][1] != "rgb(5,10,172)"      # the premise (plotly.js's low)
+    e = page(cls)
+    views = getattr(e, "view", None)
+    for v in (list(views.options) if views is not None and hasattr(views, "options") else [None]):
+        if v is not None:
+            e.view.value = v[1] if isinstance(v, tuple) else v
+        for k in range(e.n_steps()):
+            assert _named_scales(e.frame(k)) == [], (cls.__name__, v, k)
