@@ -15,6 +15,8 @@ import os
 import sys
 import tempfile
 
+from ._files import default_mode, publish
+
 #: output extensions the overlay can be written as (PIL picks the format from the extension)
 OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -96,26 +98,8 @@ def _save_whole(picture, output: str, force: bool = False) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(picture).save(f, format=Image.registered_extensions()[ext])
-        if os.path.exists(dest):
-            mode = os.stat(dest).st_mode & 0o7777
-        else:  # mkstemp makes 0600 files: give the usual permissions
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        if force:
-            os.replace(tmp, dest)
-        else:
-            try:
-                os.link(tmp, dest)      # fails if dest exists: no file is ever replaced without --force
-            except FileExistsError:
-                raise
-            except OSError:             # a file system without hard links: check, then rename
-                if os.path.lexists(dest):
-                    raise FileExistsError(dest) from None
-                os.replace(tmp, dest)
-            else:
-                os.unlink(tmp)
+        os.chmod(tmp, os.stat(dest).st_mode & 0o7777 if os.path.exists(dest) else default_mode())
+        publish(tmp, dest, force)     # without --force a file that is there (or appeared) is kept
     except BaseException:
         try:
             os.unlink(tmp)

@@ -341,25 +341,18 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
     import os
     import tempfile
 
+    from .._files import default_mode, publish
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("".join(parts))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)          # fails if a file appeared meanwhile: it is kept
-            except FileExistsError:
-                raise FileExistsError(f"{path} already exists and is kept: give another name, or "
-                                      "overwrite=True to replace it") from None
-            except OSError:                 # no hard links on this file system
-                if path.exists():
-                    raise FileExistsError(f"{path} already exists and is kept") from None
-                os.replace(tmp, path)
+        os.chmod(tmp, default_mode())
+        try:
+            publish(tmp, path, overwrite)   # a file that appeared meanwhile is kept too
+        except FileExistsError:
+            raise FileExistsError(f"{path} already exists and is kept: give another name, or "
+                                  "overwrite=True to replace it") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
