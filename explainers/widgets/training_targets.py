@@ -264,9 +264,12 @@ class TrainingTargetsExplainer(Explainer):
                                                      9: {"x": [], "y": [], "text": [], "showlegend": False},
                                                      10: {"x": [], "y": [], "text": [], "showlegend": False}}
 
-    def _bars(self, data, names, ours, theirs=None, their_name="", fmt_=fmt):
+    def _bars(self, data, names, ours, theirs=None, their_name="", fmt_=fmt, colours=None):
+        """Bars of this page's numbers (trace 9; ``colours``: one per bar, e.g. the classes' own, else
+        one colour) and, beside them, the reference's (trace 10)."""
         data[9] = {"x": list(names), "y": [float(v) for v in ours], "text": [fmt_(float(v)) for v in ours],
-                   "name": "this page (ops)", "showlegend": theirs is not None}
+                   "name": "this page (ops)", "showlegend": theirs is not None,
+                   "marker": {"color": list(colours) if colours is not None else SKY}}
         if theirs is not None:
             data[10] = {"x": list(names), "y": [float(v) for v in theirs], "text": [fmt_(float(v)) for v in theirs],
                         "name": their_name, "showlegend": True}
@@ -323,10 +326,10 @@ class TrainingTargetsExplainer(Explainer):
             cap = (f"One object: the true box ({name}, solid) and the box the network predicts (black, dashed), "
                    "each four numbers (x, y, w, h). Training needs two losses: one for the class, one for the box.")
         elif k == 1:
-            self._bars(data, self._names, tr.scores)
+            self._bars(data, self._names, tr.scores, colours=self._colour)      # each class in its colour
             cap = f"The network's class scores (one number per class, any size); the true class is {name}."
         elif k == 2:
-            self._bars(data, self._names, tr.probabilities)
+            self._bars(data, self._names, tr.probabilities, colours=self._colour)
             cap = (f"softmax turns the scores into probabilities; the class loss is the cross-entropy "
                    f"−log p({name}) = −log {tr.probabilities[c]:.3f} = <b>{float(tr.class_loss):.3f}</b>")
         elif k == 3:

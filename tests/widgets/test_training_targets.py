@@ -233,3 +233,15 @@ def test_the_bar_panel_is_never_empty_under_a_plain_title(lecture):
                 if later:
                     assert lecture.frame(later[0])["data"][9]["x"]
     lecture.view.value = VIEWS[0]
+
+
+def test_class_score_bars_are_in_their_classes_colours(lecture):
+    """The scores and probabilities of each class are drawn in that class's colour (the true box's
+    colour is its class's), the loss bars in one colour."""
+    lecture.view.value = VIEWS[0]
+    for k in (1, 2):
+        bars = lecture.frame(k)["data"][9]
+        assert bars["marker"]["color"] == lecture._colour and len(set(bars["marker"]["color"])) == len(bars["x"])
+    true_colour = lecture.frame(0)["layout"]["shapes"][0]["line"]["color"]
+    assert true_colour == lecture._colour[lecture._mt.true_class]
+    assert isinstance(lecture.frame(3)["data"][9]["marker"]["color"], str)
