@@ -198,17 +198,23 @@ class RCNNFamilyExplainer(Explainer):
         data = {i0 + 1: dict(zip("xy", rect_path(thin.tolist()))),
                 i0 + 2: dict(zip("xy", rect_path(numbered.tolist())))}
         tx, ty, tt, tc = [], [], [], []
+        # a label hangs right of and below its box's top-left corner: kept a line and a few characters
+        # inside the image, so none is cut at the image's edge (a 16 px line is ~1/18 of the drawn height)
+        H, W_ = self._img_u8.shape[:2]
+        at = lambda x, y: (min(max(0.0, x), 0.9 * W_), min(max(0.0, y), H - H / 18))   # noqa: E731
         for i, b in enumerate(numbered.tolist()):
-            tx.append(b[0])
-            ty.append(b[1])
+            x, y = at(b[0], b[1])
+            tx.append(x)
+            ty.append(y)
             tt.append(str(i + 1))
             tc.append("black")
         det_boxes: dict = {c: [] for c in range(1, len(self._classes))}
         if dets is not None:
             for b, s, lb in list(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist()))[:NUMBERED]:
                 det_boxes.setdefault(lb, []).append(b)
-                tx.append(b[0])
-                ty.append(b[1])
+                x, y = at(b[0], b[1])
+                tx.append(x)
+                ty.append(y)
                 name = mm.classes[lb] if lb < len(mm.classes) else str(lb)
                 tt.append(f"{name} {s:.2f}")
                 tc.append(class_hex(lb))

@@ -213,3 +213,14 @@ def test_lecture_says_the_bundled_models_names_mean_nothing_on_the_photo(lecture
         for k in range(e.n_steps()):
             warned = "the names mean nothing" in e.frame(k)["caption"]
             assert warned == (says and k in with_dets), (e.source, k)
+
+
+def test_box_labels_stay_inside_the_image(lecture):
+    """Every number and detection label starts inside the image, a line above its bottom edge (none is
+    cut at the edge), and still next to its box's top-left corner where that is inside."""
+    H, W_ = lecture._img_u8.shape[:2]
+    for p in PIPELINES:
+        lecture.pipeline.value = p
+        for k in range(lecture.n_steps()):
+            t = lecture.frame(k)["data"][lecture._text]
+            assert all(0 <= x <= 0.9 * W_ for x in t["x"]) and all(0 <= y <= H - H / 18 for y in t["y"])
