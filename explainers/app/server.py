@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import os
 import sys
+import warnings
 
 import tornado.ioloop
 import tornado.web
@@ -125,6 +127,20 @@ class CappedVoilaHandler(TornadoVoilaHandler):
         super().write_error(status_code, **kwargs)
 
 
+# Voila's own way to give a kernel pool per notebook (a JSON dict on the command line) makes traitlets
+# warn on every start; the setting works, and the warning would only alarm a lecturer
+warnings.filterwarnings("ignore", message=r"--kernel_pools_config=.* for dict-traits is deprecated",
+                        category=DeprecationWarning)
+
+
+class _TrustedNotebooks(logging.Filter):
+    """Drops "Notebook ... is not trusted": trust only decides whether a notebook's saved outputs may
+    run, and the bundled notebooks are saved without outputs (a project check), so it says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Notebook %s is not trusted"
+
+
 class ExplainersVoila(Voila):
     """Voila serving the notebooks folder, with the start page at ``/`` and a kernel cap."""
 
@@ -134,6 +150,8 @@ class ExplainersVoila(Voila):
 
     def init_settings(self):
         from .forking import PROVISIONER
+
+        self.log.addFilter(_TrustedNotebooks())
 
         forked = self.config.get("KernelProvisionerFactory", {}).get("default_provisioner_name") == PROVISIONER
         cap = self.max_kernels or default_max_kernels(forked)

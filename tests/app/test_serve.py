@@ -69,11 +69,13 @@ def test_serve_runs_voila_in_process_and_warns_when_exposed(monkeypatch, capsys)
 def _start(tmp_path, *args):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "explainers.cli", "serve", "--port", str(port), *args],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "EXPLAINERS_DEVICE": "cpu", "EXPLAINERS_OFFLINE": "1"})
     deadline = time.monotonic() + 120
+    proc.seen = []                              # everything printed up to the URL (stdout and stderr)
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
+        proc.seen.append(line)
         if "open http" in line:
             return proc, port, line
         if not line and proc.poll() is not None:
@@ -121,13 +123,19 @@ def test_url_answers_when_printed_and_the_cap_says_full_and_sigterm_stops_all(tm
 
 @pytest.mark.slow
 def test_ctrl_c_stops_and_notebook_option_sets_the_start_page(tmp_path):
-    proc, port, _ = _start(tmp_path, "--no-preheat", "--notebook", "nms")
+    proc, port, _ = _start(tmp_path, "--notebook", "nms")          # preheated: a kernel pool for the page
     try:
         r, _ = _get(port, "/", timeout=5)
         assert r.status == 302 and r.getheader("Location").endswith("/voila/render/06_nms.ipynb")
+        r, body = _get(port, "/voila/render/06_nms.ipynb")
+        assert r.status == 200 and "Non-maximum suppression" in body
     finally:
         alive = _stop(proc, signal.SIGINT)          # what Ctrl-C sends
     assert not alive and port_free(port)
+    # nothing that would alarm a lecturer: no Python warning, no "not trusted" for our own notebooks
+    printed = "".join(proc.seen) + proc.stdout.read()
+    assert "Kernel pool of 06_nms.ipynb" in printed, printed[-2000:]       # the preheat warned before
+    assert "Warning" not in printed and "not trusted" not in printed, printed[-2000:]
 
 
 def test_bad_serve_arguments_are_one_line(tmp_path):
