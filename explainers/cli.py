@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notebook", default=None, help="serve one notebook (e.g. 06_nms) instead of the tour")
     p.add_argument("--ip", default="127.0.0.1",
                    help="address to listen on; anything but 127.0.0.1 exposes the pages (a warning is printed)")
-    p.add_argument("--no-preheat", action="store_true", help="do not keep a warm kernel for the tour")
+    p.add_argument("--no-preheat", action="store_true", help="do not keep a warm kernel for the start page (the tour, or --notebook's page)")
     p.add_argument("--no-fork", action="store_true",
                    help="start each page's kernel as a process of its own instead of a fork of one warm "
                         "process that has torch and the models loaded (Linux; forks share that memory)")

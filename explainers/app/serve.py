@@ -36,10 +36,11 @@ def voila_args(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_pag
             f"--ExplainersVoila.start_page={start_page}", f"--ExplainersVoila.max_kernels={max_kernels}",
             "--MappingKernelManager.cull_interval=60", "--MappingKernelManager.cull_idle_timeout=900"]
     if preheat:
-        # one warm kernel for the tour only (each kernel holds torch and the models in memory)
+        # one warm kernel for the start page only, the page `/` opens first (the tour, or --notebook's
+        # page; each kernel holds torch and the models in memory)
         args += ["--preheat_kernel=True", "--pool_size=0",
                  '--VoilaKernelManager.kernel_pools_config='
-                 '{"default": {"pool_size": 0}, "%s.ipynb": {"pool_size": 1}}' % TOUR]
+                 '{"default": {"pool_size": 0}, "%s.ipynb": {"pool_size": 1}}' % start_page]
     from .forking import PROVISIONER, supported
 
     if fork and supported():
