@@ -265,13 +265,42 @@ def _serve(listener: socket.socket, path: str, server_pid: int, children: set[in
 # the server's side
 
 
+FOLDER_PREFIX = "explainers-zygote-"
+
+
+def _remove_stale_folders() -> list[Path]:
+    """Remove the socket folders of servers that are gone (a server killed with ``kill -9`` cannot
+    remove its own): this user's folders whose owner process no longer runs. A folder without an
+    owner file, or whose owner runs, is left alone. Returns the folders removed."""
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            pid = int((d / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue                            # still running (or another process now has its pid)
+        except ProcessLookupError:
+            pass
+        except PermissionError:                 # another user's process has the pid: not ours to judge
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 class Zygote:
     """The server's handle on its zygote: started on first use, one per server process."""
 
     _instance: Zygote | None = None
 
     def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="explainers-zygote-"))   # mode 0700: this user only
+        _remove_stale_folders()
+        self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))   # mode 0700: this user only
+        (self.folder / "owner").write_text(str(os.getpid()))        # the server: see _remove_stale_folders
         self.path = str(self.folder / "sock")
         self.log = str(self.folder / "kernels.log")
         self.process: subprocess.Popen | None = None

@@ -207,3 +207,26 @@ def test_the_zygote_stops_its_kernels_before_it_stops(tmp_path, how):
         for p in (server, zygote):
             if p.poll() is None:
                 p.kill()
+
+
+def test_a_killed_servers_socket_folder_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    """kill -9 leaves a server no chance to remove its zygote folder: the next server removes the
+    folders whose owner is gone, and leaves a running owner's folder and any folder it cannot judge."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, alive, unknown = (tmp_path / f"{forking.FOLDER_PREFIX}{n}" for n in ("stale", "alive", "unknown"))
+    for d, owner in ((stale, dead.pid), (alive, os.getpid()), (unknown, None)):
+        d.mkdir()
+        (d / "kernels.log").write_text("x")
+        if owner is not None:
+            (d / "owner").write_text(str(owner))
+    z = forking.Zygote()
+    try:
+        assert not stale.exists() and alive.exists() and unknown.exists()
+        assert (z.folder / "owner").read_text() == str(os.getpid()) and z.folder.parent == tmp_path
+    finally:
+        z.stop()
+    assert not z.folder.exists()
