@@ -308,7 +308,7 @@ def test_sliding_window_things_to_try_are_true():
     from explainers.models import make_scene
 
     e = SlidingWindowExplainer()
-    # "Press fill the whole map: the map fills at once, its colours on the image, each on the centre
+    # "Press fill the whole map: the map fills at once, the objects' colours on the image, each on the centre
     # pixel of its window"
     e.fill.click()
     z = e.fig.data[4].z
