@@ -172,12 +172,15 @@ class UnpoolingExplainer(Explainer):
             # the title on the grid's drawn top edge (its domain after the square-cell constraint)
             ann = self.fig.layout.annotations[c - 1]
             ann.update(xref=f"x{name} domain", yref=f"y{name} domain", x=0.5, y=1.0, visible=visible)
-        # the empty output grid, cell by cell in data units (under the map: a filled cell covers its own)
+        # the empty output grid, cell by cell in data units (under the map: a filled cell covers its own);
+        # built again only when the output's size changes (a channel change keeps it)
         Wo = out.shape[1]
-        self.fig.layout.shapes = [dict(type="rect", xref="x4", yref="y4", layer="below", x0=c - 0.47, x1=c + 0.47,
-                                       y0=r - 0.47, y1=r + 0.47, fillcolor=EMPTY_FILL, line=dict(color="#BBBBBB",
-                                                                                                width=1))
-                                  for r in range(Ho) for c in range(Wo)]
+        if getattr(self, "_grid_size", None) != (Ho, Wo):
+            self._grid_size = (Ho, Wo)
+            self.fig.layout.shapes = [dict(type="rect", xref="x4", yref="y4", layer="below", x0=c - 0.47,
+                                           x1=c + 0.47, y0=r - 0.47, y1=r + 0.47, fillcolor=EMPTY_FILL,
+                                           line=dict(color="#BBBBBB", width=1))
+                                      for r in range(Ho) for c in range(Wo)]
         net = self.fig.layout.annotations[4]
         if shown:
             net.x = (doms[1][1] + doms[2][0]) / 2

@@ -169,10 +169,17 @@ def test_typed_arrays_reach_the_plot_as_the_kernel_computed_them(server, browser
     close_page(page)
 
 
-def _upload(page, path):
+_PICTURES = "() => Array.from(document.querySelectorAll('svg image')).map(i => i.getAttribute('href')).join('|')"
+
+
+def _upload(page, path, timeout=180_000):
+    """Upload ``path`` and wait until the plot's pictures are others than before (the page's answer
+    to this file, not the picture it showed already)."""
+    before = page.evaluate(_PICTURES)
     with page.expect_file_chooser(timeout=60_000) as chooser:
         page.get_by_text("upload an image").first.click()
     chooser.value.set_files(str(path))
+    return before
 
 
 def _noise_jpeg(path, megabytes: float) -> int:
@@ -284,11 +291,15 @@ def test_live_page_detects_an_uploaded_scene(server, browser, tmp_path):
     path = tmp_path / "scene.png"
     Image.fromarray(make_scene(10_000_017).image).save(path)
     page, problems, _ = open_page(browser, f"{server}/voila/render/07_live_model.ipynb")
-    _upload(page, path)
+    before = _upload(page, path)
+    page.wait_for_function(f"before => ({_PICTURES})() !== before", arg=before, timeout=120_000)
     page.wait_for_function("() => /detection: [1-9][0-9]* object/.test((document.body ? document.body.innerText : ''))", timeout=120_000)
     page.screenshot(path=str(SHOTS / "07_live_model_upload.png"), full_page=True)
     text = page.inner_text("body")
-    assert "object(s)" in text and "⚠" not in text
+    from explainers.models import get, load_image
+
+    found = int((get("detection")(load_image(str(path)).tensor).scores >= 0.5).sum())   # what this file holds
+    assert f"detection: {found} object(s)" in text and "⚠" not in text, text
     assert not problems, problems
     close_page(page)
 
@@ -303,7 +314,8 @@ def test_live_page_takes_uploads_up_to_the_limit_and_refuses_larger_ones(server,
     _upload(page, huge)
     page.wait_for_function("() => (document.body ? document.body.innerText : '').includes('huge.jpg is') && "
                            "(document.body ? document.body.innerText : '').includes('the limit is 20 MB')", timeout=60_000)
-    _upload(page, big)                                    # the page is still alive and takes the next file
+    before = _upload(page, big)                           # the page is still alive and takes the next file
+    page.wait_for_function(f"before => ({_PICTURES})() !== before", arg=before, timeout=180_000)
     page.wait_for_function("() => !(document.body ? document.body.innerText : '').includes('⚠') && "
                            "/detection: [0-9]+ object/.test((document.body ? document.body.innerText : '')) && "
                            "(document.body ? document.body.innerText : '').includes('downscaled')", timeout=180_000)
