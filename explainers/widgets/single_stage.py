@@ -45,6 +45,20 @@ RDBU = [list(c) for c in go.Heatmap(colorscale="RdBu").colorscale]
 VIRIDIS = [list(c) for c in go.Heatmap(colorscale="Viridis").colorscale]
 
 
+def _in_class_colours(image: np.ndarray, masks: np.ndarray, labels) -> np.ndarray:
+    """The lecture's picture with every shape painted in its class's colour (the legend's), its
+    texture kept. A training scene paints shapes in random colours so that a network must learn their
+    form; on a slide an orange triangle beside "orange = circle" would mislead."""
+    from ..models.render import class_colour
+
+    out = image.astype(np.float32)
+    grey = out.mean(-1, keepdims=True)
+    for m, lab in zip(masks, labels):           # in drawing order: a later shape covers an earlier one
+        tint = np.asarray(class_colour(int(lab)), np.float32)
+        out[m] = 0.8 * tint + 0.2 * grey[m]
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
 def _model_name(model) -> str:
     """What a student would call the model: "a RetinaNet", "a Faster R-CNN (two-stage)", "a segmenter"."""
     module = getattr(model, "module", model)
@@ -112,7 +126,7 @@ class SingleStageExplainer(Explainer):
             from ..models.shapes import CLASSES, make_scene
 
             sc = make_scene(LECTURE_SEED, size=LECTURE_SIZE)
-            self._img = sc.image
+            self._img = _in_class_colours(sc.image, sc.masks, sc.labels)
             self._gt = (torch.from_numpy(sc.boxes), torch.from_numpy(sc.labels))
             self._classes = list(CLASSES)
             self._trace = None
@@ -158,7 +172,8 @@ class SingleStageExplainer(Explainer):
                        float((dec - ref).abs().max()),
                        more=[(f"the {len(kept)} object boxes (decoded from the target tensor)", rt, rt <= 1e-3)])
         dropped = len(enc.kept) - len(kept)
-        src = ("the ground truth of this shapes scene" if self.source == "lecture"
+        src = ("the ground truth of this shapes scene (each shape painted in its class's colour)"
+               if self.source == "lecture"
                else f"the live model's {len(boxes)} detections with score ≥ {YOLO_LIVE_SCORE}")
         self.set_note(f"The tensor drawn is the training target for {src}: what a perfect YOLO would output. "
                       "Box numbers: (dx, dy, dw, dh) move the base box (cx + dx·w, w·exp(dw)); conf = 1 in the "

@@ -225,3 +225,27 @@ def test_yolo_true_boxes_are_drawn_in_the_legends_class_colours(lecture):
     e.view.value = "SSD default boxes"
     assert len(e.fig.layout.shapes) == 0 and e.fig.layout.yaxis.autorange == "reversed"
     e.view.value = "YOLO grid"
+
+
+def test_lecture_shapes_are_painted_in_their_classes_colours(lecture):
+    """The lecture's picture: each shape's pixels take its class's colour (what the legend says), so no
+    orange triangle sits beside "orange = circle"; the background is the scene's own."""
+    import numpy as np
+
+    from explainers.models.render import class_colour
+    from explainers.models.shapes import make_scene
+    from explainers.widgets.single_stage import LECTURE_SEED, LECTURE_SIZE
+
+    lecture.view.value = "YOLO grid"
+    sc = make_scene(LECTURE_SEED, size=LECTURE_SIZE)
+    img = lecture._img.astype(int)
+    visible = np.zeros(sc.masks.shape[1:], int) - 1
+    for i, m in enumerate(sc.masks):
+        visible[m] = i                                  # the shape drawn last at each pixel
+    for i, lab in enumerate(sc.labels):
+        px = img[visible == i]
+        if len(px):
+            assert np.abs(px.mean(0) - np.asarray(class_colour(int(lab)))).max() < 40, (i, lab)
+    bg = visible < 0
+    assert np.array_equal(img[bg], sc.image[bg].astype(int))
+    assert "painted in its class's colour" in lecture.note.value
