@@ -19,7 +19,7 @@ from ..models.live_inputs import (
     rpn_settings,
 )
 from ..models.render import to_uint8
-from ._base import BLUE, GREY, ORANGE, VERMILLION, Explainer, png_uri, rect_path
+from ._base import BLUE, GREY, ORANGE, VERMILLION, Explainer, halo, png_uri, rect_path
 
 #: the slide: a 3 x 640 x 480 image gives 512 x 20 x 15 features (stride 32); K = 3 sizes x 3 aspect
 #: ratios (the Faster R-CNN paper's 128, 256, 512 px and h/w 0.5, 1, 2); keep the top ~300
@@ -96,7 +96,7 @@ class AnchorsExplainer(Explainer):
         # box lies exactly on its object's box and must still be seen there
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=5, dash="dash"),       # 11 corrected
                         row=1, col=1)
-        fig.add_scatter(x=[], y=[], mode="text", textfont=dict(TEXT, color="white"), row=1, col=1,     # 12 labels
+        fig.add_scatter(x=[], y=[], mode="text", textfont=dict(TEXT, color="white", **halo()), row=1, col=1,  # 12
                         textposition="bottom right", hoverinfo="skip")
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=1.5, dash="dot"),    # 13 objects
                         row=1, col=1)

@@ -232,10 +232,12 @@ class NMSExplainer(Explainer):
         else:
             lab = int(self._labels[current.kept])
             name = self._classes[lab] if lab < len(self._classes) else "?"
-            msg = (f"round {k} of {self.n_steps() - 1}: keep the best box left, {name} "
-                   f"{self._scores[current.kept]:.2f} (black); "
-                   f"{len(current.suppressed)} box(es) overlap it with IoU > {self._tr.iou_threshold:.2f} "
-                   f"and are suppressed (dashed)")
+            # no second counter beside the step readout: the box kept names the round
+            n, t = len(current.suppressed), self._tr.iou_threshold
+            gone = ("no other box overlaps it with IoU > {t:.2f}" if n == 0 else
+                    "1 box overlaps it with IoU > {t:.2f} and is suppressed (dashed)" if n == 1 else
+                    "{n} boxes overlap it with IoU > {t:.2f} and are suppressed (dashed)").format(n=n, t=t)
+            msg = f"keep the best box left, {name} {self._scores[current.kept]:.2f} (black); {gone}"
             if len(just) > STEP_LABELS - 1:
                 msg += f" (the {STEP_LABELS - 1} with the largest IoU labelled)"
             if k == self.n_steps() - 1:

@@ -56,7 +56,8 @@ def _cell_outlines(cells) -> list:
 
 
 def _sr_text(v: int) -> str:
-    return f"adaptive ({v})" if v <= 0 else str(v)
+    """A sampling ratio as a student reads it: torchvision's 2 takes 2 x 2 samples in each bin."""
+    return f"adaptive ({v})" if v <= 0 else f"{v}×{v}"
 
 
 def _scale_text(s: float) -> str:
@@ -89,8 +90,8 @@ class RoIPoolAlignExplainer(Explainer):
         self.x1, self.y1 = W.FloatSlider(description="x1", **s), W.FloatSlider(description="y1", **s)
         self.x2, self.y2 = W.FloatSlider(description="x2", **s), W.FloatSlider(description="y2", **s)
         self.out_size = W.IntSlider(value=2, min=1, max=7, description="output", layout=W.Layout(width="220px"))
-        self.sampling = W.Dropdown(options=[("adaptive (-1)", -1), ("1", 1), ("2", 2), ("4", 4)], value=2,
-                                   description="samples/bin", style={"description_width": "initial"},
+        self.sampling = W.Dropdown(options=[(_sr_text(v), v) for v in (-1, 1, 2, 4)], value=2,
+                                   description="samples per bin", style={"description_width": "initial"},
                                    layout=W.Layout(width="200px"))
         self.aligned = W.Checkbox(value=False, description="aligned (half-pixel)")
         self.channel = W.IntSlider(value=0, min=0, max=0, description="channel", layout=W.Layout(width="250px"))

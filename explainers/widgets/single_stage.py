@@ -295,10 +295,10 @@ class SingleStageExplainer(Explainer):
                              8: self._heat([[round(float(x), 2) for x in row] for row in heat.tolist()],
                                            [str(c) for c in range(S)], [str(r) for r in range(S)],
                                            "max conf per cell")},
-                    "caption": f"The image cut into {S} x {S} cells. Each cell holds {B} base boxes × 5 numbers "
-                               f"(dx, dy, dw, dh, confidence) + {tr.C} class scores = {5 * B + tr.C} numbers: the "
-                               f"output is {S} x {S} x {5 * B + tr.C}. Dotted: each object's true box, in its class's colour. "
-                               "Right: the largest confidence of each cell. Press play to read it cell by cell."}
+                    # two lines at 1280 px, as the cell captions after it (the plot does not jump on play)
+                    "caption": f"{S} x {S} cells, each {B} base boxes × 5 numbers (dx, dy, dw, dh, confidence) + "
+                               f"{tr.C} class scores = {5 * B + tr.C}: output {S} x {S} x {5 * B + tr.C}. Dotted: "
+                               "the true boxes. Right: each cell's largest confidence. Play reads it cell by cell."}
         r, c = divmod(k - 1, S)
         vec = tr.tensor[r, c]
         base = tr.base_boxes[r, c].tolist()

@@ -212,8 +212,9 @@ class SlidingWindowExplainer(Explainer):
         z = [[flat[i * nW + j] if i * nW + j <= k else None for j in range(nW)] for i in range(nH)]
         probs = self._probs[:, r, c]
         name = self._model.classes[int(self._labels[r, c])]
-        caption = (f"window {k + 1}/{self.n_steps()} at ({x1}, {y1}): its centre pixel ({cx}, {cy}) is "
-                   f"<b>{name}</b> (p = {probs.max():.2f}); the map's cell ({r}, {c}) is that pixel, "
+        # pixels as x, y (the image's axes), map cells as row, column (the map's): each named, never mixed
+        caption = (f"window {k + 1}/{self.n_steps()} at x = {x1}, y = {y1}: its centre pixel (x = {cx}, y = {cy}) is "
+                   f"<b>{name}</b> (p = {probs.max():.2f}); the map's cell (row {r}, column {c}) is that pixel, "
                    f"coloured on the image too")
         if k < nW:         # the first row: say what the empty cells are and how they fill
             left = self.n_steps() - k - 1

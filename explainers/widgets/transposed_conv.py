@@ -477,9 +477,8 @@ class TransposedConvExplainer(Explainer):
         cells = self._copy_cells(k)
         note = ""
         if k == self.n_steps() - 1:
-            cropped = f" without the {p} padding cell(s) at each end" if p else ""
             extra = f" (the last {tr.output_padding[0]} cell(s) kept by output_padding)" if tr.output_padding[0] else ""
-            note = f" Output = the cells inside the dashed frame{cropped}{extra}: [{', '.join(sums[p:p + N])}]."
+            note = f" Output = the {N} cells inside the dashed frame{extra}: [{', '.join(sums[p:p + N])}]."
         elif k == 0:
             # the frame is on the page from the first step: say at once what it marks
             note = (f" The dashed frame marks the {N} output cells kept" +
@@ -490,9 +489,10 @@ class TransposedConvExplainer(Explainer):
             4: _outlines([(k, r) for r in range(L)]),                       # column k of X^T
             5: _outlines([(c, 0) for c, _ in cells if -p <= c < L - p]),     # where this copy lands
         }
+        where = ("the first copy; each next one lands" if k == 0 else "placed") + \
+            f" {tr.stride[0]} cells further" + ("" if k == 0 else " than the one before")
         caption = (f"step {k + 1}/{self.n_steps()}: input {self._ylabels[k]} scales a copy of the kernel "
-                   f"(row {k} of X, column {k} of X^T), placed {tr.stride[0]} cells further than the one "
-                   f"before; where copies overlap they add up.{note}")
+                   f"(row {k} of X, column {k} of X^T), {where}; where copies overlap they add up.{note}")
         return {"data": data, "layout": {}, "caption": caption}
 
     def _frame_1d_c(self, k):
