@@ -419,6 +419,14 @@ class AnchorsExplainer(Explainer):
                    f"(dx, dy, dw, dh) = ({dx:.2f}, {dy:.2f}, {dw:.2f}, {dh:.2f}): centre moves "
                    f"({(m1 + m2 - a1 - a2) / 2:+.0f}, {(n1 + n2 - b1 - b2) / 2:+.0f}) px, size x {np.exp(dw):.2f} "
                    f"wide, x {np.exp(dh):.2f} high (dashed box).")
+        if self.source == "lecture":
+            # Faster R-CNN's RPN trains a box target only for positive anchors (torchvision: IoU >= 0.7
+            # or an object's best anchor); the page decodes every anchor's correction to show it
+            iou = float(scores[j])
+            if iou < 0.3:
+                caption += " In training this anchor is negative (IoU < 0.3): it gets no box target."
+            elif iou < 0.7:
+                caption += " In training this anchor is ignored (IoU 0.3-0.7) unless it is an object's best."
         return {"data": data, "caption": caption}
 
     def _pipeline_frame(self, k: int, data: dict) -> dict:

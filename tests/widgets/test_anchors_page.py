@@ -306,3 +306,20 @@ def test_lecture_photo_fills_its_panel_and_the_grid_is_solid_on_a_dark_casing():
     segs = lambda tr: {tuple(tr.x[i:i + 2]) + tuple(tr.y[i:i + 2]) for i in range(0, len(tr.x), 3)}  # noqa: E731
     assert segs(grid) <= segs(casing) and len(segs(grid)) == 21 + 16
     assert e.fig.data.index(casing) < e.fig.data.index(grid)         # drawn under it
+
+
+def test_lecture_says_which_anchors_get_no_box_target_in_training():
+    """Lecture mode decodes every anchor's correction onto its object; the caption says when training
+    would not (IoU < 0.3: negative; 0.3-0.7: ignored unless an object's best anchor)."""
+    e = page("lecture")
+    r, c = e.state()["cell"]
+    start = (r * e.state()["feature_size"][1] + c) * 9
+    ious = e.state()["objectness"][start:start + 9]
+    order = torch.argsort(ious, descending=True).tolist()
+    said = set()
+    for k in range(1, 10):
+        cap = e.frame(k)["caption"]
+        iou = float(ious[order[k - 1]])
+        assert ("gets no box target" in cap) == (iou < 0.3) and ("is ignored" in cap) == (0.3 <= iou < 0.7)
+        said |= {("no box target" in cap), ("ignored" in cap)}
+    assert said == {True, False}
