@@ -55,9 +55,10 @@ def _cell_outlines(cells) -> list:
     return rect_path([(c - 0.45, r - 0.45, c + 0.45, r + 0.45) for c, r in cells])
 
 
-def _sr_text(v: int) -> str:
-    """A sampling ratio as a student reads it: torchvision's 2 takes 2 x 2 samples in each bin."""
-    return f"adaptive ({v})" if v <= 0 else f"{v}×{v}"
+def _sr_text(v: int, grid: bool = False) -> str:
+    """A sampling ratio: torchvision's number (``sampling_ratio=2``), or with ``grid`` as a student
+    reads it on the control (2 takes 2×2 samples in each bin)."""
+    return f"adaptive ({v})" if v <= 0 else (f"{v}×{v}" if grid else str(v))
 
 
 def _scale_text(s: float) -> str:
@@ -90,7 +91,7 @@ class RoIPoolAlignExplainer(Explainer):
         self.x1, self.y1 = W.FloatSlider(description="x1", **s), W.FloatSlider(description="y1", **s)
         self.x2, self.y2 = W.FloatSlider(description="x2", **s), W.FloatSlider(description="y2", **s)
         self.out_size = W.IntSlider(value=2, min=1, max=7, description="output", layout=W.Layout(width="220px"))
-        self.sampling = W.Dropdown(options=[(_sr_text(v), v) for v in (-1, 1, 2, 4)], value=2,
+        self.sampling = W.Dropdown(options=[(_sr_text(v, grid=True), v) for v in (-1, 1, 2, 4)], value=2,
                                    description="samples per bin", style={"description_width": "initial"},
                                    layout=W.Layout(width="200px"))
         self.aligned = W.Checkbox(value=False, description="aligned (half-pixel)")
@@ -190,7 +191,7 @@ class RoIPoolAlignExplainer(Explainer):
             self.out_size.max = max(self.out_size.max, ph, pw)
             self.out_size.value = ph
             if pooler.sampling_ratio not in [v for _, v in self.sampling.options]:
-                self.sampling.options = list(self.sampling.options) + [(_sr_text(pooler.sampling_ratio),
+                self.sampling.options = list(self.sampling.options) + [(_sr_text(pooler.sampling_ratio, grid=True),
                                                                         pooler.sampling_ratio)]
             self.sampling.value = pooler.sampling_ratio
             self.aligned.value = pooler.aligned
@@ -454,9 +455,24 @@ class RoIPoolAlignExplainer(Explainer):
         if small:
             values = {"x": [n[0] for n in nb], "y": [n[1] for n in nb], "text": [fmt(v) for v in vals],
                       "textposition": "middle center"}
+            # a label that would run off the map onto the tick labels (its ~1.4 cells of text past the
+            # map's edge) turns inward along the edge, clear of the numbered cells
+            Hm, Wm = self._map_shape
+            def inward(nx, ny, pos):
+                v, h = pos.split()
+                if h == "left" and nx <= 1:
+                    h = "right"
+                elif h == "right" and nx >= Wm - 2:
+                    h = "left"
+                if v == "top" and ny <= 0:
+                    v = "bottom"
+                elif v == "bottom" and ny >= Hm - 1:
+                    v = "top"
+                return f"{v} {h}"
             weights = {"x": [nx + (-0.5 if nx <= x else 0.5) for nx, ny in nb],
                        "y": [ny + (-0.5 if ny <= y else 0.5) for nx, ny in nb],
-                       "text": [f"×{wt:.2f}" for wt in w], "textposition": outward}
+                       "text": [f"×{wt:.2f}" for wt in w],
+                       "textposition": [inward(nx, ny, pos) for (nx, ny), pos in zip(nb, outward)]}
         else:
             values = {"x": [n[0] for n in nb], "y": [n[1] for n in nb],
                       "text": [f"{fmt(v)} ×{wt:.2f}" for v, wt in zip(vals, w)], "textposition": outward}
@@ -465,7 +481,9 @@ class RoIPoolAlignExplainer(Explainer):
         caption = (
             f"bin ({i}, {j}), sample {a * gw + b + 1}/{gh * gw} at "
             f"({x:.2f}, {y:.2f}): f = {terms or '0 (outside the map)'} = {fmt(value)} (weights "
-            f"max(0, 1-|x-x_i|)·max(0, 1-|y-y_j|)); output = mean of {gh * gw} samples = {fmt(out_a)}. "
+            # the formula on one line: a break inside "|x - x_i|" reads as two formulas
+            f"<span style='white-space:nowrap'>max(0, 1-|x-x_i|)·max(0, 1-|y-y_j|)</span>); "
+            f"output = mean of {gh * gw} samples = {fmt(out_a)}. "
             f"RoI Pool: cells x {x0}..{x1 - 1}, y {y0}..{y1 - 1}, max = {fmt(out_p)}.")
         return {"caption": caption, "data": {
             10: {"x": [x], "y": [y]},

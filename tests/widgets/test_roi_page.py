@@ -114,3 +114,24 @@ def test_the_outputs_are_drawn_in_the_maps_colours_and_say_max_and_mean():
         assert t.colorscale == fmap.colorscale and (t.zmin, t.zmax) == (fmap.zmin, fmap.zmax)
     titles = [a.text for a in e.fig.layout.annotations]
     assert "RoI Pool output (max)" in titles and "RoI Align output (mean)" in titles
+
+
+def test_weight_labels_stay_on_the_map_clear_of_the_tick_labels():
+    """Each neighbour's weight ("×0.25", about 1.4 cells of 17 px text on a 1280 px screen, half a cell
+    high) is written towards the inside of the map wherever outward would cross its edge."""
+    from explainers.widgets import RoIPoolAlignExplainer
+
+    e = RoIPoolAlignExplainer()
+    H, W_ = e._map_shape
+    checked = 0
+    for x1, y1 in ((0.2, 0.1), (1.3, 0.6), (5.6, 5.9)):          # boxes at the edges and inside
+        e.x1.value, e.y1.value = x1, y1
+        e.x2.value, e.y2.value = min(x1 + 3.2, W_ - 0.1), min(y1 + 4.1, H - 0.1)
+        for k in range(e.n_steps()):
+            w = e.frame(k)["data"][17]
+            for x, y, pos in zip(w["x"], w["y"], w["textposition"]):
+                v, h = pos.split()
+                assert (x - 1.4 >= -0.5) if h == "left" else (x + 1.4 <= W_ - 0.5), (x, pos)
+                assert (y - 0.5 >= -0.5) if v == "top" else (y + 0.5 <= H - 0.5), (y, pos)
+                checked += 1
+    assert checked > 50
