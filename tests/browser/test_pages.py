@@ -237,6 +237,13 @@ def test_one_screen_per_idea_and_resizes_never_collapse_the_plot(server, browser
     page.screenshot(path=str(SHOTS / f"{name}_{w}x{h}.png"))
     size, text = smallest_plot_text(page)
     assert size >= MIN_FONT_PX, f"plot text {text!r} is drawn at {size} px (at least {MIN_FONT_PX} px reads from the back row)"
+    # every control's words (labels, checkbox labels, readouts, buttons) at least 15 px
+    small = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.widget-label, .widget-label-basic span, .widget-readout, .widget-button, .widget-toggle-button'))
+        .filter(e => e.getBoundingClientRect().width > 0 && (e.textContent || '').trim())
+        .map(e => [parseFloat(getComputedStyle(e).fontSize), e.textContent.trim().slice(0, 40)])
+        .filter(([px]) => px < 15)""")
+    assert not small, f"control text below 15 px: {small}"
     for part in (".widget-slider", ".explainers-plot", "text=step ▶"):
         assert _box(page, part)["bottom"] <= h, f"{part} is below the first {w}x{h} screen"
     check = page.get_by_text("equals").first.bounding_box()
