@@ -85,7 +85,7 @@ class Explainer:
         # captions count steps from 1
         self.step = W.IntSlider(value=0, min=0, max=0, description="step", continuous_update=True,
                                 readout=False, layout=W.Layout(width="380px"))
-        self.step_label = W.HTML(layout=W.Layout(width="90px"))
+        self.step_label = W.HTML(layout=W.Layout(width="110px"))   # "1764 of 1764" on one line
         self.play = W.Play(value=0, min=0, max=0, interval=self.play_interval, description="play",
                            show_repeat=False)
         W.jslink((self.play, "value"), (self.step, "value"))
