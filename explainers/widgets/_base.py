@@ -265,7 +265,7 @@ class Explainer:
                 update_layout(self.fig, layout)
 
     def show_step(self, k: int) -> None:
-        self.step_label.value = f"<span style='font-size:15px'>{k + 1} of {self.step.max + 1}</span>"
+        self.step_label.value = f"<span style='font-size:15px;white-space:nowrap'>{k + 1} of {self.step.max + 1}</span>"
         fr = self.frame(k)
         self.push(fr.get("data"), fr.get("layout"))
         self.caption.value = (f"<div style='font-size:19px;line-height:1.35;margin:2px 0'>"
