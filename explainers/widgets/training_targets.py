@@ -43,6 +43,29 @@ LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "
               "loss_box_reg": "final box"}
 
 
+def lecture_picture() -> np.ndarray:
+    """The single-object view's picture, ``LECTURE_IMAGE`` (480, 640, 3) uint8: a light canvas with
+    scikit-image's public-domain cat photo (``chelsea``) filling the true box, so that "true box: cat"
+    frames a cat (the slide's picture). The photo is cropped to the box's shape, not stretched."""
+    from PIL import Image
+    from skimage import data
+
+    H, W_ = LECTURE_IMAGE
+    x, y, w, h = LECTURE_BOX_TRUE
+    x0, y0, bw, bh = round(x * W_), round(y * H), round(w * W_), round(h * H)
+    cat = data.chelsea()
+    ch, cw = cat.shape[:2]
+    if cw / ch > bw / bh:                       # the photo is wider than the box: keep its middle
+        keep = round(ch * bw / bh)
+        cat = cat[:, (cw - keep) // 2:(cw - keep) // 2 + keep]
+    else:
+        keep = round(cw * bh / bw)
+        cat = cat[(ch - keep) // 2:(ch - keep) // 2 + keep]
+    canvas = np.full((H, W_, 3), 245, np.uint8)
+    canvas[y0:y0 + bh, x0:x0 + bw] = np.asarray(Image.fromarray(cat).resize((bw, bh), Image.BILINEAR))
+    return canvas
+
+
 def _xywh(b) -> list[float]:
     x1, y1, x2, y2 = (float(v) for v in b)
     return [x1, y1, x2 - x1, y2 - y1]
@@ -173,7 +196,7 @@ class TrainingTargetsExplainer(Explainer):
 
     def _refresh_lecture_single(self):
         H, W_ = LECTURE_IMAGE
-        self._img = np.full((H, W_, 3), 245, np.uint8)
+        self._img = lecture_picture()
         self._names = list(LECTURE_CLASSES)
         self._colour = [class_hex(k + 1) for k in range(len(LECTURE_CLASSES))]
         self._frac = (W_, H)
@@ -181,7 +204,8 @@ class TrainingTargetsExplainer(Explainer):
         self.set_check("F.cross_entropy + weight × " + ("F.mse_loss" if self.box_loss.value == "L2" else
                                                           "F.smooth_l1_loss"), diff)
         self.set_note("The slide's numbers: scores for cat, dog and car and a box (x, y, w, h) as fractions of the "
-                      "image's width and height.")
+                      "image's width and height. The cat: scikit-image's public-domain photo 'chelsea', placed in "
+                      "its true box.")
 
     def _refresh_model(self):
         from ..models.training_targets import recompute

@@ -245,3 +245,24 @@ def test_class_score_bars_are_in_their_classes_colours(lecture):
     true_colour = lecture.frame(0)["layout"]["shapes"][0]["line"]["color"]
     assert true_colour == lecture._colour[lecture._mt.true_class]
     assert isinstance(lecture.frame(3)["data"][9]["marker"]["color"], str)
+
+
+def test_the_true_box_frames_a_cat(lecture):
+    """The single-object picture: scikit-image's cat photo fills exactly the true box (cropped to its
+    shape, not stretched), the rest is a plain canvas, so "true box: cat" frames a cat."""
+    import numpy as np
+
+    from explainers.widgets.training_targets import LECTURE_BOX_TRUE, LECTURE_IMAGE, lecture_picture
+
+    img = lecture_picture()
+    H, W_ = LECTURE_IMAGE
+    assert img.shape == (H, W_, 3) and img.dtype == np.uint8
+    x, y, w, h = LECTURE_BOX_TRUE
+    x0, y0, x1, y1 = round(x * W_), round(y * H), round(x * W_) + round(w * W_), round(y * H) + round(h * H)
+    inside = img[y0:y1, x0:x1]
+    outside = img.copy()
+    outside[y0:y1, x0:x1] = 245
+    assert (outside == 245).all() and inside.std() > 20            # a photo in the box, nothing outside
+    lecture.view.value = VIEWS[0]
+    assert lecture.frame(0)["data"][0]["source"].startswith("data:image/png")
+    assert "chelsea" in lecture.note.value
