@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
+from typing import IO
 
 
 def publish(tmp: str | os.PathLike, dest: str | os.PathLike, overwrite: bool) -> None:
@@ -32,3 +35,23 @@ def default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def write_whole(dest: str | os.PathLike, write: Callable[[IO[bytes]], None], overwrite: bool,
+                suffix: str = ".tmp", keep_mode: bool = False) -> None:
+    """Write a file all at once: ``write(f)`` fills a temporary file in ``dest``'s folder (binary),
+    which then becomes ``dest`` through :func:`publish`. An interrupted or failed write leaves no
+    half-written file and no temporary one, and never touches an existing ``dest`` until the new one
+    is complete. The new file gets the usual permissions, or with ``keep_mode`` those of the file
+    it replaces."""
+    dest = os.fspath(dest)
+    folder, base = os.path.split(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, os.stat(dest).st_mode & 0o7777 if keep_mode and os.path.exists(dest) else default_mode())
+        publish(tmp, dest, overwrite)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

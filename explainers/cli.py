@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
-from ._files import default_mode, publish
+from ._files import write_whole
 
 #: output extensions the overlay can be written as (PIL picks the format from the extension)
 OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -92,20 +91,10 @@ def _save_whole(picture, output: str, force: bool = False) -> None:
     from PIL import Image
 
     dest = os.path.realpath(output)  # a symlinked output is written through, as before
-    folder, base = os.path.split(dest)
-    ext = os.path.splitext(base)[1].lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=ext, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(picture).save(f, format=Image.registered_extensions()[ext])
-        os.chmod(tmp, os.stat(dest).st_mode & 0o7777 if os.path.exists(dest) else default_mode())
-        publish(tmp, dest, force)     # without --force a file that is there (or appeared) is kept
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    ext = os.path.splitext(dest)[1].lower()
+    # without --force a file that is there (or appeared) is kept; a replaced one keeps its permissions
+    write_whole(dest, lambda f: Image.fromarray(picture).save(f, format=Image.registered_extensions()[ext]),
+                force, suffix=ext, keep_mode=True)
 
 
 def _run_model(args, task: str) -> int:

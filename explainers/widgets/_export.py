@@ -338,22 +338,12 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
                      f"<script>\n{_EXPORT_JS}\n</script>\n")
     parts.append("</body>\n</html>\n")
     # all at once (a temporary file in the same folder, then a rename): never a half-written page
-    import os
-    import tempfile
+    from .._files import write_whole
 
-    from .._files import default_mode, publish
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    page = "".join(parts).encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(parts))
-        os.chmod(tmp, default_mode())
-        try:
-            publish(tmp, path, overwrite)   # a file that appeared meanwhile is kept too
-        except FileExistsError:
-            raise FileExistsError(f"{path} already exists and is kept: give another name, or "
-                                  "overwrite=True to replace it") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        write_whole(path, lambda f: f.write(page), overwrite)   # a file that appeared meanwhile is kept too
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists and is kept: give another name, or "
+                              "overwrite=True to replace it") from None
     return path
