@@ -213,13 +213,12 @@ class SlidingWindowExplainer(Explainer):
         probs = self._probs[:, r, c]
         name = self._model.classes[int(self._labels[r, c])]
         # pixels as x, y (the image's axes), map cells as row, column (the map's): each named, never mixed
-        shown = ", coloured on the image too" if self._labels[r, c] else " (background: not coloured on the image)"
-        caption = (f"window {k + 1}/{self.n_steps()} at x = {x1}, y = {y1}: its centre pixel (x = {cx}, y = {cy}) is "
-                   f"<b>{name}</b> (p = {probs.max():.2f}); the map's cell (row {r}, column {c}) is that pixel{shown}")
+        shown = "" if self._labels[r, c] else "; background is not coloured on the image"
+        caption = (f"window {k + 1} of {self.n_steps()} at x = {x1}, y = {y1}: its centre pixel (x = {cx}, y = {cy}) "
+                   f"is <b>{name}</b> (p = {probs.max():.2f}), the map's cell (row {r}, column {c}){shown}")
         if k < nW:         # the first row: say what the empty cells are and how they fill
             left = self.n_steps() - k - 1
-            caption += (f". The {left:,} empty cells (white) fill one per window as it slides: "
-                        f"▶ play, or 'fill the whole map'")
+            caption += f". The {left:,} empty cells (white) fill one per window: ▶ play, or 'fill the whole map'"
         return {"caption": caption, "data": {
             1: {"x": [x1, x2, x2, x1, x1], "y": [y1, y1, y2, y2, y1]},
             2: {"x": [cx], "y": [cy]},

@@ -37,6 +37,8 @@ from tests.app.ports import free_port, page_kernels, port_free
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "docs" / "hosting" / "jupyterhub_config.py"
+#: a failed student's page, for a person to look at
+SHOTS = ROOT / "test-artifacts" / "screenshots"
 SHARED_CONFIG = ROOT / "docs" / "hosting" / "jupyterhub_shared_config.py"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -191,6 +193,8 @@ def _running_hub(tmp_path, n: int, config: Path, overrides: list[str], users: li
         except subprocess.TimeoutExpired:
             proc.kill()
         gone, alive = psutil.wait_procs(list(seen.values()), timeout=30)
+        # a zombie has exited (no memory, no port); only its parent, gone too, could reap it
+        alive = [p for p in alive if _status(p) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD, None)]
         for p in alive:                        # only what this hub started, by pid
             p.kill()
         log.close()
@@ -198,6 +202,19 @@ def _running_hub(tmp_path, n: int, config: Path, overrides: list[str], users: li
         assert not alive, f"left running after the hub stopped: {alive}"
         assert all(port_free(p) for p in (port, hub_port, api_port)), "a hub port is still taken"
         assert "Traceback" not in hub_log, hub_log[-4000:]
+
+
+def _status(p: psutil.Process) -> str | None:
+    """A process's state, None once it is gone."""
+    try:
+        return p.status()
+    except psutil.Error:
+        return None
+
+
+def _hub_log_tail(hub, chars: int = 6000) -> str:
+    """The end of the hub's log: the hub, the proxy and every student's server write there."""
+    return (hub["tmp"] / "hub.log").read_text(errors="replace")[-chars:]
 
 
 def _students() -> int:
@@ -360,6 +377,11 @@ async def _class(hub, image, shared: bool = False) -> dict:
             return ctx, page
         except Exception as exc:
             errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            if page is not None:               # what the student saw, for a person to look at
+                with contextlib.suppress(Exception):
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    await page.screenshot(path=str(SHOTS / f"hub-{'shared' if shared else 'own'}-{name}-failed.png"),
+                                          timeout=10_000)
             if not tour_left:                  # the others must not wait for a student who failed
                 await leave_tour(None)
             return None, None
@@ -467,7 +489,7 @@ def test_a_class_on_the_real_hub(hub, tmp_path):
     (hub["tmp"] / "hub_load.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "per_student"}, indent=1))
     print("figures written to", hub["tmp"] / "hub_load.json")
-    assert report["errors"] == 0, figures["errors"]
+    assert report["errors"] == 0, f"{figures['errors']}\nthe hub's log ends:\n{_hub_log_tail(hub)}"
     assert report["pages_served"] == 2 * n
     assert figures["servers_running"] == n and figures["servers_after_n_plus_1"] == n
     assert "Try again in a few minutes" in report["n_plus_1"]["page"]
@@ -503,7 +525,7 @@ def test_a_class_on_one_shared_class_server(shared_hub, tmp_path):
     }
     (shared_hub["tmp"] / "hub_shared.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
-    assert report["errors"] == 0, figures["errors"]
+    assert report["errors"] == 0, f"{figures['errors']}\nthe hub's log ends:\n{_hub_log_tail(shared_hub)}"
     assert report["pages_served"] == 2 * n and report["tour_kernels_left_running"] == 0
     assert figures["servers_running"] == 1 and figures["servers_after_n_plus_1"] == 1   # the class server only
     assert report["page_kernels"] == n and mem["zygote_uss_mb"] > 0                      # forked kernels
