@@ -67,9 +67,13 @@ def font(size: int):
 
 
 def label_font(height: int, width: int):
-    """The label font for an ``height x width`` overlay: 8% of its shorter side, at least 13 px (about
-    20 px on a projector when the image fills a ~400 x 310 px panel; 20 px on a 256 x 256 image)."""
+    """The label font for an ``height x width`` overlay seen at its own size: 8% of its shorter side
+    (about 20 px on a 256 x 256 image), at least 13 px."""
     return font(max(13, round(0.08 * min(height, width))))
+
+
+#: ``render(panel=True)`` enlarges a smaller image until its longer side is at least this (pixels)
+PANEL_SIDE = 400
 
 
 def _text_colour(c) -> tuple[int, int, int]:
@@ -137,16 +141,30 @@ def _legend(draw, fnt, H: int, W: int, entries) -> None:
         draw.text((x + lh + pad, y + pad - t), name, fill=(255, 255, 255), font=fnt)
 
 
-def render(result, score_threshold: float = 0.5, alpha: float = 0.5, legend: bool = True) -> np.ndarray:
+def render(result, score_threshold: float = 0.5, alpha: float = 0.5, legend: bool = True,
+           panel: bool = False) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 overlay of a segmentation or detection result. ``legend``: the
-    segmentation's class legend drawn in its top left corner (a page with its own legend leaves it out)."""
+    segmentation's class legend drawn in its top left corner (a page with its own legend leaves it out).
+
+    Labels are 8% of the image's shorter side (at least 13 px), for a picture seen at its own size.
+    ``panel``: for a page's panel instead, where the image is fitted into a few hundred screen pixels
+    whatever its size: labels are 5% of the longer side, so they look the same size on every image,
+    and a small image (the shapes scenes are about 150 px) is first enlarged by a whole factor ``k``
+    (each pixel a ``k x k`` block) until its longer side is at least 400 px; the result is then
+    ``(kH, kW, 3)``."""
     from PIL import Image, ImageDraw
 
     from .live import DetectionResult, SegmentationResult
 
     base = to_uint8(result.image).astype(np.float32)
+    k = max(1, -(-PANEL_SIDE // max(base.shape[:2]))) if panel else 1    # ceil(400 / longer side)
+
+    def bigger(a: np.ndarray) -> np.ndarray:                      # (H, W, ...) -> (kH, kW, ...)
+        return a.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else a
+
+    base = bigger(base)
     H, W = base.shape[:2]
-    fnt = label_font(H, W)
+    fnt = font(max(13, round(0.05 * max(H, W)))) if panel else label_font(H, W)
     if isinstance(result, SegmentationResult):
         lab = result.labels
         if lab.shape != (H, W):  # the patch classifier labels a coarser grid: nearest upsampling
@@ -170,7 +188,7 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5, legend: boo
     over = base.copy()
     if r.masks is not None:
         for i in range(len(r.boxes)):
-            m = r.masks[i].numpy() > 0.5
+            m = bigger(r.masks[i].numpy() > 0.5)
             over[m] = (1 - alpha) * over[m] + alpha * np.array(class_colour(int(r.labels[i])), np.float32)
     img = Image.fromarray(over.round().astype(np.uint8))
     draw = ImageDraw.Draw(img)
@@ -178,7 +196,7 @@ def render(result, score_threshold: float = 0.5, alpha: float = 0.5, legend: boo
     pad = max(2, fnt.size // 8)
     _, t, _, b = fnt.getbbox("Ag")
     lh = b - t + 2 * pad
-    items = sorted(zip(r.boxes.tolist(), r.names, r.scores.tolist(), r.labels.tolist()), key=lambda it: -it[2])
+    items = sorted(zip((r.boxes * k).tolist(), r.names, r.scores.tolist(), r.labels.tolist()), key=lambda it: -it[2])
     for box, _, _, lab in items:
         draw.rectangle(box, outline=class_colour(int(lab)), width=width)
     placed = []

@@ -161,7 +161,7 @@ class LiveModelExplainer(Explainer):
                         self._seg_image = png_uri(render(r, legend=False))   # the legend is above the panels
                     self.fig.data[i].source = self._seg_image
                 else:
-                    self.fig.data[i].source = png_uri(render(r, self.threshold.value))
+                    self.fig.data[i].source = png_uri(render(r, self.threshold.value, panel=True))
                 if hasattr(r, "boxes"):
                     shown = r.labels[r.scores >= self.threshold.value]
                     present = sorted(set(int(v) for v in shown.tolist()))

@@ -91,6 +91,26 @@ def test_render_overlays(scene):
         assert not np.array_equal(out, scene.image)
 
 
+def test_render_for_a_panel_enlarges_small_images_by_whole_pixels(scene):
+    """panel=True: a ~150 px scene is drawn k times larger (k x k blocks of the same pixel), its
+    boxes at k times their coordinates, so labels stay a small part of a page's panel."""
+    from explainers.models.render import PANEL_SIDE, class_colour
+
+    r = get("detection", "shapes")(scene.image)
+    H, W = scene.image.shape[:2]
+    k = -(-PANEL_SIDE // max(H, W))
+    assert k > 1
+    bare = render(r, score_threshold=1.1, panel=True)                   # nothing drawn over it
+    assert np.array_equal(bare, scene.image.repeat(k, 0).repeat(k, 1))
+    out = render(r, panel=True)
+    assert out.shape == (k * H, k * W, 3)
+    assert render(r).shape == scene.image.shape                         # a picture at its own size
+    best = int(r.scores.argmax())
+    x1, y1, x2, y2 = (r.boxes[best] * k).round().int().tolist()
+    left_edge = out[(y1 + y2) // 2, x1]
+    assert tuple(left_edge) == class_colour(int(r.labels[best]))
+
+
 def test_transcribed_torchvision_constants_still_hold():
     """The two places that follow torchvision's source (not hooks) still match that source."""
     import inspect
