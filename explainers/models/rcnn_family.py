@@ -16,7 +16,7 @@ box pooler and its two-layer box head), so the differences are where the computa
   predictor, then the model's per-class NMS (``roi_heads.postprocess_detections``).
 * **Faster R-CNN**: the model itself, its forward pass cut into stages called one by one as
   ``GeneralizedRCNN.forward`` and ``RoIHeads.forward`` call them (resize + normalise, backbone,
-  RPN, RoI pooling, box head, per-class NMS, and the mask branch of a Mask R-CNN); its detections
+  RPN, RoI pooling, box head, per-class NMS; a Mask R-CNN's mask branch is measured apart); its detections
   are compared with the model's own unmodified forward pass.
 
 Every stage runs under ``torch.no_grad`` and is timed with ``time.perf_counter`` (CUDA
@@ -103,6 +103,9 @@ class FamilyMeasurement:
         fast_boxes_in: ``(N, 4)`` the proposals scaled to the model's input.
         fast_pooled: ``(N, C, 7, 7)`` the model's own RoI pooler's output for them.
         pool_output_size, pool_sampling_ratio, pool_featmap_names: the pooler's parameters.
+        mask_branch: the :class:`Stage` of a Mask R-CNN's mask branch, run after Faster R-CNN's
+            detections (so that their masks are checked too) but not one of Faster R-CNN's stages nor in
+            its totals: it is Mask R-CNN's addition; None for a model without a mask head.
         faster_stagewise: ``{"boxes", "scores", "labels", "masks"}`` of the stage-by-stage run;
         model_output: the same from the model's own forward pass on the same image.
         classes: class names.
@@ -126,6 +129,7 @@ class FamilyMeasurement:
     pool_output_size: tuple[int, int]
     pool_sampling_ratio: int
     pool_featmap_names: tuple[str, ...]
+    mask_branch: Stage | None
     faster_stagewise: dict
     model_output: dict
     classes: list[str]
@@ -285,7 +289,9 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
                 ml = rh.mask_predictor(rh.mask_head(mf))
                 result[0]["masks"] = maskrcnn_inference(ml, [result[0]["labels"]])[0]
             _, t_mask, c_mask = meter.run(mask_branch)
-            stages_faster.append(Stage("mask branch (Mask R-CNN)", "mask", t_mask, c_mask, len(bxs[0]), len(bxs[0])))
+            mask_stage = Stage("mask branch (Mask R-CNN)", "mask", t_mask, c_mask, len(bxs[0]), len(bxs[0]))
+        else:
+            mask_stage = None
         final, t_post, _ = meter.run(m.transform.postprocess, result, sizes, [(H, W)])
         stages_faster[-1].seconds += t_post           # boxes back to the image (and masks pasted)
         stagewise = {k: v.detach().cpu() for k, v in final[0].items()}
@@ -349,7 +355,7 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         crop=crop, timed_crops=n_run, rcnn=rc, fast=fr, faster=fa, features=feats[names[0]].cpu(),
         feature_name=names[0], scale=float(pool.scales[0]), fast_boxes_in=boxes_in.cpu(),
         fast_pooled=f_pooled.cpu(), pool_output_size=(int(ph), int(pw)), pool_sampling_ratio=int(pool.sampling_ratio),
-        pool_featmap_names=tuple(pool.featmap_names), faster_stagewise=stagewise,
+        pool_featmap_names=tuple(pool.featmap_names), mask_branch=mask_stage, faster_stagewise=stagewise,
         model_output={k: v.detach().cpu() for k, v in own.items()}, classes=list(model.classes), device=str(dev),
         notes=notes)
 

@@ -15,7 +15,7 @@ PIPELINES = ("R-CNN", "Fast R-CNN", "Faster R-CNN")
 KINDS = (("proposals", "selective search", ORANGE), ("resize", "resize + normalise", GREY),
          ("warp", "warp crops", YELLOW), ("backbone", "backbone", BLUE), ("rpn", "RPN", SKY),
          ("roi", "RoI pooling", GREEN), ("head", "box head + classifier", VERMILLION),
-         ("nms", "per-class NMS", PURPLE), ("mask", "mask branch", "#555555"))
+         ("nms", "per-class NMS", PURPLE))
 #: how many proposals the image can show (thin, best first; the control), the default, and how
 #: many of them are numbered (thick): a few dozen boxes stay readable on a 600 x 400 photo
 DRAWN_CHOICES, DRAWN, NUMBERED = (10, 30, 100, 300), 30, 10
@@ -182,7 +182,7 @@ class RCNNFamilyExplainer(Explainer):
         kinds = [s.kind for s in run.stages]
         made = next(i for i, kd in enumerate(kinds) if kd in ("proposals", "rpn"))
         props = run.proposals
-        if k == len(kinds) - 1 or kinds[k] in ("nms", "mask"):
+        if k == len(kinds) - 1 or kinds[k] == "nms":
             return props[:0], props[:0], run
         if k >= made:
             n = int(self.drawn.value)
@@ -280,10 +280,12 @@ class RCNNFamilyExplainer(Explainer):
             if run.name == "R-CNN":
                 text += (f" Drawn: the crops whose best class scores at least 0.5 (of the {st.measured_on} run; "
                          f"no box regression, no NMS).")
-        elif kind == "nms":
-            text = f"box regression, then per-class NMS keeps {len(run.boxes)} detections: {cost}."
         else:
-            text = f"the mask head predicts a mask per detection: {cost}."
+            text = f"box regression, then per-class NMS keeps {len(run.boxes)} detections: {cost}."
+        mask = mm.mask_branch
+        if run.name == "Faster R-CNN" and k == len(run.stages) - 1 and mask is not None:
+            total += (f" Not counted: this Mask R-CNN's mask branch ({_secs(mask.seconds)}, {_macs(mask.macs)} MACs), "
+                      "Mask R-CNN's addition.")
         return head + text + total
 
     def _state(self) -> dict:
@@ -291,7 +293,8 @@ class RCNNFamilyExplainer(Explainer):
         (image coordinates, best first); ``drawn``: how many of them the image shows (the "proposals drawn"
         control; the best ``min(drawn, 10)`` numbered); ``detections``: its ``{"boxes" (D, 4), "scores" (D,), "labels" (D,)}``;
         ``stages``: for each pipeline a list of ``{"name", "kind", "seconds", "macs", "count", "measured_on",
-        "extrapolated"}``; ``seconds`` and ``macs``: each pipeline's totals; ``selective_search (N, 4)``:
+        "extrapolated"}``; ``mask_branch``: the same for a Mask R-CNN's mask branch, measured but not one of
+        Faster R-CNN's stages (None without one); ``seconds`` and ``macs``: each pipeline's totals; ``selective_search (N, 4)``:
         the selective-search boxes; ``fast_pooled (N, C, 7, 7)``: Fast R-CNN's pooled features (the model's
         own pooler); ``model_detections``: the model's own forward pass; ``checks``: the numbers of the check
         line (:class:`explainers.models.rcnn_family.FamilyChecks`)."""
@@ -299,6 +302,7 @@ class RCNNFamilyExplainer(Explainer):
         return {"image": mm.image, "pipeline": run.name, "proposals": run.proposals, "drawn": int(self.drawn.value),
                 "detections": {"boxes": run.boxes, "scores": run.scores, "labels": run.labels},
                 "stages": {p: [dict(vars(s)) for s in mm.pipeline(p).stages] for p in PIPELINES},
+                "mask_branch": dict(vars(mm.mask_branch)) if mm.mask_branch is not None else None,
                 "seconds": {p: mm.pipeline(p).seconds for p in PIPELINES},
                 "macs": {p: mm.pipeline(p).macs for p in PIPELINES},
                 "selective_search": mm.ss_boxes, "fast_pooled": mm.fast_pooled,

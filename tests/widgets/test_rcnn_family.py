@@ -136,6 +136,23 @@ def test_try_faster_rcnn_rpn_replaces_selective_search(lecture):
     lecture.pipeline.value = "R-CNN"
 
 
+def test_faster_rcnn_totals_leave_out_mask_rcnns_mask_branch(lecture):
+    """The bundled detector is a Mask R-CNN: its mask branch is measured (and its masks checked) but
+    it is not one of Faster R-CNN's stages, nor in its bars or totals; the last step says so."""
+    lecture.pipeline.value = "Faster R-CNN"
+    st = lecture.state()
+    stages = st["stages"]["Faster R-CNN"]
+    assert [s["kind"] for s in stages][-1] == "nms" and "mask" not in {s["kind"] for s in stages}
+    assert st["macs"]["Faster R-CNN"] == sum(s["macs"] for s in stages)
+    assert st["mask_branch"]["kind"] == "mask" and st["mask_branch"]["macs"] > 0
+    assert "masks" in lecture._m.faster_stagewise                   # ... and still checked
+    last = lecture.frame(lecture.n_steps() - 1)["caption"]
+    assert "Not counted: this Mask R-CNN's mask branch" in last
+    assert "mask branch" not in lecture.frame(0)["caption"]
+    assert "mask" not in {k for k, _, _ in KINDS}
+    lecture.pipeline.value = "R-CNN"
+
+
 def test_try_rcnn_backbone_hundreds_of_times_the_macs(lecture):
     lecture.pipeline.value = "R-CNN"
     stages = lecture.state()["stages"]
