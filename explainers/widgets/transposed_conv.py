@@ -551,7 +551,7 @@ class TransposedConvExplainer(Explainer):
         caption = (f"step {k + 1}/{self.n_steps()}: input cell ({i}, {j}) = {name} scales a copy of the kernel; "
                    f"it lands {tr.stride[0]} cells further per input cell (row {k} of X, column {k} of X^T). "
                    + (f"{len(over)} cell(s) overlap earlier copies and add up{sy or '.'}" if over else
-                      "No overlap yet.") + ("" if k < self.n_steps() - 1 else
+                      "No overlap yet.") + ("" if k < self.n_steps() - 1 or not any(tr.padding) else
                                            " Cells outside the dashed frame are cropped by the padding."))
         return {"data": data, "layout": {}, "caption": caption}
 
@@ -575,6 +575,6 @@ class TransposedConvExplainer(Explainer):
         }
         sym = f" = {self._symbolic[k]}" if self._symbolic else ""
         caption = (f"step {k + 1}/{self.n_steps()}: output pixel ({oi}, {oj}){sym} = {fmt(float(tr.output[oi, oj]))}: "
-                   f"the 3x3 window starts at input ({r0 - p[0]}, {c0 - p[1]}); the filter moves "
+                   f"the {kh}x{kw} window starts at input ({r0 - p[0]}, {c0 - p[1]}); the filter moves "
                    f"{tr.stride[0]} pixels in the input per output pixel (row {k} of X).")
         return {"data": data, "layout": {}, "caption": caption}

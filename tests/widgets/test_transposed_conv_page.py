@@ -203,6 +203,34 @@ def test_try_2d_downsampling():
     test_2d_downsampling_view_moves_the_filter_two_pixels_in_the_input()
 
 
+def test_try_lines_in_order_on_one_page_give_what_each_says():
+    """A student does the lines one after another on the same page, each from where the last left
+    it: each line says what to set back, so each result is the one it promises."""
+    e = TransposedConvExplainer()
+    e.view.value = "conv"                                                 # line 1
+    last(e)
+    assert e.state()["output"].shape == (2,) and "bx+cy+dz" in e.caption.value
+    e.view.value, e.padding.value = "transposed", 0                       # line 2
+    last(e)
+    assert "[ax, ay, az+bx, by, bz, 0]" in e.caption.value
+    assert "cropped by the padding" not in e.caption.value               # padding 0 crops nothing
+    e.padding.value, e.dims.value = 1, 2                                  # line 3
+    last(e)
+    assert e.state()["output"].shape == (4, 4) and "aw33+bw31+cw13+dw11" in e.caption.value
+    assert "cropped by the padding" in e.caption.value
+    e.out_pad.value = 0                                                   # line 4
+    assert e.state()["output"].shape == (3, 3) and marks(e) == ["✔", "✔"]
+    e.flip.value = True                                                   # line 5
+    assert marks(e) == ["✔", "✔"] and "kernel flipped" in e.check_text
+    e.flip.value, e.view.value = False, "conv"                            # line 6
+    last(e)
+    assert e.state()["input"].shape == (4, 4) and e.state()["output"].shape == (2, 2)
+    assert "fw11+gw12+hw13+jw21+kw22+lw23+nw31+ow32+pw33" in e.caption.value and marks(e) == ["✔"]
+    assert "the 3x3 window" in e.caption.value
+    e.ksize.value = 5                                                     # the caption names the kernel's size
+    assert e.error_text == "" and "the 5x5 window" in e.caption.value
+
+
 def test_try_live_kernel_checked_against_the_decoder():
     e = TransposedConvExplainer(source="live")
     assert e.dims.value == 2 and marks(e) == ["✔", "✔"] and "decoder's own output" in e.check_text
