@@ -2,6 +2,7 @@
 and the live check failing when the model's output mask is not what the page pasted."""
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ import torch
 from explainers.ops.masks_reference import reference_paste_mask
 from explainers.widgets.mask_head import MaskHeadExplainer
 from tests.widgets.checks import marks
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "11_mask_head.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,9 @@ def test_try_step_5_the_dashed_box_is_larger_by_30_over_28(lecture):
     assert torch.allclose(ex[2:] - ex[:2], grown, atol=1.01)
     assert "30/28" not in lecture.frame(4)["caption"] and "1.0714" in lecture.frame(4)["caption"]
     assert lecture.frame(4)["data"][7]["visible"]                          # the dashed (expanded) box
+    # the notebook's numbers: whole pixels (both edge pixels counted) make it a little larger still
+    assert st["name"] == "circle" and float(box[2] - box[0]) == 40 and st["resized"].shape[-1] == 44
+    assert "44 pixels wide around the 40-pixel circle" in json.dumps(json.loads(NOTEBOOK.read_text()))
 
 
 def test_try_live_equals_the_models_output_mask_pixel_for_pixel(live):
