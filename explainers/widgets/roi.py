@@ -16,6 +16,8 @@ from ._base import halo, ORANGE, SKY, VERMILLION, Explainer, fmt, png_uri, rect_
 #: cells: RoI Pool snaps it to 5 rows x 4 columns, the slide's "512 x 5 x 4 region -> 512 x 2 x 2"
 LECTURE_FEATURES = (torch.arange(64, dtype=torch.float32).reshape(8, 8) * 7 % 10).tolist()
 LECTURE_BOX = (1.3, 0.6, 4.4, 5.4)
+#: the lecture's box sliders move by this (feature-map cells)
+LECTURE_STEP = 0.05
 LECTURE_CHANNELS = 512
 
 
@@ -87,7 +89,7 @@ class RoIPoolAlignExplainer(Explainer):
 
     def _build(self):
         self._hold = False            # True while a proposal fills the four sliders: one refresh after
-        s = dict(layout=W.Layout(width="250px"), continuous_update=False, readout_format=".1f")
+        s = dict(layout=W.Layout(width="250px"), continuous_update=False, readout_format=".2f")
         self.x1, self.y1 = W.FloatSlider(description="x1", **s), W.FloatSlider(description="y1", **s)
         self.x2, self.y2 = W.FloatSlider(description="x2", **s), W.FloatSlider(description="y2", **s)
         self.out_size = W.IntSlider(value=2, min=1, max=7, description="output", layout=W.Layout(width="220px"))
@@ -207,7 +209,9 @@ class RoIPoolAlignExplainer(Explainer):
         for ctrls, limit in (((self.x1, self.x2), limits[0]), ((self.y1, self.y2), limits[1])):
             for ctrl in ctrls:
                 ctrl.max = limit
-                ctrl.step = limit / 200
+                # lecture: a twentieth of a cell, so the slide's box (1.3, 0.6, ...) and the
+                # snapping point 1.5 are on the slider; live: 200 positions across the input
+                ctrl.step = LECTURE_STEP if self.source == "lecture" else limit / 200
         self._set_box(box)
 
     def _pick_channel(self, box) -> None:

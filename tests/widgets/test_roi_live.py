@@ -237,23 +237,30 @@ def test_roi_things_to_try_are_true():
     """notebooks/05_roi_pool_align.ipynb, line by line."""
     e = RoIPoolAlignExplainer()
     base = e.state()
-    # "Move x1 by a fraction of a cell: RoI Pool's output jumps, RoI Align's changes smoothly."
+    # "Move x1 from 1.30 to 1.60, a twentieth of a cell at a time: RoI Pool's output jumps once, at
+    # 1.50 (it rounds x1 to a whole cell), while RoI Align's changes a little at every step."
+    assert e.x1.step == 0.05 and e.x1.readout_format == ".2f"             # each position on the slider, readable
     pool, align = [], []
-    for x1 in (1.3, 1.4, 1.5, 1.6):
+    xs = [round(1.30 + 0.05 * i, 2) for i in range(7)]
+    for x1 in xs:
         e.x1.value = x1
         st = e.state()
-        pool.append(st["roi_pool"][0])
-        align.append(st["roi_align"][0])
+        pool.append(st["roi_pool"])
+        align.append(st["roi_align"])
     pool_steps = [float((b - a).abs().max()) for a, b in zip(pool, pool[1:])]
     align_steps = [float((b - a).abs().max()) for a, b in zip(align, align[1:])]
-    assert pool_steps.count(0.0) >= 1 and max(pool_steps) >= 1.0      # flat, then a jump (snapping)
+    jumps = [x for x, s in zip(xs[1:], pool_steps) if s > 0]
+    assert jumps == [1.5] and max(pool_steps) >= 1.0                     # flat, one jump (snapping)
     assert all(0 < s < 1.0 for s in align_steps)                         # a little every time
-    # "Tick aligned (the half-pixel correction of Detectron2)": the samples move by half a cell
+    # "Tick aligned ...: every sample point moves half a cell up and to the left, and only RoI
+    # Align's output changes."
     e.x1.value = base["box"][0].item()
-    before = e._at.points.clone()
+    before, b_st = e._at.points.clone(), e.state()
     e.aligned.value = True
     moved = e._at.points - before
     assert torch.allclose(moved, torch.full_like(moved, -0.5)) and "✘" not in e.check_text
+    assert torch.equal(e.state()["roi_pool"], b_st["roi_pool"])
+    assert not torch.allclose(e.state()["roi_align"], b_st["roi_align"])
     # "source='live' uses the detector's real feature map and its real proposals"
     live = RoIPoolAlignExplainer(source="live")
     st = live.state()
