@@ -130,7 +130,8 @@ def test_try_box_weight_10_makes_the_box_term_tenfold():
     ten = e.state()
     assert ten["box_loss"] == pytest.approx(one["box_loss"])
     assert ten["total"] - ten["class_loss"] == pytest.approx(10 * (one["total"] - one["class_loss"]))
-    assert ten["total"] > one["total"]
+    assert ten["total"] - one["total"] == pytest.approx(9 * (one["total"] - one["class_loss"]))   # the same amount
+    assert ten["class_loss"] == pytest.approx(one["class_loss"])                                   # the class term stays
     assert set(marks(e)) == {"✔"}
 
 
