@@ -44,6 +44,9 @@ class TrainingRun:
         rpn_settings, roi_settings: ``dict(high, low, batch, fraction, weights)`` read from the model.
         losses: the model's own loss dict (floats detached, CPU).
         seed: the seed set before the run.
+        batch_norms: how many BatchNorm layers normalised with this one image's own statistics (in
+            training mode they do; a torchvision model's frozen ones do not): its scores then differ
+            from the same model's in evaluation mode.
     """
 
     image: torch.Tensor
@@ -62,6 +65,7 @@ class TrainingRun:
     roi_settings: dict
     losses: dict
     seed: int
+    batch_norms: int = 0
 
 
 def _settings(matcher, sampler, coder) -> dict:
@@ -130,7 +134,8 @@ def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> 
         class_logits=cls.detach(), box_regression=reg.detach(), rng_rpn=cap["rng_rpn"], rng_roi=cap["rng_roi"],
         rpn_settings=_settings(net.rpn.proposal_matcher, net.rpn.fg_bg_sampler, net.rpn.box_coder),
         roi_settings=_settings(rh.proposal_matcher, rh.fg_bg_sampler, rh.box_coder),
-        losses={k: float(v.detach()) for k, v in losses.items()}, seed=int(seed))
+        losses={k: float(v.detach()) for k, v in losses.items()}, seed=int(seed),
+        batch_norms=sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()))
 
 
 def _generator(state: torch.Tensor) -> torch.Generator:

@@ -165,6 +165,32 @@ def test_try_live_single_object_is_one_roi_of_the_model(live):
     assert any(abs(float(t) - st["class_loss"]) < 1e-5 for t in terms)
     assert float(terms.mean()) == pytest.approx(run.losses["loss_classifier"], abs=1e-5)
     assert "loss_classifier" in live.check_text and marks(live) == ["✔", "✔"]
+    # the bundled model's BatchNorm layers normalise with this image's statistics in training mode:
+    # the page says why its scores are not the detection page's
+    assert run.batch_norms == 5 and "BatchNorm layers use this one image's statistics" in live.note.value
+
+
+def test_training_run_counts_only_batch_norms_that_use_the_batch():
+    """A torchvision detector's frozen BatchNorm keeps its statistics in training mode: no such note."""
+    import torchvision
+
+    from explainers.models import wrap
+    from explainers.models.training_targets import training_run
+
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    net = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, num_classes=3, min_size=160, max_size=160)
+    target = {"boxes": torch.tensor([[20.0, 20.0, 80.0, 90.0]]), "labels": torch.tensor([1])}
+    image = torch.rand(3, 120, 160)
+    live = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert live > 0 and training_run(wrap(net), image, target).batch_norms == live
+    # as with pretrained weights: every BatchNorm frozen (torchvision's FrozenBatchNorm2d)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.BatchNorm2d):
+                setattr(parent, name, FrozenBatchNorm2d(child.num_features))
+    assert training_run(wrap(net), image, target).batch_norms == 0
 
 
 @pytest.mark.parametrize("source", ["lecture", "live"])
