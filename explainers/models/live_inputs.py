@@ -361,7 +361,7 @@ def rpn_recall(trace, gt_boxes, iou_threshold: float = 0.5, top_k: int = 300) ->
         weights = tuple(trace._rpn.box_coder.weights)
         moved = ops.clip_boxes(ops.decode_boxes(trace.deltas[top], trace.anchors[top], weights),
                                tuple(trace.input_image.shape[-2:]))
-        stages += [(f"top {k}, corrected", moved), ("after the RPN's NMS", trace.proposals)]
+        stages += [(f"top {k} corrected", moved), ("after the RPN's NMS", trace.proposals)]
     det = trace.detections.boxes * torch.tensor([sx, sy, sx, sy])
     stages.append(("final detections", det))
     return [RecallStage(name, _covered(gt, b, iou_threshold), len(gt), len(b)) for name, b in stages]

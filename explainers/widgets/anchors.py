@@ -221,7 +221,7 @@ class AnchorsExplainer(Explainer):
         self.set_check("torchvision's AnchorGenerator", float((anchors - ref).abs().max()), more=more)
         if self.source == "live" and self._rpn is not None and self._gt is not None:
             self._recall = rpn_recall(self._trace, self._gt_original, self.iou_threshold, self.top_k.value)
-            found = ", ".join(f"{r.stage} {r.covered}/{r.total}" for r in self._recall)
+            found = "; ".join(f"{r.stage} {r.covered}/{r.total}" for r in self._recall)
             note = (note + " " if note else "") + f"Objects found (IoU ≥ {self.iou_threshold:g}): {found}."
         self.set_note(html.escape(note))
         self._draw_static()
@@ -440,7 +440,8 @@ class AnchorsExplainer(Explainer):
         kk = len(sel.order)
         if k == 0:
             data.update(self._binned(sel.anchors, sel.scores))
-            msg = (f"all {counts[0][1]} anchors sorted by objectness, the best {kk} kept (colour = objectness; "
+            word = "objectness" if self.source == "live" else "IoU target"
+            msg = (f"all {counts[0][1]} anchors sorted by {word}, the best {kk} kept (colour = {word}; "
                    "large ones are cut at the image's edge here).")
         elif k == 1:
             data.update(self._binned(sel.corrected, sel.scores))

@@ -163,6 +163,9 @@ def test_the_proposals_view_counts_each_stage_and_every_step_moves(source):
         seen.add(figure_data(e))
     assert len(seen) == 4
     assert torch.allclose(e.state()["boxes"], props, atol=1e-3)
+    e.step.value = 0                                 # the colour is named as the cell view names it
+    word = "objectness" if source == "live" else "IoU target"
+    assert f"sorted by {word}" in e.caption.value and f"colour = {word}" in e.caption.value
 
 
 def test_top_k_goes_up_to_300():
@@ -210,6 +213,9 @@ def test_live_recall_note_agrees_with_an_independent_count():
     rec = e.state()["recall"]
     assert rec["after the RPN's NMS"] == (covered, len(gt))
     assert f"after the RPN's NMS {covered}/{len(gt)}" in e.note.value.replace("&#x27;", "'")
+    # one stage per "; "-separated item, each "name covered/total" (no stage name reads as two)
+    items = e.note.value.replace("&#x27;", "'").split(": ", 1)[1].rstrip(".</span>").split("; ")
+    assert [i.rsplit(" ", 1)[0] for i in items] == list(rec) and "top 300 corrected" in rec
 
 
 # ----------------------------------------------------------------------------- Things to try

@@ -93,7 +93,7 @@ def test_anchors_page_plots_recall_per_stage_against_an_independent_count():
     note = e.note.value.replace("&#x27;", "'")
     assert all(f"{stage} {c}/{t}" in note for stage, (c, t) in rec.items())
     e.top_k.value = 1                       # one corrected anchor can cover at most one object
-    assert e.state()["recall"]["top 1, corrected"][0] <= 1
+    assert e.state()["recall"]["top 1 corrected"][0] <= 1
     other = AnchorsExplainer(source="live", image=scene.image, gt_boxes=scene.boxes[:1])
     assert other.state()["recall"]["all anchors"][1] == 1
     none = AnchorsExplainer(source="live", image=scene.image)
