@@ -4,6 +4,7 @@ all numbers come from :mod:`explainers.ops` and :mod:`explainers.models`."""
 from __future__ import annotations
 
 import html
+import inspect
 import traceback
 from pathlib import Path
 
@@ -113,8 +114,8 @@ class Explainer:
 
                 self.model = wrap(self.model)
             self._build()
-        except ValueError as exc:   # e.g. a model this page cannot use: say so on the page
-            self.failed = str(exc).splitlines()[0]
+        except Exception as exc:    # e.g. a model this page cannot use, or one that fails on it: say so
+            self.failed = self._error_line(exc)
             self._show_error(self.failed)
         else:
             self.guard(self.refresh)
@@ -155,9 +156,25 @@ class Explainer:
 
         Always present: ``source`` ("lecture" or "live"), ``step`` (the current step) and
         ``n_steps``. A notebook or a test can take what a student sees and compare it with
-        anything (the model's own tensors, torchvision, a hand computation).
+        anything (the model's own tensors, torchvision, a hand computation). A page that shows an
+        error draws nothing: its ``state()`` raises a ValueError with that error.
         """
+        if self.error_text:
+            raise ValueError(f"this page shows an error, so it draws no numbers: {self.error_text.lstrip('⚠ ')}")
         return {"source": self.source, "step": self.step.value, "n_steps": self.n_steps(), **self._state()}
+
+    def __init_subclass__(cls, **kwargs):
+        """Each explainer's ``state()`` documents its own keys (``help(NMSExplainer.state)``): its
+        ``_state`` docstring under the common one."""
+        super().__init_subclass__(**kwargs)
+        if "_state" in cls.__dict__ and "state" not in cls.__dict__ and cls._state.__doc__:
+            def state(self) -> dict:
+                return Explainer.state(self)
+
+            state.__doc__ = (inspect.cleandoc(Explainer.state.__doc__) + "\n\n" + cls.__name__ + ": "
+                             + inspect.cleandoc(cls._state.__doc__))
+            state.__qualname__ = f"{cls.__qualname__}.state"
+            cls.state = state
 
     def _state(self) -> dict:  # pragma: no cover - every explainer overrides it
         return {}
@@ -194,20 +211,28 @@ class Explainer:
         try:
             out = fn(*args, **kwargs)
         except Exception as exc:  # the widget must keep working whatever happens
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, (ValueError, LookupError, RuntimeError)):
-                msg = f"{type(exc).__name__}: {msg}"
-                self._last_traceback = traceback.format_exc()
-            self._show_error(msg)
+            self._show_error(self._error_line(exc))
             return None
         self.error.value = ""
         if self.plot is not None:
             self.plot.layout.visibility = "visible"
+        self.check.layout.visibility = "visible"
         return out
 
+    def _error_line(self, exc: Exception) -> str:
+        """One readable line for a failure; the type's name is kept where the words alone would not
+        say what went wrong (the traceback is kept in ``_last_traceback`` for a developer)."""
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, (ValueError, LookupError, RuntimeError)):
+            msg = f"{type(exc).__name__}: {msg}"
+            self._last_traceback = traceback.format_exc()
+        return msg
+
     def _show_error(self, msg: str) -> None:
-        """The error in words, in the page; the plot (now out of date) is hidden until a change works."""
+        """The error in words, in the page; the plot and its check line (now out of date) are hidden
+        until a change works."""
         self.error.value = f"<span style='color:{VERMILLION};font-size:17px'>⚠ {html.escape(msg)}</span>"
+        self.check.layout.visibility = "hidden"
         if getattr(self, "plot", None) is not None:
             self.plot.layout.visibility = "hidden"
 

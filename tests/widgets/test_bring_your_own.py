@@ -80,3 +80,30 @@ def test_a_torchvision_model_as_it_is_works_like_a_wrapped_one():
     for bad in ("mask_rcnn", torch.nn.Linear(2, 2)):
         e = NMSExplainer(source="live", model=bad)
         assert e.failed and e.error_text.startswith("⚠") and "AttributeError" not in e.error_text, e.error_text
+
+
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_a_model_that_fails_on_the_page_is_one_line_and_state_says_so(entry):
+    """A model whose forward pass raises something other than a ValueError (here float64 weights
+    on float32 images: a RuntimeError from torch) is one line on the page, never a traceback out of
+    the constructor; the page draws nothing, so its check line is hidden and state() says why."""
+    import copy
+
+    from explainers.models import get
+
+    for task in ("detection", "segmentation"):
+        module = copy.deepcopy(get(task, "shapes").module).double()
+        e = entry.load()(source="live", model=module)         # must not raise
+        if e.error_text:
+            assert "\n" not in e.error_text and e.check.layout.visibility == "hidden"
+            with pytest.raises(ValueError, match="this page shows an error"):
+                e.state()
+        else:                                                  # a page that does not run this model
+            assert e.state()["source"] == "live"
+
+
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_help_on_state_lists_the_explainers_own_keys(entry):
+    cls = entry.load()
+    doc = cls.state.__doc__
+    assert "Always present" in doc and cls._state.__doc__.split()[0] in doc and cls.__name__ in doc
