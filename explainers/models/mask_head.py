@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -90,8 +91,13 @@ def _mask_model(model):
 
 
 def _key(model, img) -> tuple:
+    """The model (by identity), the state of its weights (each tensor's storage and its version
+    counter, which every in-place change such as an optimizer step or ``load_state_dict`` bumps),
+    the device, and the image's pixels: a cached trace is reused only for the same weights."""
     digest = hashlib.sha1(img.tensor.numpy().tobytes()).hexdigest()
-    return id(model.module), tuple(img.tensor.shape), digest
+    m = model.module
+    weights = tuple((t.data_ptr(), t._version) for t in (*m.parameters(), *m.buffers()))
+    return id(m), weights, str(model.device), tuple(img.tensor.shape), digest
 
 
 def mask_head_trace(model, image) -> MaskHeadTrace:
@@ -100,9 +106,9 @@ def mask_head_trace(model, image) -> MaskHeadTrace:
     model = _mask_model(model)
     img = load_image(image)
     key = _key(model, img)
-    if key in _cache:
+    if key in _cache and _cache[key][0]() is model.module:      # not another model at a reused address
         _cache.move_to_end(key)
-        return _cache[key]
+        return _cache[key][1]
 
     def run(module, device, t):
         rh, cap = module.roi_heads, {}
@@ -134,7 +140,7 @@ def mask_head_trace(model, image) -> MaskHeadTrace:
         input_size=tuple(int(v) for v in cap["size"]), roi_output_size=tuple(int(v) for v in pool.output_size),
         roi_sampling_ratio=int(pool.sampling_ratio), roi_scales=tuple(float(s) for s in (pool.scales or ())),
         roi_featmap_names=tuple(pool.featmap_names), seconds=seconds)
-    _cache[key] = tr
+    _cache[key] = (weakref.ref(model.module), tr)
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return tr

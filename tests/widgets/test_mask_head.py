@@ -127,6 +127,26 @@ def test_tampering_the_models_mask_flips_the_live_check():
     assert marks(e) == ["✔", "✘", "✘"]
 
 
+def test_a_model_changed_in_place_is_traced_again_not_served_from_the_cache():
+    """The traces are cached per model and image; weights changed in place (an optimizer step, a
+    load_state_dict) must give a new trace, equal to the changed model's own output mask."""
+    import copy
+
+    from explainers.models import get, make_scene, wrap
+
+    model = wrap(copy.deepcopy(get("instance", "shapes").module))
+    before = MaskHeadExplainer(source="live", model=model)
+    assert marks(before) == ["✔", "✔", "✔"]
+    old = before.state()["logits"].clone()
+    with torch.no_grad():
+        model.module.roi_heads.mask_predictor.mask_fcn_logits.bias.add_(2.0)
+    after = MaskHeadExplainer(source="live", model=model)
+    assert marks(after) == ["✔", "✔", "✔"], after.check_text        # the changed model's own mask
+    assert torch.allclose(after.state()["logits"], old + 2.0, atol=1e-4)
+    own = model(make_scene(10_000_005).image).masks                    # a plain call of the changed model
+    assert torch.equal(after._trace.masks, own[:, 0] if own.dim() == 4 else own)
+
+
 def test_a_model_without_a_mask_branch_is_refused_in_words():
     from explainers.models import get
 
