@@ -238,8 +238,14 @@ class SingleStageExplainer(Explainer):
                              (f"the model's {len(det.scores)} detections (each one a drawn prediction)", diff,
                               found and diff <= 1e-3)])
         Hf, Wf = tr.feature_sizes[0]
-        self.set_note(f"Drawn: the FCOS model's prediction at every one of its {Hf} x {Wf} = {Hf * Wf} locations "
-                      f"(stride {hp // Hf}) in its {w} x {h} input frame (padded to {wp} x {hp}, a multiple of 32: "
+        if len(tr.feature_sizes) == 1:
+            where = f"every one of its {Hf} x {Wf} = {Hf * Wf} locations (stride {hp // Hf})"
+        else:                        # an FPN: one map per level, finest first (torchvision's order)
+            maps = ", ".join(f"{a} x {b}" for a, b in tr.feature_sizes)
+            where = (f"every one of its {len(dense.best_score):,} locations on {len(tr.feature_sizes)} feature maps "
+                     f"({maps}; strides {', '.join(str(hp // a) for a, _ in tr.feature_sizes)})")
+        self.set_note(f"Drawn: the FCOS model's prediction at {where} in its {w} x {h} input frame "
+                      f"(padded to {wp} x {hp}, a multiple of 32: "
                       "the blank strip), before its score threshold "
                       f"({tr.score_threshold:g}) and NMS (IoU {tr.nms_threshold:g}); dot colour = best class score "
                       "sqrt(sigmoid(class) · sigmoid(centre-ness)).")
@@ -363,14 +369,16 @@ class SingleStageExplainer(Explainer):
         data = {2: dict(zip("xy", rect_path(boxes[strong].tolist()))) if len(strong) else {"x": [], "y": []},
                 4: {"x": [], "y": []}, 6: {"x": [], "y": []}}
         if k == 0:
-            grid = dense.best_score.reshape(tr.feature_sizes[0])
+            Hf, Wf = tr.feature_sizes[0]
+            grid = dense.best_score[:Hf * Wf].reshape(Hf, Wf)        # the finest map (the first level)
+            which = "" if len(tr.feature_sizes) == 1 else f"the finest of its {len(tr.feature_sizes)} maps, "
             data.update({5: {"x": [], "y": []}, 7: {"x": [], "y": [], "text": []},
                          8: self._heat([[round(float(x), 2) for x in row] for row in grid.tolist()],
                                        [str(c) for c in range(grid.shape[1])], [str(r) for r in range(grid.shape[0])],
                                        "best score", scores=True)})
             return {"data": data, "layout": _row_ticks(None), "caption": f"Every location predicts a box and class scores: {len(boxes)} "
                                              f"predictions, dots coloured by their best score (right: the same as "
-                                             f"a {grid.shape[0]} x {grid.shape[1]} map). Dotted: the "
+                                             f"{which}a {grid.shape[0]} x {grid.shape[1]} map). Dotted: the "
                                              f"{len(strong)} boxes scoring ≥ 0.3. Press play for the best locations."}
         i = int(order[k - 1])
         lab = int(dense.best_label[i])

@@ -107,3 +107,21 @@ def test_help_on_state_lists_the_explainers_own_keys(entry):
     cls = entry.load()
     doc = cls.state.__doc__
     assert "Always present" in doc and cls._state.__doc__.split()[0] in doc and cls.__name__ in doc
+
+
+def test_torchvisions_fcos_with_five_levels_draws_its_dense_predictions(models):
+    """torchvision's FCOS predicts on five FPN levels: the dense view draws every location, its map
+    the finest level, and names the levels; its checks hold."""
+    from explainers.widgets import SingleStageExplainer
+
+    e = SingleStageExplainer(source="live", model=models["fcos"])
+    assert e.view.value == "dense predictions" and e.error_text == "", e.error_text
+    assert set(marks(e)) == {"✔"}, e.check_text
+    tr = e._trace
+    assert len(tr.feature_sizes) == 5 and "on 5 feature maps" in e.note.value
+    first = e.frame(0)
+    Hf, Wf = tr.feature_sizes[0]
+    heat = next(d for d in first["data"].values() if "z" in d)["z"]
+    assert (len(heat), len(heat[0])) == (Hf, Wf) and "the finest of its 5 maps" in first["caption"]
+    for k in range(1, min(4, e.n_steps())):
+        assert e.frame(k)["caption"]
