@@ -86,6 +86,28 @@ def two_stage_module(model):
     return module
 
 
+def _check_target(module, target: dict) -> None:
+    """A one-line ValueError for ground truth this model cannot be trained on (before any run)."""
+    if not isinstance(target, dict) or len(target.get("boxes", [])) == 0:
+        raise ValueError("training needs ground truth: give at least one object box (with its class)")
+    boxes, labels = torch.as_tensor(target["boxes"]), torch.as_tensor(target.get("labels", []))
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != (len(boxes),):
+        raise ValueError(f"the ground truth needs boxes (G, 4) and labels (G,): got boxes {tuple(boxes.shape)} and "
+                         f"labels {tuple(labels.shape)}")
+    n = module.roi_heads.box_predictor.cls_score.out_features
+    bad = [int(v) for v in labels.tolist() if not 1 <= int(v) < n]
+    if bad:
+        raise ValueError(f"label {bad[0]} is not an object class of this model: its classes are 1 to {n - 1} "
+                         "(0 is the background)")
+    rh = module.roi_heads
+    if rh.has_mask() and "masks" not in target:
+        raise ValueError("this Mask R-CNN also learns masks: give target['masks'] too, (G, H, W) with 1 inside each "
+                         "object")
+    if rh.has_keypoint() and "keypoints" not in target:
+        raise ValueError("this Keypoint R-CNN also learns keypoints: give target['keypoints'] too, (G, K, 3) as "
+                         "(x, y, visible)")
+
+
 def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> TrainingRun:
     """Run a training-mode copy of ``model`` (a :class:`explainers.models.live.Detector`, or a
     torchvision ``GeneralizedRCNN``) once on ``image (3, H, W)`` in [0, 1] with ``target``
@@ -94,8 +116,7 @@ def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> 
     from torchvision.models.detection.rpn import concat_box_prediction_layers
 
     module = two_stage_module(model)
-    if len(target.get("boxes", [])) == 0:
-        raise ValueError("training needs ground truth: give at least one object box (with its class)")
+    _check_target(module, target)
     net = copy.deepcopy(module).to("cpu").train()    # the model itself stays as it is
     cap: dict = {}
 
@@ -111,7 +132,7 @@ def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> 
                rh.register_forward_pre_hook(lambda mod, inp: cap.__setitem__("rng_roi", torch.get_rng_state())),
                rh.box_roi_pool.register_forward_pre_hook(lambda mod, inp: cap.__setitem__("pool_in", inp)),
                rh.box_predictor.register_forward_hook(keep("predictor"))]
-    tgt = {k: torch.as_tensor(v) for k, v in target.items() if k in ("boxes", "labels", "masks")}
+    tgt = {k: torch.as_tensor(v) for k, v in target.items() if k in ("boxes", "labels", "masks", "keypoints")}
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -154,6 +154,11 @@ class TrainingTargetsExplainer(Explainer):
                 raise ValueError("to show what a detector is taught on your image, give its ground truth: "
                                  "target={'boxes': ..., 'labels': ...}")
             return image, self.target
+        if self.source == "live" and self.model is not None and not self.model.is_shapes:
+            # the held-out scene's labels are the shapes model's classes, not this model's
+            raise ValueError("the shapes scene's ground truth is in the shapes models' classes (circle, square, "
+                             "triangle), not this model's: give an image of yours and its ground truth, image=..., "
+                             "target={'boxes': ..., 'labels': ...}")
         from ..models import make_scene
 
         scene = make_scene(SCENE_SEED)

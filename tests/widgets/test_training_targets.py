@@ -293,3 +293,37 @@ def test_the_true_box_frames_a_cat(lecture):
     lecture.view.value = VIEWS[0]
     assert lecture.frame(0)["data"][0]["source"].startswith("data:image/png")
     assert "chelsea" in lecture.note.value
+
+
+def test_ground_truth_a_model_cannot_learn_from_is_one_line_before_any_run():
+    """Labels outside the model's classes, a Mask R-CNN without masks, a Keypoint R-CNN without
+    keypoints, malformed boxes: each a plain sentence (torchvision's own errors name none of this)."""
+    import torchvision
+
+    from explainers.models import get
+    from explainers.models.training_targets import training_run
+
+    image = torch.rand(3, 120, 160)
+    box = torch.tensor([[20.0, 20.0, 80.0, 90.0]])
+    mask_rcnn = get("detection", "shapes")                            # the bundled detector has a mask branch
+    with pytest.raises(ValueError, match="label 5 is not an object class of this model: its classes are 1 to 3"):
+        training_run(mask_rcnn, image, {"boxes": box, "labels": torch.tensor([5]), "masks": torch.ones(1, 120, 160)})
+    with pytest.raises(ValueError, match=r"this Mask R-CNN also learns masks: give target\['masks'\]"):
+        training_run(mask_rcnn, image, {"boxes": box, "labels": torch.tensor([1])})
+    with pytest.raises(ValueError, match=r"boxes \(G, 4\) and labels \(G,\)"):
+        training_run(mask_rcnn, image, {"boxes": box[0], "labels": torch.tensor([1])})
+    keypoint = torchvision.models.detection.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                                      num_classes=2, num_keypoints=5)
+    with pytest.raises(ValueError, match=r"this Keypoint R-CNN also learns keypoints: give target\['keypoints'\]"):
+        training_run(keypoint, image, {"boxes": box, "labels": torch.tensor([1])})
+
+
+def test_a_users_model_is_not_taught_the_shapes_scenes_labels():
+    """Without an image of the user's, the page would use the shapes scene's ground truth, whose
+    labels are the shapes models' classes: for another model it asks for an image and its truth."""
+    import torchvision
+
+    net = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None,
+                                                                            num_classes=91)
+    e = TrainingTargetsExplainer(source="live", model=net)
+    assert "give an image of yours and its ground truth" in e.error_text and "\n" not in e.error_text
