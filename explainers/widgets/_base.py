@@ -197,6 +197,13 @@ class Explainer:
                                height=height, showlegend=False)
         return self.fig
 
+    def _whose(self, what: str) -> str:
+        """Whose model a live page draws, for its note: "the shapes <what>'s" (the bundled model) or
+        "your model's"."""
+        if self.model is None or getattr(self.model, "is_shapes", False):
+            return f"the shapes {what}'s"
+        return "your model's"
+
     def live_image(self):
         """The image of a live explainer: the one given, else a held-out shapes scene."""
         if self.image is not None:

@@ -123,7 +123,7 @@ class MaskHeadExplainer(Explainer):
                     (f"the model's mask > {t:.2f}, pixel for pixel", float(v.model_binary_diff > 0),
                      v.model_binary_diff == 0)]
         self.set_check("torchvision's paste_masks_in_image", v.reference_diff, more=more)
-        note = (f"Live: the shapes Mask R-CNN's detection #{i} ({html.escape(v.name)}, score {v.score:.2f}); "
+        note = (f"Live: {self._whose('Mask R-CNN')} detection #{i} ({html.escape(v.name)}, score {v.score:.2f}); "
                 f"features and logits captured with forward hooks on roi_heads.mask_roi_pool and mask_predictor; "
                 f"the pasting is recomputed by explainers.ops.masks."
                 if self.source == "live" else

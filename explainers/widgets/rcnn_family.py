@@ -115,7 +115,7 @@ class RCNNFamilyExplainer(Explainer):
 
             image, what = data.coffee(), "the coffee photo from scikit-image (600x400)"
         else:
-            image, what = self.live_image(), "a shapes scene"
+            image, what = self.live_image(), ("a shapes scene" if self.image is None else "your image")
         self._m = measure(image, self.model)
         self._what = what
         mm = self._m
@@ -145,7 +145,7 @@ class RCNNFamilyExplainer(Explainer):
         how = (f"R-CNN's warp and network measured on {ext[0].measured_on} crops, x {ext[0].count:,}/{ext[0].measured_on}"
                if ext else f"R-CNN's network ran on all {mm.timed_crops} crops")
         self.set_note(f"Drawn: {html.escape(what)}, {len(mm.ss_boxes):,} selective-search proposals; all three "
-                      f"pipelines use the shapes detector's network (backbone, RoI pooler, box head; its input "
+                      f"pipelines use {self._whose('detector')} network (backbone, RoI pooler, box head; its input "
                       f"{mm.input_size[1]}x{mm.input_size[0]}), timed here on {html.escape(mm.device)} with "
                       f"torch.no_grad; {how}; selective search timed once per image.")
 

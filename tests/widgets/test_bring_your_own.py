@@ -125,3 +125,19 @@ def test_torchvisions_fcos_with_five_levels_draws_its_dense_predictions(models):
     assert (len(heat), len(heat[0])) == (Hf, Wf) and "the finest of its 5 maps" in first["caption"]
     for k in range(1, min(4, e.n_steps())):
         assert e.frame(k)["caption"]
+
+
+def test_notes_say_whose_model_is_drawn():
+    """A live page on a user's model says "your model's", not the bundled model's name."""
+    from explainers.widgets import MaskHeadExplainer, RCNNFamilyExplainer
+
+    import copy
+
+    from explainers.models import get
+
+    own = wrap(copy.deepcopy(get("detection", "shapes").module))      # the user's copy: another model
+    mine = RCNNFamilyExplainer(source="live", model=own)
+    assert "use your model's network" in mine.note.value and "shapes detector" not in mine.note.value
+    assert "use the shapes detector's network" in RCNNFamilyExplainer(source="live").note.value
+    assert "Live: the shapes Mask R-CNN's detection #0" in MaskHeadExplainer(source="live").note.value
+    assert "Live: your model's detection #0" in MaskHeadExplainer(source="live", model=own).note.value
