@@ -179,7 +179,7 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
     except ValueError:           # not a plain chain of unpadded layers: the network itself will say
         rf = 1
     if min(wh, ww) < rf:
-        raise ValueError(f"a {wh}x{ww} window is too small for this network: it looks at {rf}x{rf} pixels to "
+        raise ValueError(f"a window of {wh}x{ww} pixels is too small for this network: it looks at {rf}x{rf} pixels to "
                          f"label one (its receptive field); choose a window of at least {rf}")
     n = ((H - wh) // sh + 1) * ((W - ww) // sw + 1)
     check_size(n, MAX_WINDOWS, f"the sliding-window pass ({wh}x{ww} windows, stride {sh}x{sw}, {H}x{W} image)",
@@ -214,7 +214,7 @@ def sliding_window_predict(net: nn.Module, image, window, stride=1, batch_size: 
             try:
                 out = net(batch.contiguous())
             except RuntimeError as exc:
-                raise ValueError(f"the network cannot classify a {wh}x{ww} window (smaller than its "
+                raise ValueError(f"the network cannot classify a window of {wh}x{ww} pixels (smaller than its "
                                  f"receptive field?): {str(exc).splitlines()[0]}") from None
             if out.dim() == 4:
                 # a window larger than the receptive field gives a small map: its centre cell

@@ -220,8 +220,9 @@ class FCNExplainer(Explainer):
         """``pixel`` (row, col) in the image; ``stages``: per stage, in order, a dict with ``name``,
         ``shape`` (C, h, w), ``cell`` (row, col) under the pixel, ``vector`` (C,) its feature vector,
         ``box`` (x1, y1, x2, y2) its receptive field on the image (ends exclusive), ``channel`` the
-        channel drawn, ``jump`` (pixels per cell) and ``size`` (receptive field side of an interior
-        cell by the layer arithmetic); ``switches``: pool stage -> (C, h, w) flat argmax indices
+        channel drawn, ``jump`` (pixels per cell) and ``size`` (the nominal receptive field side by the
+        layer arithmetic: ``box`` is the exact field of this pixel, which depends on where it sits,
+        as pooling, unpooling and the stride-2 transposed convolution treat positions unequally); ``switches``: pool stage -> (C, h, w) flat argmax indices
         (the same tensors its unpooling stage uses); ``logits`` (K, H, W): the model's own output;
         ``checks``: the max differences of the check line (``own_logits``, ``unpool3``, ``unpool2``,
         ``shapes``: stages whose shape differs, ``autograd_outside``: pixels with a gradient outside

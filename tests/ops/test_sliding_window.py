@@ -96,7 +96,7 @@ def test_window_larger_than_receptive_field_uses_the_centre_cell():
 
 
 def test_window_smaller_than_receptive_field_is_a_clear_error():
-    with pytest.raises(ValueError, match="a 12x12 window is too small for this network"):
+    with pytest.raises(ValueError, match="a window of 12x12 pixels is too small for this network"):
         sliding_window_predict(patch_net(), torch.zeros(3, 30, 30), 12, 4)
 
 

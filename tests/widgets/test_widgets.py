@@ -296,7 +296,7 @@ def test_sliding_window_fills_and_switches_to_dense():
     assert "faster" in e.caption.value and "same map" in e.caption.value
     assert all(v is not None for row in e.fig.data[4].z for v in row)
     e.window.value = 12
-    assert "a 12x12 window is too small for this network" in e.error_text
+    assert "a window of 12x12 pixels is too small for this network" in e.error_text
     e.window.value = e._model.window + 8
     assert e.error_text == ""
     e.dense.value = True
