@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 from plotly.subplots import make_subplots
 
-from ._base import Explainer, png_uri
+from ._base import Explainer, jpeg_uri, png_uri
 from ._upload import Upload
 
 #: uploads larger than this are refused before decoding
@@ -161,7 +161,8 @@ class LiveModelExplainer(Explainer):
                         self._seg_image = png_uri(render(r, legend=False))   # the legend is above the panels
                     self.fig.data[i].source = self._seg_image
                 else:
-                    self.fig.data[i].source = png_uri(render(r, self.threshold.value, panel=True))
+                    # redrawn while min score moves: JPEG (a PNG's encoding was most of the time)
+                    self.fig.data[i].source = jpeg_uri(render(r, self.threshold.value, panel=True))
                 if hasattr(r, "boxes"):
                     shown = r.labels[r.scores >= self.threshold.value]
                     present = sorted(set(int(v) for v in shown.tolist()))

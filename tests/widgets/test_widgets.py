@@ -686,3 +686,25 @@ def test_the_step_readout_counts_from_one_like_the_captions(tmp_path):
     text = e.export_html(tmp_path / "nms.html").read_text(encoding="utf-8")
     assert re.search(rf"<output id='explainer-step-label'>{n} of {n}</output>", text)
     assert 'label.textContent = String(step + 1) + " of " + String(n);' in text
+
+
+def test_live_model_detection_panels_are_jpeg_of_the_rendered_overlay():
+    """The panels redrawn while min score moves are JPEG (a PNG's encoding took 16-40 ms of a photo's
+    control change): the picture sent is the rendered overlay, up to JPEG's small pixel errors."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from explainers.models import render
+
+    e = LiveModelExplainer(source="live")
+    e.sample.value = "coffee"
+    for i, task in ((1, "detection"), (2, "instance")):
+        src = e.fig.data[i].source
+        assert src.startswith("data:image/jpeg;base64,")
+        sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
+        drawn = render(e.state()[task], e.threshold.value, panel=True)
+        assert sent.shape == drawn.shape
+        assert np.abs(sent.astype(int) - drawn.astype(int)).mean() < 6       # of 255, on a textured photo
