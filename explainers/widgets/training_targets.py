@@ -1,6 +1,8 @@
 """How a detector is taught: the single-object multitask loss, then Faster R-CNN's targets and four losses."""
 from __future__ import annotations
 
+import functools
+
 import ipywidgets as W
 import numpy as np
 import torch
@@ -64,6 +66,15 @@ def lecture_picture() -> np.ndarray:
     canvas = np.full((H, W_, 3), 245, np.uint8)
     canvas[y0:y0 + bh, x0:x0 + bw] = np.asarray(Image.fromarray(cat).resize((bw, bh), Image.BILINEAR))
     return canvas
+
+
+@functools.lru_cache(maxsize=1)
+def _lecture_picture_and_uri() -> tuple[np.ndarray, str]:
+    """:func:`lecture_picture` and its PNG data URI, made once per process (20 ms of every frame
+    and control change when encoded each time)."""
+    img = lecture_picture()
+    img.setflags(write=False)
+    return img, png_uri(img)
 
 
 def _xywh(b) -> list[float]:
@@ -201,7 +212,7 @@ class TrainingTargetsExplainer(Explainer):
 
     def _refresh_lecture_single(self):
         H, W_ = LECTURE_IMAGE
-        self._img = lecture_picture()
+        self._img, self._img_uri = _lecture_picture_and_uri()   # made once: no control changes the picture
         self._names = list(LECTURE_CLASSES)
         self._colour = [class_hex(k + 1) for k in range(len(LECTURE_CLASSES))]
         self._frac = (W_, H)
@@ -217,6 +228,7 @@ class TrainingTargetsExplainer(Explainer):
 
         self._rec = recompute(self._run)
         self._img = to_uint8(self._run.image)
+        self._img_uri = png_uri(self._img)
 
     def _refresh_live_single(self):
         from ..models.training_targets import best_roi, roi_prediction
@@ -338,7 +350,7 @@ class TrainingTargetsExplainer(Explainer):
         c = tr.true_class
         name = self._names[c] if c < len(self._names) else str(c)
         data = self._empty()
-        data[0] = {"source": png_uri(self._img)}
+        data[0] = {"source": self._img_uri}
         data[6] = dict(zip("xy", rect_path([pred_box])))
         # each box named beside it, outside both boxes so no label sits on a box line: "true box" above the
         # boxes' top edge, "predicted box" below their bottom edge; where the image has no room above,
@@ -384,7 +396,7 @@ class TrainingTargetsExplainer(Explainer):
     def _frame_faster(self, k: int) -> dict:
         run, rec = self._run, self._rec
         data = self._empty()
-        data[0] = {"source": png_uri(self._img)}
+        data[0] = {"source": self._img_uri}
         shapes = [self._box_shape(b, class_hex(int(lab)), 3) for b, lab in zip(run.gt_boxes, run.gt_labels)]
         labels, st = rec.rpn.labels, rec.rpn_sample
         anchors = run.anchors
