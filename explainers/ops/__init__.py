@@ -13,7 +13,8 @@ from .conv_matrix import (ConvTransposeTrace, conv_matrix, conv_matrix_labels, c
                           output_shape, symbolic_matvec, transpose_labels)
 from .nms import NMSStep, NMSTrace, batched_nms_trace, nms_trace
 from .reference import (reference_anchors, reference_conv, reference_conv_transpose, reference_decode_boxes,
-                        reference_nms, reference_nms_per_class, reference_roi_align, reference_roi_pool, reference_unpool)
+                        reference_max_pool, reference_nms, reference_nms_per_class, reference_roi_align,
+                        reference_roi_pool, reference_unpool)
 from .roi_align import RoIAlignTrace, bilinear_weight, roi_align_trace
 from .roi_pool import RoIPoolTrace, roi_pool_trace
 from .sliding_window import Cost, SlidingWindowTrace, dense_predict, network_geometry, sliding_window_predict
@@ -34,7 +35,7 @@ __all__ = [
     "symbolic_matvec", "transpose_labels",
     "NMSStep", "NMSTrace", "batched_nms_trace", "nms_trace",
     "reference_anchors", "reference_conv", "reference_conv_transpose", "reference_decode_boxes", "reference_nms", "reference_nms_per_class",
-    "reference_roi_align", "reference_roi_pool", "reference_unpool",
+    "reference_max_pool", "reference_roi_align", "reference_roi_pool", "reference_unpool",
     "RoIAlignTrace", "bilinear_weight", "roi_align_trace",
     "RoIPoolTrace", "roi_pool_trace",
     "Cost", "SlidingWindowTrace", "dense_predict", "network_geometry", "sliding_window_predict",

@@ -77,6 +77,15 @@ def reference_unpool(x: torch.Tensor, mode: str, scale: int = 2, indices=None, o
     return _from_4d(out, dim)
 
 
+def reference_max_pool(x: torch.Tensor, kernel: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """``F.max_pool2d(x, kernel, return_indices=True)`` on an ``(H, W)`` or ``(C, H, W)`` map: the
+    maxima and the switches (flat indices into each ``H x W`` plane) that
+    :func:`~explainers.ops.max_pool_with_switches` must equal."""
+    t, dim = _to_4d(x)
+    values, indices = F.max_pool2d(t.float(), kernel, return_indices=True)
+    return _from_4d(values, dim), _from_4d(indices, dim)
+
+
 def reference_anchors(image_size, feature_size, sizes, aspect_ratios) -> torch.Tensor:
     """``(Hf * Wf * K, 4)`` anchors from torchvision's ``AnchorGenerator`` for one feature map."""
     from torchvision.models.detection.anchor_utils import AnchorGenerator

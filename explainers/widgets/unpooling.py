@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from .. import ops
 from ..models.live_inputs import segnet_capture, strongest_channel, unpooling_crop
-from ._base import ORANGE, VERMILLION, Explainer, fmt
+from ._base import CHECK_TOLERANCE, ORANGE, VERMILLION, Explainer, fmt
 
 LECTURE_INPUT = [[1.0, 2.0], [3.0, 4.0]]
 LECTURE_POOL_INPUT = [[1.0, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]
@@ -106,6 +106,14 @@ class UnpoolingExplainer(Explainer):
         what = {"nearest": "F.interpolate(mode='nearest')", "bilinear": "F.interpolate(mode='bilinear')",
                 "max": "F.max_unpool2d", "bed_of_nails": "a one-hot stride-2 conv_transpose2d"}[mode]
         more = []
+        if pin is not None:
+            # the pooling drawn before the unpooling: its maxima and switches against torch's own
+            pooled = ops.max_pool_with_switches(pin)[0]
+            t_val, t_idx = ops.reference_max_pool(pin)
+            d_pool = float((pooled - t_val).abs().max())
+            more.append(("F.max_pool2d's maxima and indices (the switches drawn" + (", the decoder's own" if
+                                                                                   real is not None else "") + ")",
+                         d_pool, torch.equal(switches.reshape(t_idx.shape), t_idx) and d_pool <= CHECK_TOLERANCE))
         if real is not None:
             more.append(("the decoder's own max unpooling there", float((out - real).abs().max())))
         if self.source == "live":

@@ -1,0 +1,62 @@
+"""Each check line can fail: corrupt what a page draws (the op it draws with, monkeypatched) and
+its check must turn ✘. A check that stays ✔ whatever is drawn proves nothing."""
+import pytest
+import torch
+
+from explainers import ops
+from explainers.widgets import SlidingWindowExplainer, UnpoolingExplainer
+from tests.widgets.checks import marks
+
+
+def test_unpooling_pooling_switches_are_checked_against_torch(monkeypatch):
+    real = ops.max_pool_with_switches
+
+    def top_left(x, *a, **k):             # every block's "maximum" at its top-left: wrong switches
+        pooled, switches, *rest = real(x, *a, **k)
+        W_ = x.shape[-1]
+        r = torch.arange(switches.shape[-2])[:, None] * 2
+        c = torch.arange(switches.shape[-1])[None, :] * 2
+        return (pooled, (r * W_ + c).expand_as(switches).clone(), *rest)
+
+    e = UnpoolingExplainer(source="lecture")
+    e.mode.value = "max"
+    assert marks(e) == ["✔", "✔"] and "F.max_pool2d's maxima and indices" in e.check_text
+    monkeypatch.setattr(ops, "max_pool_with_switches", top_left)
+    e.refresh()
+    assert marks(e) == ["✔", "✘"], e.check_text      # unpooling with those switches is still right
+
+
+def test_unpooling_live_checks_the_decoders_own_switches_against_torch(monkeypatch):
+    import dataclasses
+
+    import explainers.widgets.unpooling as up
+
+    e = UnpoolingExplainer(source="live")
+    e.mode.value = "max"
+    assert marks(e) == ["✔", "✔", "✔"]
+    real = up.unpooling_crop
+
+    def moved(*a, **k):                      # the model's switches, each moved to another cell
+        crop = real(*a, **k)
+        return dataclasses.replace(crop, switches=crop.switches ^ 1)
+
+    monkeypatch.setattr(up, "unpooling_crop", moved)
+    e.refresh()
+    assert marks(e)[1] == "✘", e.check_text
+
+
+def test_sliding_window_scores_drawn_as_bars_are_checked_not_only_labels(monkeypatch):
+    e = SlidingWindowExplainer(source="lecture")
+    e.window.value, e.stride_ctl.value = e._model.window, e._model.stride
+    assert marks(e) == ["✔"]
+    real = ops.sliding_window_predict
+
+    def inflated(*a, **k):                  # the same labels, scores x 3 + 5 (bars drawn from them)
+        labels, tr = real(*a, **k)
+        tr.scores.mul_(3).add_(5)
+        return labels, tr
+
+    import explainers.widgets.sliding_window as sw
+    monkeypatch.setattr(sw.ops, "sliding_window_predict", inflated)
+    e.refresh()
+    assert marks(e) == ["✘"], e.check_text
