@@ -24,7 +24,8 @@ import torch
 
 from ..ops import roi_align_trace
 from ..ops.masks import MaskPasteTrace, mask_probability, paste_mask_trace
-from ..ops.masks_reference import reference_paste_mask
+from ..ops.masks_reference import reference_mask_probability, reference_paste_mask
+from ..ops.reference import reference_roi_align
 from .images import load_image
 
 #: traces kept per process (the page recomputes nothing when only the detection or threshold moves)
@@ -165,6 +166,10 @@ class MaskHeadView:
         model_mask: ``(H, W)`` the model's own output mask (probabilities), None in lecture.
         reference_diff: max |pasted - reference|; model_diff: max |pasted - model_mask| (None in
             lecture); model_binary_diff: pixels where ``pasted > t`` and ``model_mask > t`` differ.
+        probability_diff: max |probability - torchvision's maskrcnn_inference| of the same logits.
+        features_diff: lecture (features computed by :func:`explainers.ops.roi_align_trace`): max
+            |features - torchvision.ops.roi_align| of the same box; None live (the features drawn
+            are the model's own RoI Align output, captured by a hook).
     """
 
     index: int
@@ -185,6 +190,8 @@ class MaskHeadView:
     reference_diff: float
     model_diff: float | None
     model_binary_diff: int | None
+    probability_diff: float = 0.0
+    features_diff: float | None = None
 
 
 def strongest_channel(features: torch.Tensor) -> int:
@@ -201,8 +208,10 @@ def shown_classes(logits: torch.Tensor, label: int, most: int = 4) -> list[int]:
     return sorted([label] + order[: most - 1])
 
 
-def _view(i, label, name, score, box, input_box, features, logits, image_size, threshold, model_mask):
+def _view(i, label, name, score, box, input_box, features, logits, image_size, threshold, model_mask,
+          features_diff=None):
     prob = mask_probability(logits, label)
+    prob_diff = float((prob - reference_mask_probability(logits[None], torch.tensor([int(label)]))[0]).abs().max())
     paste = paste_mask_trace(prob, box, image_size, padding=1, threshold=threshold)
     ref = reference_paste_mask(prob, box, image_size, padding=1)
     ch = strongest_channel(features)
@@ -212,7 +221,8 @@ def _view(i, label, name, score, box, input_box, features, logits, image_size, t
         binary = int((paste.binary != (model_mask > threshold)).sum())
     return MaskHeadView(i, int(label), name, score, box, input_box, features, ch, features[ch], logits,
                         shown_classes(logits, int(label)), prob, paste, ref, model_mask,
-                        float((paste.pasted - ref).abs().max()) if ref.numel() else 0.0, model_diff, binary)
+                        float((paste.pasted - ref).abs().max()) if ref.numel() else 0.0, model_diff, binary,
+                        prob_diff, features_diff)
 
 
 def detection_view(trace: MaskHeadTrace, i: int, threshold: float = 0.5) -> MaskHeadView:
@@ -282,5 +292,6 @@ def lecture_view(example: dict, i: int, threshold: float = 0.5) -> MaskHeadView:
     i = int(i)
     img, box, lab = example["image"], example["boxes"][i], int(example["labels"][i])
     features, _ = roi_align_trace(img, box, 14, 1.0, 2, False)
+    f_diff = float((features - reference_roi_align(img, box, 14, 1.0, 2, False)).abs().max())
     return _view(i, lab, example["classes"][lab], None, box, box, features, example["logits"][i],
-                 tuple(img.shape[-2:]), threshold, None)
+                 tuple(img.shape[-2:]), threshold, None, f_diff)

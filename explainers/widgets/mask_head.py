@@ -117,12 +117,17 @@ class MaskHeadExplainer(Explainer):
         v = (mh.lecture_view(self._example, i, t) if self.source == "lecture"
              else mh.detection_view(self._trace, i, t))
         self._v = v
-        more = []
+        # the sigmoid drawn (and, lecture, the RoI Align features drawn) against torchvision, then the
+        # pasting; live, the pasted mask against the model's own output
+        first = ("torchvision's maskrcnn_inference (the sigmoid drawn)", v.probability_diff)
+        more = [("torchvision's paste_masks_in_image", v.reference_diff)]
+        if v.features_diff is not None:
+            more.insert(0, ("torchvision.ops.roi_align (the 14×14 features drawn)", v.features_diff))
         if v.model_mask is not None:
-            more = [(f"the model's own output mask (masks[{i}])", v.model_diff),
+            more += [(f"the model's own output mask (masks[{i}])", v.model_diff),
                     (f"the model's mask > {t:.2f}, pixel for pixel", float(v.model_binary_diff > 0),
                      v.model_binary_diff == 0)]
-        self.set_check("torchvision's paste_masks_in_image", v.reference_diff, more=more)
+        self.set_check(*first, more=more)
         note = (f"Live: {self._whose('Mask R-CNN')} detection #{i} ({html.escape(v.name)}, score {v.score:.2f}); "
                 f"features and logits captured with forward hooks on roi_heads.mask_roi_pool and mask_predictor; "
                 f"the pasting is recomputed by explainers.ops.masks."

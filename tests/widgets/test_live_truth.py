@@ -12,13 +12,13 @@ from tests.widgets.checks import marks
 
 def test_unpooling_live_checks_the_decoders_own_unpooling():
     e = UnpoolingExplainer(source="live")
-    assert e.mode.value == "max" and marks(e) == ["✔", "✔"] and "decoder's own" in e.check_text
+    assert e.mode.value == "max" and marks(e) == ["✔", "✔", "✔"] and "decoder's own" in e.check_text
     assert "crop at row" in e.note.value
     st = e.state()
     assert torch.equal(st["output"], st["model_output"])
     e._captured["unpooled"][0] += 1.0          # the model's tensor is no longer what the page draws
     e.refresh()
-    assert marks(e) == ["✔", "✘"]
+    assert marks(e) == ["✔", "✔", "✘"]
     e.mode.value = "nearest"
     assert "choose mode 'max'" in e.note.value
 

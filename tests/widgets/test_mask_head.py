@@ -25,9 +25,9 @@ def live():
 
 
 def test_both_sources_construct_and_agree(lecture, live):
-    assert lecture.error_text == "" and marks(lecture) == ["✔"]
+    assert lecture.error_text == "" and marks(lecture) == ["✔", "✔", "✔"]
     assert "paste_masks_in_image" in lecture.check_text
-    assert live.error_text == "" and marks(live) == ["✔", "✔", "✔"]
+    assert live.error_text == "" and marks(live) == ["✔", "✔", "✔", "✔"]
     assert "model's own output mask" in live.check_text and "forward hooks" in live.note.value
     assert lecture.n_steps() == live.n_steps() == 6
     assert "application/vnd.jupyter.widget-view+json" in live._repr_mimebundle_()
@@ -72,11 +72,11 @@ def test_try_pick_another_detection():
     b = e.state()
     assert not torch.equal(a["box"], b["box"]) and not torch.equal(a["pasted"], b["pasted"])
     assert not torch.equal(a["roi_features"], b["roi_features"])
-    assert marks(e) == ["✔", "✔", "✔"]
+    assert marks(e) == ["✔", "✔", "✔", "✔"]
     lec = MaskHeadExplainer(source="lecture")
     assert [lec._classes[k] for k in lec._example["labels"].tolist()] == ["circle", "square", "triangle"]
     lec.detection.value = 2
-    assert lec.state()["name"] == "triangle" and marks(lec) == ["✔"]
+    assert lec.state()["name"] == "triangle" and marks(lec) == ["✔", "✔", "✔"]
 
 
 def test_try_raise_the_threshold_to_0_9():
@@ -114,7 +114,7 @@ def test_try_live_equals_the_models_output_mask_pixel_for_pixel(live):
         st = live.state()
         assert torch.equal(st["binary"], st["model_mask"] > st["threshold"])
         assert st["checks"]["model_diff"] <= 1e-6 and st["checks"]["model_binary_diff"] == 0
-        assert marks(live) == ["✔", "✔", "✔"]
+        assert marks(live) == ["✔", "✔", "✔", "✔"]
     live.detection.value = 0
 
 
@@ -124,7 +124,7 @@ def test_tampering_the_models_mask_flips_the_live_check():
     masks[0] = torch.roll(masks[0], 3, dims=1)         # the model's output mask, moved 3 pixels
     e._trace = dataclasses.replace(e._trace, masks=masks)   # the cached trace itself stays untouched
     e.refresh()
-    assert marks(e) == ["✔", "✘", "✘"]
+    assert marks(e) == ["✔", "✔", "✘", "✘"]
 
 
 def test_a_model_changed_in_place_is_traced_again_not_served_from_the_cache():
@@ -136,12 +136,12 @@ def test_a_model_changed_in_place_is_traced_again_not_served_from_the_cache():
 
     model = wrap(copy.deepcopy(get("instance", "shapes").module))
     before = MaskHeadExplainer(source="live", model=model)
-    assert marks(before) == ["✔", "✔", "✔"]
+    assert marks(before) == ["✔", "✔", "✔", "✔"]
     old = before.state()["logits"].clone()
     with torch.no_grad():
         model.module.roi_heads.mask_predictor.mask_fcn_logits.bias.add_(2.0)
     after = MaskHeadExplainer(source="live", model=model)
-    assert marks(after) == ["✔", "✔", "✔"], after.check_text        # the changed model's own mask
+    assert marks(after) == ["✔", "✔", "✔", "✔"], after.check_text        # the changed model's own mask
     assert torch.allclose(after.state()["logits"], old + 2.0, atol=1e-4)
     own = model(make_scene(10_000_005).image).masks                    # a plain call of the changed model
     assert torch.equal(after._trace.masks, own[:, 0] if own.dim() == 4 else own)

@@ -60,3 +60,21 @@ def test_sliding_window_scores_drawn_as_bars_are_checked_not_only_labels(monkeyp
     monkeypatch.setattr(sw.ops, "sliding_window_predict", inflated)
     e.refresh()
     assert marks(e) == ["✘"], e.check_text
+
+
+def test_mask_head_checks_the_sigmoid_and_the_features_it_draws(monkeypatch):
+    """Lecture: the probabilities (panel 4) and the RoI Align features (panel 2) are each compared
+    with torchvision; inverting one or scaling the other turns its check ✘."""
+    import explainers.models.mask_head as mh
+    from explainers.widgets import MaskHeadExplainer
+
+    e = MaskHeadExplainer(source="lecture")
+    assert marks(e) == ["✔", "✔", "✔"]
+    real_p, real_f = mh.mask_probability, mh.roi_align_trace
+    monkeypatch.setattr(mh, "mask_probability", lambda *a, **k: 1 - real_p(*a, **k))
+    e.refresh()
+    assert marks(e)[0] == "✘", e.check_text
+    monkeypatch.setattr(mh, "mask_probability", real_p)
+    monkeypatch.setattr(mh, "roi_align_trace", lambda *a, **k: (lambda f, t: (f * -3 + 1, t))(*real_f(*a, **k)))
+    e.refresh()
+    assert marks(e) == ["✔", "✘", "✔"], e.check_text
