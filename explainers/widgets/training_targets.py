@@ -9,6 +9,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..models.render import class_hex, legend_html, to_uint8
+from ..ops.reference import reference_decode_boxes
 from ..ops.targets import BOX_LOSSES, multitask_loss
 from ..ops.targets_reference import (reference_encode, reference_fastrcnn_loss, reference_match,
                                      reference_multitask_loss, reference_rpn_compute_loss, reference_sample)
@@ -244,10 +245,14 @@ class TrainingTargetsExplainer(Explainer):
         self._roi = p
         diff = self._single(p["scores"], p["label"], torch.tensor(_xywh(p["box_pred"])) / scale,
                             torch.tensor(_xywh(p["box_true"])) / scale)
-        # the same class term, for every sampled RoI, averages to the model's own loss_classifier
+        # the class term drawn is this RoI's term of the box head's loss, whose mean over the sampled
+        # RoIs is the model's own loss_classifier; the predicted box drawn is torchvision's decoding
         model_ce = run.losses.get("loss_classifier", float("inf"))
         what = f"the model's loss_classifier (mean of this term over its {len(rec.box_loss.class_terms)} sampled RoIs)"
-        more = [(what, abs(float(rec.box_loss.loss_classifier) - model_ce))]
+        more = [(what, max(abs(float(rec.box_loss.loss_classifier) - model_ce),
+                           abs(float(self._mt.class_loss) - float(rec.box_loss.class_terms[k]))))]
+        decoded = reference_decode_boxes(p["regression"][None], p["proposal"][None], run.roi_settings["weights"])[0]
+        more.append(("torchvision's BoxCoder.decode (the predicted box drawn)", float((p["box_pred"] - decoded).abs().max())))
         self.set_check("F.cross_entropy + weight × " + ("F.mse_loss" if self.box_loss.value == "L2" else
                                                           "F.smooth_l1_loss"), diff, more=more)
         self.set_note(f"One object inside the live model: the RoI (proposal) of its box head that overlaps the "

@@ -78,3 +78,20 @@ def test_mask_head_checks_the_sigmoid_and_the_features_it_draws(monkeypatch):
     monkeypatch.setattr(mh, "roi_align_trace", lambda *a, **k: (lambda f, t: (f * -3 + 1, t))(*real_f(*a, **k)))
     e.refresh()
     assert marks(e) == ["✔", "✘", "✔"], e.check_text
+
+
+def test_training_targets_live_single_object_is_tied_to_the_model(monkeypatch):
+    """The RoI drawn: its scores reversed -> the drawn class term is no longer the model's term;
+    its predicted box moved -> no longer torchvision's decoding of the model's regression."""
+    import explainers.models.training_targets as tt
+    from explainers.widgets import TrainingTargetsExplainer
+
+    e = TrainingTargetsExplainer(source="live")
+    assert marks(e) == ["✔", "✔", "✔"]
+    real = tt.roi_prediction
+    monkeypatch.setattr(tt, "roi_prediction", lambda *a: {**real(*a), "scores": real(*a)["scores"].flip(0)})
+    e.refresh()
+    assert marks(e) == ["✔", "✘", "✔"], e.check_text
+    monkeypatch.setattr(tt, "roi_prediction", lambda *a: {**real(*a), "box_pred": real(*a)["box_pred"] + 20})
+    e.refresh()
+    assert marks(e) == ["✔", "✔", "✘"], e.check_text

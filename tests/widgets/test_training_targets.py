@@ -95,10 +95,10 @@ def test_tampering_the_models_loss_dict_flips_the_live_check():
     e.refresh()
     assert marks(e)[-1] == "✘"
     e.view.value = VIEWS[0]                        # single object, live: the class term averages to the model's
-    assert marks(e) == ["✔", "✔"]
+    assert marks(e) == ["✔", "✔", "✔"]
     e._run.losses["loss_classifier"] += 0.01
     e.refresh()
-    assert marks(e) == ["✔", "✘"]
+    assert marks(e) == ["✔", "✘", "✔"]
 
 
 def test_live_with_an_image_needs_its_ground_truth():
@@ -164,7 +164,7 @@ def test_try_live_single_object_is_one_roi_of_the_model(live):
     assert len(terms) == 64
     assert any(abs(float(t) - st["class_loss"]) < 1e-5 for t in terms)
     assert float(terms.mean()) == pytest.approx(run.losses["loss_classifier"], abs=1e-5)
-    assert "loss_classifier" in live.check_text and marks(live) == ["✔", "✔"]
+    assert "loss_classifier" in live.check_text and marks(live) == ["✔", "✔", "✔"]
     # the bundled model's BatchNorm layers normalise with this image's statistics in training mode:
     # the page says why its scores are not the detection page's
     assert run.batch_norms == 5 and "BatchNorm layers use this one image's statistics" in live.note.value
