@@ -36,3 +36,29 @@ def reference_yolo_boxes(deltas, base_boxes) -> torch.Tensor:
     d = as_tensor(deltas, "deltas").reshape(-1, 4).to(torch.float32)
     b = as_tensor(base_boxes, "base_boxes").reshape(-1, 4).to(torch.float32)
     return BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(d, b)
+
+
+def reference_yolo_base_boxes(S: int, B: int, image_size, shapes) -> torch.Tensor:
+    """``(S, S, B, 4)``: the ``B`` base box ``shapes`` (width, height in cell units) centred on each
+    cell of an ``S x S`` grid over ``image_size = (H, W)``, built another way than the op (every
+    (row, column, shape) listed by ``torch.cartesian_prod``, then ``torchvision.ops.box_convert``
+    from centre-size to corners)."""
+    from torchvision.ops import box_convert
+
+    H, W = (float(v) for v in tuple(image_size)[-2:])
+    check_size(S * S * B * 4, MAX_ELEMENTS, f"the {S}x{S}x{B} base boxes", "use a smaller S")
+    idx = torch.cartesian_prod(torch.arange(S), torch.arange(S), torch.arange(B))      # (S*S*B, 3) row, col, b
+    wh = torch.tensor([tuple(v) for v in shapes][:B], dtype=torch.float64)[idx[:, 2]] * torch.tensor([W / S, H / S],
+                                                                                                       dtype=torch.float64)
+    centre = torch.stack(((idx[:, 1] + 0.5) * W / S, (idx[:, 0] + 0.5) * H / S), 1).to(torch.float64)
+    return box_convert(torch.cat((centre, wh), 1), "cxcywh", "xyxy").to(torch.float32).reshape(S, S, B, 4)
+
+
+def reference_yolo_deltas(boxes, base_boxes) -> torch.Tensor:
+    """torchvision's ``BoxCoder(weights=(1, 1, 1, 1)).encode_single``: the ``(N, 4)`` deltas that move
+    ``(N, 4)`` base boxes onto ``(N, 4)`` boxes (what a YOLO target holds in the responsible slot)."""
+    from torchvision.models.detection._utils import BoxCoder
+
+    b = as_tensor(boxes, "boxes").reshape(-1, 4).to(torch.float32)
+    base = as_tensor(base_boxes, "base_boxes").reshape(-1, 4).to(torch.float32)
+    return BoxCoder((1.0, 1.0, 1.0, 1.0)).encode_single(b, base)

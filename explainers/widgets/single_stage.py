@@ -12,10 +12,11 @@ from plotly.subplots import make_subplots
 
 from ..models.render import class_hex, legend_html, to_uint8
 from ..ops.single_stage import (SSD300_ASPECT_RATIOS, SSD300_FEATURE_SIZES, SSD300_SCALES, SSD300_STEPS,
-                                fcos_dense, match_detections, ssd_default_boxes, yolo_decode,
+                                YOLO_BASE_SHAPES, fcos_dense, match_detections, ssd_default_boxes, yolo_decode,
                                 yolo_encode)
-from ..ops.single_stage_reference import reference_default_boxes, reference_yolo_boxes
-from ._base import BLUE, GREY, ORANGE, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
+from ..ops.single_stage_reference import (reference_default_boxes, reference_yolo_base_boxes, reference_yolo_boxes,
+                                          reference_yolo_deltas)
+from ._base import BLUE, CHECK_TOLERANCE, GREY, ORANGE, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
 
 VIEWS = ("YOLO grid", "SSD default boxes", "dense predictions")
 #: the lecture's picture: a 300 x 300 shapes scene (5 objects of all three classes)
@@ -168,9 +169,22 @@ class SingleStageExplainer(Explainer):
         back = torch.stack([dec[int(enc.cells[i, 0]), int(enc.cells[i, 1]), int(enc.responsible[i])] for i in kept]) \
             if kept else torch.zeros(0, 4)
         rt = float((back - enc.boxes[kept]).abs().max()) if kept else 0.0
+        # what the tensor drawn holds, each against torchvision: the base boxes (the grid's anchors)
+        # and, in each responsible slot, the deltas that move its base box onto the object
+        d_base = float((tr.base_boxes - reference_yolo_base_boxes(S, B, (H, W_), YOLO_BASE_SHAPES)).abs().max())
+        slots = [(int(enc.cells[i, 0]), int(enc.cells[i, 1]), int(enc.responsible[i])) for i in kept]
+        if slots:
+            drawn = torch.stack([tr.deltas[r, c, b] for r, c, b in slots])
+            bases = torch.stack([tr.base_boxes[r, c, b] for r, c, b in slots])
+            d_enc = float((drawn - reference_yolo_deltas(enc.boxes[kept], bases)).abs().max())
+        else:
+            d_enc = 0.0
         self.set_check("torchvision's BoxCoder((1, 1, 1, 1)).decode_single on the base boxes",
                        float((dec - ref).abs().max()),
-                       more=[(f"the {len(kept)} object boxes (decoded from the target tensor)", rt, rt <= 1e-3)])
+                       more=[("torchvision's box_convert grid (the base boxes drawn)", d_base,
+                              d_base <= CHECK_TOLERANCE + 1e-6 * max(H, W_)),      # float32 pixel coordinates
+                             (f"BoxCoder.encode_single of the {len(kept)} objects (the deltas drawn)", d_enc, d_enc <= 1e-4),
+                             (f"the {len(kept)} object boxes (decoded from the target tensor)", rt, rt <= 1e-3)])
         dropped = len(enc.kept) - len(kept)
         src = ("the ground truth of this shapes scene (each shape painted in its class's colour)"
                if self.source == "lecture"

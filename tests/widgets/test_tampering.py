@@ -95,3 +95,31 @@ def test_training_targets_live_single_object_is_tied_to_the_model(monkeypatch):
     monkeypatch.setattr(tt, "roi_prediction", lambda *a: {**real(*a), "box_pred": real(*a)["box_pred"] + 20})
     e.refresh()
     assert marks(e) == ["✔", "✔", "✘"], e.check_text
+
+
+def test_yolo_base_boxes_and_target_deltas_are_checked_against_torchvision(monkeypatch):
+    """The base boxes drawn, shifted (the op's grid wrong): the box_convert check turns ✘; the deltas
+    drawn, changed in the tensor: the BoxCoder.encode check turns ✘."""
+    import explainers.ops.single_stage as ss
+    import explainers.widgets.single_stage as page
+    from explainers.widgets import SingleStageExplainer
+
+    e = SingleStageExplainer(source="lecture")
+    e.view.value = "YOLO grid"
+    assert marks(e) == ["✔"] * 4
+    real_base = ss.yolo_base_boxes
+    monkeypatch.setattr(ss, "yolo_base_boxes", lambda *a, **k: real_base(*a, **k) + 30)
+    e.refresh()
+    assert marks(e)[1] == "✘", e.check_text
+    monkeypatch.setattr(ss, "yolo_base_boxes", real_base)
+    real_encode = page.yolo_encode
+
+    def nudged(*a, **k):                   # every target delta (dx) of the tensor drawn, moved by 0.1
+        t, enc = real_encode(*a, **k)
+        t = t.clone()
+        t[..., 0:5 * a[3]:5] += 0.1
+        return t, enc
+
+    monkeypatch.setattr(page, "yolo_encode", nudged)
+    e.refresh()
+    assert marks(e)[2] == "✘", e.check_text
