@@ -246,7 +246,7 @@ class SingleStageExplainer(Explainer):
         d_boxes = float((boxes[cand] - tr.boxes_pre_nms).abs().max()) if len(cand) else 0.0
         det = tr.detections
         diff, found = match_detections(boxes, dense.scores, det.boxes, det.scores, det.labels, tr.scale)
-        self.set_check("the model's own per-location scores (its head's tensors)",
+        self.set_check("FCOS's score rule on the model's own head outputs (transcribed from torchvision's fcos.py)",
                        float((dense.scores - model_scores).abs().max()),
                        more=[(f"the model's box coder at its {len(cand)} candidates before NMS", d_boxes),
                              (f"the model's {len(det.scores)} detections (each one a drawn prediction)", diff,
