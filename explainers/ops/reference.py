@@ -162,3 +162,28 @@ def reference_conv_transpose_explicit(y, kernel, stride=1, padding=0, output_pad
     check_size(prod(out), MAX_ELEMENTS, f"the output ({'x'.join(map(str, out))})", "use a smaller input")
     fn = F.conv_transpose1d if k.dim() == 1 else F.conv_transpose2d
     return fn(yt[None, None], k[None, None], stride=stride, padding=padding, output_padding=output_padding)[0, 0]
+
+
+def reference_copies(y, kernel, stride=1, output_padding=0) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the slide's picture of a transposed convolution draws, each by ``F.conv_transpose``
+    (padding 0: the whole canvas): ``rows`` ``(prod(n), prod(L))``, row ``j`` the transposed
+    convolution of the one-hot input ``e_j`` (the canvas matrix X's row ``j``), and ``partial``
+    ``(prod(n),) + L``, entry ``k`` the transposed convolution of ``y`` with every entry after the
+    ``k``-th set to 0 (the running sum of the weighted copies). At most ``MAX_ELEMENTS`` each."""
+    k = as_tensor(kernel, "kernel")
+    if not k.is_floating_point():
+        k = k.to(torch.float32)
+    yt = as_tensor(y, "y").to(k.dtype)
+    n = yt.numel()
+    one = reference_conv_transpose_explicit(torch.zeros_like(yt), k, stride, 0, output_padding)
+    check_size(n * one.numel(), MAX_ELEMENTS, f"{n} copies of a {'x'.join(map(str, one.shape))} canvas",
+               "use a smaller input")
+    rows, partial = [], []
+    flat = yt.reshape(-1)
+    for j in range(n):
+        e = torch.zeros(n, dtype=k.dtype)
+        e[j] = 1
+        rows.append(reference_conv_transpose_explicit(e.reshape(yt.shape), k, stride, 0, output_padding).reshape(-1))
+        head = torch.where(torch.arange(n) <= j, flat, torch.zeros_like(flat))
+        partial.append(reference_conv_transpose_explicit(head.reshape(yt.shape), k, stride, 0, output_padding))
+    return torch.stack(rows), torch.stack(partial)

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from .. import ops
 from ..ops.conv_matrix import (conv_transpose_canvas, conv_transpose_output_shape, flip_kernel, flip_labels,
                                strided_conv, zero_stuffed)
-from ..ops.reference import reference_conv_transpose_explicit
+from ..ops.reference import reference_conv_transpose_explicit, reference_copies
 from ..models.live_inputs import decoder_window, decoder_window_by_ops, segnet_capture, strongest_kernel
 from ._base import ORANGE, Explainer, fmt, rect_path
 
@@ -291,6 +291,14 @@ class TransposedConvExplainer(Explainer):
             what = f"F.conv{d}d (stride {s}, padding {p})"
         self._crop_origin = origin
         more = []
+        if view == "transposed":
+            # what the steps draw, not only the result: the canvas matrix X (its rows) and the running
+            # sum of the weighted copies after each input cell, each by F.conv_transpose
+            rows, partial = reference_copies(y, kern, s, op)
+            d_steps = max(float((tr.canvas_matrix - rows).abs().max()),
+                          float((tr.partial_sums - partial).abs().max()))
+            more.append((f"F.conv_transpose{d}d of each one-hot input and of y's first 1..{y.numel()} cells "
+                         "(the matrix and the copies drawn)", d_steps))
         if view == "transposed" and self.source == "lecture":
             stuffed = zero_stuffed(y, tuple(kern.shape), s, p, op)
             other = ops.reference_conv(stuffed, flip_kernel(kern))

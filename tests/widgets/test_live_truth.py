@@ -25,13 +25,13 @@ def test_unpooling_live_checks_the_decoders_own_unpooling():
 
 def test_transposed_conv_live_says_what_it_draws_and_checks_the_decoder():
     e = TransposedConvExplainer(source="live")
-    assert e.dims.value == 2 and marks(e) == ["✔", "✔"]
+    assert e.dims.value == 2 and marks(e) == ["✔", "✔", "✔"]
     assert "without the bias" in e.note.value and "input channel" in e.note.value
     e._up1["bias"] = e._up1["bias"] + 0.5      # a wrong bias: the sum no longer equals the decoder's output
     e.refresh()
-    assert marks(e) == ["✔", "✘"]
+    assert marks(e) == ["✔", "✔", "✘"]
     e.stride.value = 1
-    assert "applies there only" in e.note.value and marks(e) == ["✔"]
+    assert "applies there only" in e.note.value and marks(e) == ["✔", "✔"]
 
 
 def test_nms_live_checks_the_models_detections():

@@ -123,3 +123,26 @@ def test_yolo_base_boxes_and_target_deltas_are_checked_against_torchvision(monke
     monkeypatch.setattr(page, "yolo_encode", nudged)
     e.refresh()
     assert marks(e)[2] == "✘", e.check_text
+
+
+def test_transposed_conv_steps_are_checked_not_only_the_result(monkeypatch):
+    """The copies drawn step by step (reversed and halved) and the matrix drawn (rows flipped) give
+    the same final output: only the check of what the steps draw turns ✘."""
+    import dataclasses
+
+    import explainers.widgets.transposed_conv as page
+    from explainers.widgets import TransposedConvExplainer
+
+    e = TransposedConvExplainer(source="lecture")
+    e.dims.value = 2
+    assert marks(e) == ["✔", "✔", "✔"]
+    real = page.conv_transpose_canvas
+
+    def scrambled(*a, **k):
+        out, tr = real(*a, **k)
+        return out, dataclasses.replace(tr, partial_sums=tr.partial_sums.flip(0) / 2,
+                                        canvas_matrix=tr.canvas_matrix.flip(0))
+
+    monkeypatch.setattr(page, "conv_transpose_canvas", scrambled)
+    e.refresh()
+    assert marks(e) == ["✔", "✘", "✔"], e.check_text

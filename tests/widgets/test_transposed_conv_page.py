@@ -84,7 +84,7 @@ def test_1d_forward_product_is_drawn_as_a_matrix_vector_product():
 
 def test_1d_transposed_keeps_the_slides_transpose():
     e = TransposedConvExplainer()
-    assert e.view.value == "transposed" and marks(e) == ["✔", "✔"]
+    assert e.view.value == "transposed" and marks(e) == ["✔", "✔", "✔"]
     last(e)
     assert list(e.fig.data[2].text[1]) == ["ax", "ay", "az+bx", "by", "bz", "0"]
     assert "[ay, az+bx, by, bz]" in e.caption.value
@@ -167,7 +167,7 @@ def test_try_padding_0_gives_the_slides_transpose():
     e = TransposedConvExplainer()
     e.padding.value = 0
     last(e)
-    assert e.state()["output"].numel() == 6 and marks(e) == ["✔", "✔"]
+    assert e.state()["output"].numel() == 6 and marks(e) == ["✔", "✔", "✔"]
     assert "[ax, ay, az+bx, by, bz, 0]" in e.caption.value
 
 
@@ -179,7 +179,7 @@ def test_try_output_padding_0_gives_3x3_and_the_same_conv_output_size():
     e = TransposedConvExplainer()
     e.dims.value = 2
     e.out_pad.value = 0
-    assert e.state()["output"].shape == (3, 3) and marks(e) == ["✔", "✔"]
+    assert e.state()["output"].shape == (3, 3) and marks(e) == ["✔", "✔", "✔"]
     assert "output_padding 0" in e.check_text
     # why torch needs to be told: a stride-2 convolution maps both 3x3 and 4x4 to 2x2
     assert ops.output_shape((3, 3), (3, 3), 2, 1) == ops.output_shape((3, 3), (4, 4), 2, 1) == (2, 2)
@@ -191,7 +191,7 @@ def test_try_flip_kernel():
     before = e.state()["output"].clone()
     e.flip.value = True
     assert e.fig.data[1].text[0][0].startswith("w33") and "(flipped)" in e.fig.layout.annotations[1].text
-    assert marks(e) == ["✔", "✔"] and "zero(s) inserted, kernel flipped" in e.check_text
+    assert marks(e) == ["✔", "✔", "✔"] and "zero(s) inserted, kernel flipped" in e.check_text
     assert not torch.equal(e.state()["output"], before)
     # the flipped kernel's copies are the unflipped kernel sliding over the zero-stuffed input
     st_ = e.state()
@@ -219,9 +219,9 @@ def test_try_lines_in_order_on_one_page_give_what_each_says():
     assert e.state()["output"].shape == (4, 4) and "aw33+bw31+cw13+dw11" in e.caption.value
     assert "cropped by the padding" in e.caption.value
     e.out_pad.value = 0                                                   # line 4
-    assert e.state()["output"].shape == (3, 3) and marks(e) == ["✔", "✔"]
+    assert e.state()["output"].shape == (3, 3) and marks(e) == ["✔", "✔", "✔"]
     e.flip.value = True                                                   # line 5
-    assert marks(e) == ["✔", "✔"] and "kernel flipped" in e.check_text
+    assert marks(e) == ["✔", "✔", "✔"] and "kernel flipped" in e.check_text
     e.flip.value, e.view.value = False, "conv"                            # line 6
     last(e)
     assert e.state()["input"].shape == (4, 4) and e.state()["output"].shape == (2, 2)
@@ -233,12 +233,12 @@ def test_try_lines_in_order_on_one_page_give_what_each_says():
 
 def test_try_live_kernel_checked_against_the_decoder():
     e = TransposedConvExplainer(source="live")
-    assert e.dims.value == 2 and marks(e) == ["✔", "✔"] and "decoder's own output" in e.check_text
+    assert e.dims.value == 2 and marks(e) == ["✔", "✔", "✔"] and "decoder's own output" in e.check_text
     e.view.value = "conv"
     assert e.error_text == "" and marks(e) == ["✔"] and "used as an ordinary strided filter" in e.note.value
     e.view.value = "transposed"
     e.out_pad.value = 0
-    assert "applies there only" in e.note.value and marks(e) == ["✔"]
+    assert "applies there only" in e.note.value and marks(e) == ["✔", "✔"]
 
 
 @pytest.mark.parametrize("source", ["lecture", "live"])
