@@ -409,6 +409,22 @@ def rpn_select(anchors, scores, deltas, weights, image_size, top_k: int, nms_thr
                         scores[order][props], counts)
 
 
+def ties_change_the_choice(sel: RPNSelection, nms_threshold: float) -> bool:
+    """Whether equal objectness scores make the NMS of the top-k candidates ambiguous, so that
+    another correct implementation (torchvision's) may keep other boxes: two candidates with the
+    same score that overlap by more than the NMS threshold (which one suppresses the other depends
+    on how each breaks the tie)."""
+    cand = torch.nonzero(sel.big).flatten()
+    sc = sel.scores[cand]
+    for v in torch.unique(sc):
+        same = cand[sc == v]
+        if len(same) > 1:
+            iou = ops.box_iou(sel.corrected[same], sel.corrected[same]).triu(1)
+            if (iou > nms_threshold).any():
+                return True
+    return False
+
+
 @dataclass
 class RPNSettings:
     """What a two-stage detector's RPN and transform are set to (test mode): ``size_divisible``

@@ -187,3 +187,76 @@ def reference_copies(y, kernel, stride=1, output_padding=0) -> tuple[torch.Tenso
         head = torch.where(torch.arange(n) <= j, flat, torch.zeros_like(flat))
         partial.append(reference_conv_transpose_explicit(head.reshape(yt.shape), k, stride, 0, output_padding))
     return torch.stack(rows), torch.stack(partial)
+
+
+def reference_rpn_proposals(anchors, scores, deltas, weights, image_size, top_k: int, nms_threshold: float,
+                            post_nms_top_n: int, min_size: float = 1e-3,
+                            score_threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's own proposal selection on one feature level: ``BoxCoder(weights).decode_single``
+    of ``deltas (A, 4)`` on ``anchors (A, 4)``, then ``RegionProposalNetwork.filter_proposals`` (top
+    ``top_k`` by objectness, clip to ``image_size (h, w)``, ``remove_small_boxes``, the score
+    threshold, NMS, the first ``post_nms_top_n``). ``scores (A,)`` are probabilities (the logits the
+    RPN would see are their inverse sigmoid). Returns ``(boxes (P, 4), scores (P,))``."""
+    from torchvision.models.detection._utils import BoxCoder
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    sc = as_tensor(scores, "scores").reshape(-1)
+    a = check_boxes(anchors, "anchors").float()
+    d = as_tensor(deltas, "deltas").reshape(-1, 4).float()
+    n = {"training": int(top_k), "testing": int(top_k)}
+    post = {"training": int(post_nms_top_n), "testing": int(post_nms_top_n)}
+    rpn = RegionProposalNetwork(None, None, 0.7, 0.3, 256, 0.5, n, post, float(nms_threshold),
+                                float(score_threshold)).eval()
+    rpn.min_size = float(min_size)
+    p = sc.double().clamp(1e-12, 1 - 1e-12)
+    logits = torch.log(p / (1 - p)).float()
+    boxes = BoxCoder(tuple(float(w) for w in weights)).decode_single(d, a)
+    out, out_scores = rpn.filter_proposals(boxes[None], logits[None], [tuple(int(v) for v in image_size)], [len(sc)])
+    return out[0], out_scores[0]
+
+
+def reference_top_k(scores, k: int) -> torch.Tensor:
+    """``torch.topk(scores, k).values``: the ``k`` best scores, best first (which of several equal
+    scores is taken is not defined; the values are)."""
+    sc = as_tensor(scores, "scores").reshape(-1)
+    return torch.topk(sc, min(int(k), len(sc))).values
+
+
+def reference_rpn_choice_is_valid(anchors, scores, deltas, weights, image_size, nms_threshold: float,
+                                  post_nms_top_n: int, min_size: float, score_threshold: float,
+                                  proposals) -> bool:
+    """Whether ``proposals (P, 4)`` are *a* correct result of the RPN's selection from these ``k``
+    anchors, whichever way equal scores are ordered: torchvision decodes, clips and filters the
+    candidates (``BoxCoder``, ``clip_boxes_to_image``, ``remove_small_boxes``, the score threshold);
+    then every proposal must be one of them, best first, no two overlapping by more than
+    ``nms_threshold`` (``box_iou``), and every other candidate must either overlap a proposal that
+    scores at least as high by more than that, or come after the ``post_nms_top_n``-th."""
+    from torchvision.models.detection._utils import BoxCoder
+    from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
+
+    sc = as_tensor(scores, "scores").reshape(-1).float()
+    boxes = BoxCoder(tuple(float(w) for w in weights)).decode_single(as_tensor(deltas, "deltas").reshape(-1, 4).float(),
+                                                                     check_boxes(anchors, "anchors").float())
+    boxes = clip_boxes_to_image(boxes, tuple(int(v) for v in image_size))
+    keep = remove_small_boxes(boxes, float(min_size))
+    keep = keep[sc[keep] >= float(score_threshold)]
+    cand, cand_sc = boxes[keep], sc[keep]
+    props = check_boxes(proposals, "proposals").float()
+    if len(props) == 0:
+        return len(cand) == 0
+    match = (props[:, None, :] - cand[None, :, :]).abs().amax(-1) <= 1e-4          # (P, N)
+    if not match.any(1).all():
+        return False                                                              # a box that is no candidate
+    idx = match.float().argmax(1)
+    ps = cand_sc[idx]
+    if (ps[1:] > ps[:-1]).any() or len(set(idx.tolist())) != len(idx):
+        return False                                                              # not best first, or twice
+    if (box_iou(props, props).triu(1) > nms_threshold).any():
+        return False                                                              # two kept that overlap
+    full = len(props) >= int(post_nms_top_n)
+    others = torch.ones(len(cand), dtype=torch.bool)
+    others[idx] = False
+    iou = box_iou(cand[others], props)                                            # (N - P, P)
+    covered = ((iou > nms_threshold) & (ps[None, :] >= cand_sc[others][:, None])).any(1)
+    after = (cand_sc[others] <= ps[-1]) if full else torch.zeros_like(covered)
+    return bool((covered | after).all())

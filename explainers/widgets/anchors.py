@@ -17,9 +17,10 @@ from ..models.live_inputs import (
     rpn_recall,
     rpn_select,
     rpn_settings,
+    ties_change_the_choice,
 )
 from ..models.render import to_uint8
-from ._base import BLUE, GREY, ORANGE, VERMILLION, Explainer, halo, png_uri, rect_path
+from ._base import BLUE, CHECK_TOLERANCE, GREY, ORANGE, VERMILLION, Explainer, halo, png_uri, rect_path
 
 #: the slide: a 3 x 640 x 480 image gives 512 x 20 x 15 features (stride 32); K = 3 sizes x 3 aspect
 #: ratios (the Faster R-CNN paper's 128, 256, 512 px and h/w 0.5, 1, 2); keep the top ~300
@@ -198,6 +199,7 @@ class AnchorsExplainer(Explainer):
         self._anchors, self._at = anchors, at
         self._sel = None
         note = self._note
+        ties = ""
         if self._rpn is not None:
             d = self._rpn["deltas"]
             ours = ops.decode_boxes(d, anchors, self._weights)
@@ -206,6 +208,32 @@ class AnchorsExplainer(Explainer):
             s = self._settings
             self._sel = rpn_select(anchors, self._rpn["scores"], d, self._weights, self._image_size,
                                    self.top_k.value, s["nms"], s["post"], s["min_size"], s["score"])
+            # the proposals drawn against torchvision's own selection: the top k scores against
+            # torch.topk (values: which of equal scores is taken is arbitrary), then those k anchors
+            # through RegionProposalNetwork.filter_proposals (decode, clip, small boxes, NMS); where
+            # equal scores overlap, which suppresses which is arbitrary too: not compared then
+            sel = self._sel
+            d_top = float((sel.scores - ops.reference_top_k(self._rpn["scores"], len(sel.order))).abs().max()) \
+                if len(sel.order) else 0.0
+            ref_props, _ = ops.reference_rpn_proposals(sel.anchors, sel.scores, d[sel.order], self._weights,
+                                                       self._image_size, len(sel.order), s["nms"], s["post"],
+                                                       s["min_size"], s["score"])
+            mine = sel.proposals
+            same = mine.shape == ref_props.shape
+            diff = float((mine - ref_props).abs().max()) if same and len(mine) else (0.0 if same else float("inf"))
+            ok = same and diff <= CHECK_TOLERANCE
+            if not ok and ties_change_the_choice(sel, s["nms"]):
+                # equal scores that overlap: torchvision may have broken the tie the other way; the
+                # proposals drawn must then still be a valid choice by torchvision's definitions
+                ties = ("Some overlapping candidates have equal objectness scores, so which suppresses which is "
+                        "arbitrary: the proposals drawn are checked to be one valid choice, not torchvision's.")
+                ok = ops.reference_rpn_choice_is_valid(sel.anchors, sel.scores, d[sel.order], self._weights,
+                                                       self._image_size, s["nms"], s["post"], s["min_size"],
+                                                       s["score"], mine)
+                diff = 0.0 if ok else float("inf")
+            what = (f"torch.topk and a valid NMS by torchvision's box_iou (the {len(mine)} proposals drawn, ties)" if ties
+                    else f"torch.topk and RegionProposalNetwork.filter_proposals (the {len(mine)} proposals drawn)")
+            more.append((what, max(diff, d_top), d_top <= CHECK_TOLERANCE and ok))
             if self.source == "live":
                 if s["levels"] == 1 and self.top_k.value == s["top_k"]:
                     mine, theirs = self._sel.proposals, self._rpn["proposals"]
@@ -219,6 +247,7 @@ class AnchorsExplainer(Explainer):
                     note = (f"The model keeps the top {s['top_k']} before its NMS; with top k = {self.top_k.value} "
                             f"the proposals drawn are not the model's, so they are not compared with them.")
         self.set_check("torchvision's AnchorGenerator", float((anchors - ref).abs().max()), more=more)
+        note = " ".join(t for t in (note, ties) if t)
         if self.source == "live" and self._rpn is not None and self._gt is not None:
             self._recall = rpn_recall(self._trace, self._gt_original, self.iou_threshold, self.top_k.value)
             found = "; ".join(f"{r.stage} {r.covered}/{r.total}" for r in self._recall)

@@ -1,6 +1,5 @@
 """Each check line can fail: corrupt what a page draws (the op it draws with, monkeypatched) and
 its check must turn ✘. A check that stays ✔ whatever is drawn proves nothing."""
-import pytest
 import torch
 
 from explainers import ops
@@ -146,3 +145,30 @@ def test_transposed_conv_steps_are_checked_not_only_the_result(monkeypatch):
     monkeypatch.setattr(page, "conv_transpose_canvas", scrambled)
     e.refresh()
     assert marks(e) == ["✔", "✘", "✔"], e.check_text
+
+
+def test_anchors_proposals_drawn_are_checked_against_torchvisions_selection(monkeypatch):
+    """Lecture: the proposals drawn, moved 25 px, turn the filter_proposals check ✘; with tied
+    objectness scores (an untrained model) the selection is not compared, and the note says why."""
+    import dataclasses
+
+    import explainers.widgets.anchors as page
+    from explainers.widgets import AnchorsExplainer
+
+    e = AnchorsExplainer(source="lecture")
+    assert marks(e) == ["✔", "✔", "✔"] and "filter_proposals (the 3 proposals drawn)" in e.check_text
+    real = page.rpn_select
+    # the lecture's IoU targets tie among overlapping anchors: a moved or missing proposal is not
+    # a valid choice either, so ✘ all the same
+    for change in (lambda p: p + 25, lambda p: p[:-1]):
+        monkeypatch.setattr(page, "rpn_select", lambda *a, change=change, **k: (lambda s: dataclasses.replace(
+            s, proposals=change(s.proposals)))(real(*a, **k)))
+        e.refresh()
+        assert marks(e) == ["✔", "✔", "✘"], e.check_text
+    monkeypatch.setattr(page, "rpn_select", real)
+    e._rpn["scores"] = torch.full_like(e._rpn["scores"], 0.5)          # every anchor equally likely
+    e.refresh()
+    assert marks(e) == ["✔", "✔", "✔"]              # another valid choice than torchvision's, or the same
+    e._load()                                                          # the lecture's scores again
+    e.refresh()
+    assert marks(e) == ["✔", "✔", "✔"] and "equal objectness scores" not in e.note.value
