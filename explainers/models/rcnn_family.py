@@ -106,6 +106,8 @@ class FamilyMeasurement:
         mask_branch: the :class:`Stage` of a Mask R-CNN's mask branch, run after Faster R-CNN's
             detections (so that their masks are checked too) but not one of Faster R-CNN's stages nor in
             its totals: it is Mask R-CNN's addition; None for a model without a mask head.
+        fast_model_output: ``{"boxes", "scores", "labels"}`` of the model's own ``roi_heads`` called
+            once on Fast R-CNN's proposals (what its stage-by-stage detections must equal).
         faster_stagewise: ``{"boxes", "scores", "labels", "masks"}`` of the stage-by-stage run;
         model_output: the same from the model's own forward pass on the same image.
         classes: class names.
@@ -130,6 +132,7 @@ class FamilyMeasurement:
     pool_sampling_ratio: int
     pool_featmap_names: tuple[str, ...]
     mask_branch: Stage | None
+    fast_model_output: dict
     faster_stagewise: dict
     model_output: dict
     classes: list[str]
@@ -342,6 +345,10 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         keep = (sc >= score_threshold).nonzero()[:, 0]
         keep = keep[sc[keep].argsort(descending=True)]
     fast_dets = (fb.cpu(), fs[0].cpu(), fl[0].cpu())
+    with torch.no_grad():     # the model's own RoIHeads, in one call, on the same proposals: what Fast R-CNN's
+        own_fast = rh(feats, [boxes_in], sizes)[0][0]          # stage-by-stage detections must equal
+    fast_model = {"boxes": resize_boxes(own_fast["boxes"], (h, w), (H, W)).cpu(),
+                  "scores": own_fast["scores"].cpu(), "labels": own_fast["labels"].cpu()}
     rc = PipelineRun("R-CNN", stages_rcnn, ss_boxes, ss_boxes[keep].clone(), sc[keep], lb[keep] + 1)
     fr = PipelineRun("Fast R-CNN", stages_fast, ss_boxes, *fast_dets)
     fa = PipelineRun("Faster R-CNN", stages_faster, resize_boxes(props[0], (h, w), (H, W)).cpu(),
@@ -355,7 +362,8 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         crop=crop, timed_crops=n_run, rcnn=rc, fast=fr, faster=fa, features=feats[names[0]].cpu(),
         feature_name=names[0], scale=float(pool.scales[0]), fast_boxes_in=boxes_in.cpu(),
         fast_pooled=f_pooled.cpu(), pool_output_size=(int(ph), int(pw)), pool_sampling_ratio=int(pool.sampling_ratio),
-        pool_featmap_names=tuple(pool.featmap_names), mask_branch=mask_stage, faster_stagewise=stagewise,
+        pool_featmap_names=tuple(pool.featmap_names), mask_branch=mask_stage, fast_model_output=fast_model,
+        faster_stagewise=stagewise,
         model_output={k: v.detach().cpu() for k, v in own.items()}, classes=list(model.classes), device=str(dev),
         notes=notes)
 
@@ -368,13 +376,17 @@ class FamilyChecks:
     same features; ``ops_diff``: the same against :func:`explainers.ops.roi_align_trace` on the first
     ``ops_boxes`` proposals; ``detections_diff``: largest |diff| of boxes and scores between the
     stage-by-stage Faster R-CNN and the model's own forward pass, ``detections_equal``: same number
-    of detections, same labels (and masks) and ``detections_diff`` within tolerance."""
+    of detections, same labels (and masks) and ``detections_diff`` within tolerance; ``fast_diff`` /
+    ``fast_equal``: the same for Fast R-CNN's detections (drawn) against the model's own
+    ``roi_heads`` on the same selective-search proposals."""
 
     reference_diff: float
     ops_diff: float
     ops_boxes: int
     detections_diff: float
     detections_equal: bool
+    fast_diff: float = 0.0
+    fast_equal: bool = True
 
 
 def checks(mm: FamilyMeasurement, ops_boxes: int = 3, tolerance: float = 1e-4) -> FamilyChecks:
@@ -390,13 +402,17 @@ def checks(mm: FamilyMeasurement, ops_boxes: int = 3, tolerance: float = 1e-4) -
         out, _ = roi_align_trace(mm.features[0], mm.fast_boxes_in[i], mm.pool_output_size, mm.scale,
                                  mm.pool_sampling_ratio, False)
         odiff = max(odiff, float((out - mm.fast_pooled[i]).abs().max()))
-    a, b = mm.faster_stagewise, mm.model_output
-    same_n = a["boxes"].shape == b["boxes"].shape
-    if same_n and len(a["boxes"]):
-        ddiff = max(float((a["boxes"] - b["boxes"]).abs().max()), float((a["scores"] - b["scores"]).abs().max()))
-        if "masks" in a and "masks" in b:
-            ddiff = max(ddiff, float((a["masks"] - b["masks"]).abs().max()))
-    else:
-        ddiff = 0.0 if same_n else float("inf")
-    equal = same_n and torch.equal(a["labels"], b["labels"]) and ddiff <= tolerance
-    return FamilyChecks(rdiff, odiff, n, ddiff, bool(equal))
+    def compare(a: dict, b: dict) -> tuple[float, bool]:
+        same_n = a["boxes"].shape == b["boxes"].shape
+        if same_n and len(a["boxes"]):
+            d = max(float((a["boxes"] - b["boxes"]).abs().max()), float((a["scores"] - b["scores"]).abs().max()))
+            if "masks" in a and "masks" in b:
+                d = max(d, float((a["masks"] - b["masks"]).abs().max()))
+        else:
+            d = 0.0 if same_n else float("inf")
+        return d, bool(same_n and torch.equal(a["labels"], b["labels"]) and d <= tolerance)
+
+    ddiff, equal = compare(mm.faster_stagewise, mm.model_output)
+    f = mm.fast
+    fdiff, fequal = compare({"boxes": f.boxes, "scores": f.scores, "labels": f.labels}, mm.fast_model_output)
+    return FamilyChecks(rdiff, odiff, n, ddiff, equal, fdiff, fequal)

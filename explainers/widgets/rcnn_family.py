@@ -159,6 +159,8 @@ class RCNNFamilyExplainer(Explainer):
         self.set_check(f"torchvision's MultiScaleRoIAlign (Fast R-CNN's pooled features, {len(mm.fast_boxes_in):,} "
                        "proposals)", c.reference_diff,
                        more=[(f"explainers.ops.roi_align_trace ({c.ops_boxes} proposals)", c.ops_diff),
+                             ("the model's own roi_heads on the same proposals (Fast R-CNN's detections)",
+                              c.fast_diff, c.fast_equal),
                              ("the model's own detections (Faster R-CNN stage by stage)", c.detections_diff,
                               c.detections_equal)])
         self._show_pipeline()

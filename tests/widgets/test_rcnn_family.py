@@ -25,7 +25,7 @@ def live():
 def test_both_sources_construct_and_check(lecture, live):
     for e in (lecture, live):
         assert e.error_text == "", e.error_text
-        assert marks(e) == ["✔", "✔", "✔"], e.check_text
+        assert marks(e) == ["✔"] * 4, e.check_text
         assert "MultiScaleRoIAlign" in e.check_text and "model's own detections" in e.check_text
         assert "application/vnd.jupyter.widget-view+json" in e._repr_mimebundle_()
     assert "coffee" in lecture.note.value and "shapes detector" in lecture.note.value
@@ -103,15 +103,21 @@ def test_tampering_flips_the_checks(live):
     try:
         mm.model_output["boxes"] = boxes + 2.0          # the model's own output is not what was drawn
         live.refresh()
-        assert marks(live) == ["✔", "✔", "✘"]
+        assert marks(live) == ["✔", "✔", "✔", "✘"]
         mm.model_output["boxes"] = boxes
         mm.fast_pooled = pooled + 0.5                   # pooled features no longer torchvision's
         live.refresh()
-        assert marks(live) == ["✘", "✘", "✔"]
+        assert marks(live) == ["✘", "✘", "✔", "✔"]
+        mm.fast_pooled = pooled
+        fast_boxes = mm.fast.boxes
+        mm.fast.boxes = fast_boxes * 1.1                # Fast R-CNN's detections drawn, scaled
+        live.refresh()
+        assert marks(live) == ["✔", "✔", "✘", "✔"]
+        mm.fast.boxes = fast_boxes
     finally:
         mm.model_output["boxes"], mm.fast_pooled = boxes, pooled
         live.refresh()
-    assert marks(live) == ["✔", "✔", "✔"]
+    assert marks(live) == ["✔"] * 4
 
 
 # ---------------------------------------------------------------------- Things to try (08_rcnn_family)
@@ -166,7 +172,7 @@ def test_try_rcnn_backbone_hundreds_of_times_the_macs(lecture):
 def test_try_live_shapes_scene(lecture, live):
     n_live, n_lecture = len(live._m.ss_boxes), len(lecture._m.ss_boxes)
     assert 20 < n_live < 500 < n_lecture
-    assert marks(live) == ["✔", "✔", "✔"]
+    assert marks(live) == ["✔"] * 4
 
 
 def test_proposals_are_readable_a_few_thin_see_through_boxes_counted_in_words(lecture):
