@@ -172,3 +172,26 @@ def test_anchors_proposals_drawn_are_checked_against_torchvisions_selection(monk
     e._load()                                                          # the lecture's scores again
     e.refresh()
     assert marks(e) == ["✔", "✔", "✔"] and "equal objectness scores" not in e.note.value
+
+
+def test_fcn_receptive_field_drawn_must_be_autograds_extent_not_only_contain_it(monkeypatch):
+    """A box drawn too large (the whole image) used to pass, as only gradients outside it counted:
+    now autograd's extent (this image and 3 random ones) must be the box itself."""
+    import dataclasses
+
+    import explainers.widgets.fcn as page
+    from explainers.widgets import FCNExplainer
+
+    e = FCNExplainer(source="lecture")
+    assert marks(e)[-1] == "✔"
+    H, W_ = e._cap.image.shape[-2:]
+    real = page.pixel_path
+
+    def whole_image(*a, **k):
+        path = list(real(*a, **k))
+        path[-1] = dataclasses.replace(path[-1], box=(0, 0, W_, H))
+        return path
+
+    monkeypatch.setattr(page, "pixel_path", whole_image)
+    e.refresh()
+    assert marks(e)[-1] == "✘", e.check_text
