@@ -1,5 +1,6 @@
 """Each check line can fail: corrupt what a page draws (the op it draws with, monkeypatched) and
 its check must turn ✘. A check that stays ✔ whatever is drawn proves nothing."""
+import pytest
 import torch
 
 from explainers import ops
@@ -195,3 +196,43 @@ def test_fcn_receptive_field_drawn_must_be_autograds_extent_not_only_contain_it(
     monkeypatch.setattr(page, "pixel_path", whole_image)
     e.refresh()
     assert marks(e)[-1] == "✘", e.check_text
+
+
+def _shifted(fn, k: int = 0, by: float = 1.0):
+    """``fn`` whose ``k``-th returned value is moved by ``by`` (a wrong result drawn)."""
+    def wrong(*a, **kw):
+        out = list(fn(*a, **kw))
+        out[k] = out[k] + by
+        return tuple(out)
+    return wrong
+
+
+def _reversed_keep(fn):
+    def wrong(*a, **kw):
+        keep, tr = fn(*a, **kw)
+        return keep.flip(0), tr
+    return wrong
+
+
+@pytest.mark.parametrize("name, source, attr, make, setup, index", [
+    ("RoIPoolAlignExplainer", "lecture", "roi_pool_trace", _shifted, None, 0),
+    ("RoIPoolAlignExplainer", "lecture", "roi_align_trace", _shifted, None, 1),
+    ("NMSExplainer", "lecture", "batched_nms_trace", _reversed_keep, None, 0),
+    ("NMSExplainer", "lecture", "nms_trace", _reversed_keep, {"class_aware": False}, 0),
+    ("UnpoolingExplainer", "lecture", "unpool", _shifted, None, 0),
+    ("UnpoolingExplainer", "lecture", "unpool", _shifted, {"mode": "bilinear"}, 0),
+    ("AnchorsExplainer", "lecture", "anchor_grid", _shifted, None, 0),
+    ("AnchorsExplainer", "lecture", "decode_boxes", lambda fn: (lambda *a, **k: fn(*a, **k) + 1.0), None, 1),
+])
+def test_a_wrong_drawing_op_turns_its_check_red(monkeypatch, name, source, attr, make, setup, index):
+    """The op a page draws with, made wrong: the check line entry that compares it with torch /
+    torchvision turns ✘ (the others may stay ✔)."""
+    from explainers.registry import entry
+
+    e = entry(name).load()(source=source)
+    for k, v in (setup or {}).items():
+        getattr(e, k).value = v
+    assert "✘" not in marks(e), e.check_text
+    monkeypatch.setattr(ops, attr, make(getattr(ops, attr)))
+    e.refresh()
+    assert marks(e)[index] == "✘", e.check_text
