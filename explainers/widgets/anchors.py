@@ -210,8 +210,7 @@ class AnchorsExplainer(Explainer):
                                    self.top_k.value, s["nms"], s["post"], s["min_size"], s["score"])
             # the proposals drawn against torchvision's own selection: the top k scores against
             # torch.topk (values: which of equal scores is taken is arbitrary), then those k anchors
-            # through RegionProposalNetwork.filter_proposals (decode, clip, small boxes, NMS); where
-            # equal scores overlap, which suppresses which is arbitrary too: not compared then
+            # through RegionProposalNetwork.filter_proposals (decode, clip, small boxes, NMS)
             sel = self._sel
             d_top = float((sel.scores - ops.reference_top_k(self._rpn["scores"], len(sel.order))).abs().max()) \
                 if len(sel.order) else 0.0
