@@ -236,3 +236,51 @@ def test_a_wrong_drawing_op_turns_its_check_red(monkeypatch, name, source, attr,
     monkeypatch.setattr(ops, attr, make(getattr(ops, attr)))
     e.refresh()
     assert marks(e)[index] == "✘", e.check_text
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_training_targets_faster_view_checks_each_stage_it_draws(monkeypatch, source):
+    """Faster R-CNN view: the anchors' matches, the regression targets and the sampled anchors that
+    the page draws (recomputed by explainers.ops), each made wrong, turn their own check ✘."""
+    import explainers.models.training_targets as tt
+    from explainers.widgets import TrainingTargetsExplainer
+    from explainers.widgets.training_targets import VIEWS
+
+    e = TrainingTargetsExplainer(source=source)
+    e.view.value = VIEWS[1]
+    assert marks(e) == ["✔"] * 5, e.check_text
+    real = tt.recompute
+
+    def tampered(what):
+        def wrong(run):
+            rec = real(run)
+            if what == "match":
+                m = rec.rpn.match.matches
+                m[(m >= 0).nonzero()[0, 0]] = -1                  # one matched anchor said unmatched
+            elif what == "encode":
+                rec.rpn.regression_targets.add_(0.5)
+            else:
+                st = rec.rpn_sample
+                st.pos_mask[st.pos_mask.nonzero()[0, 0]] = False   # one sampled positive dropped
+            return rec
+        return wrong
+
+    for what, index in (("match", 0), ("sample", 1), ("encode", 2)):
+        monkeypatch.setattr(tt, "recompute", tampered(what))
+        e.refresh()
+        assert marks(e)[index] == "✘", (what, e.check_text)
+    monkeypatch.setattr(tt, "recompute", real)
+    e.refresh()
+    assert marks(e) == ["✔"] * 5
+
+
+def test_ssd_default_boxes_drawn_are_checked_against_torchvision(monkeypatch):
+    import explainers.widgets.single_stage as page
+    from explainers.widgets import SingleStageExplainer
+
+    e = SingleStageExplainer(source="lecture")
+    e.view.value = "SSD default boxes"
+    assert marks(e) == ["✔"] and "DefaultBoxGenerator" in e.check_text
+    monkeypatch.setattr(page, "ssd_default_boxes", _shifted(page.ssd_default_boxes, 0, 0.01))
+    e.refresh()
+    assert marks(e) == ["✘"], e.check_text
