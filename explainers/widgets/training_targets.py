@@ -186,6 +186,8 @@ class TrainingTargetsExplainer(Explainer):
         model = self.model or get("detection", "shapes")
         self._classes = list(model.classes)
         self._run = training_run(model, image, target)
+        img = to_uint8(self._run.image)
+        self._run_picture = (img, png_uri(img))        # encoded once per run, not at every control change
 
     # ------------------------------------------------------------------ refresh
     def refresh(self):
@@ -228,8 +230,7 @@ class TrainingTargetsExplainer(Explainer):
         from ..models.training_targets import recompute
 
         self._rec = recompute(self._run)
-        self._img = to_uint8(self._run.image)
-        self._img_uri = png_uri(self._img)
+        self._img, self._img_uri = self._run_picture
 
     def _refresh_live_single(self):
         from ..models.training_targets import best_roi, roi_prediction

@@ -106,9 +106,9 @@ class UnpoolingExplainer(Explainer):
         what = {"nearest": "F.interpolate(mode='nearest')", "bilinear": "F.interpolate(mode='bilinear')",
                 "max": "F.max_unpool2d", "bed_of_nails": "a one-hot stride-2 conv_transpose2d"}[mode]
         more = []
+        pooled = ops.max_pool_with_switches(pin)[0] if pin is not None else None
         if pin is not None:
             # the pooling drawn before the unpooling: its maxima and switches against torch's own
-            pooled = ops.max_pool_with_switches(pin)[0]
             t_val, t_idx = ops.reference_max_pool(pin)
             d_pool = float((pooled - t_val).abs().max())
             more.append(("F.max_pool2d's maxima and indices (the switches drawn" + (", the decoder's own" if
@@ -125,7 +125,7 @@ class UnpoolingExplainer(Explainer):
                              "choose mode 'max' to compare with it."))
         self.set_check(what, diff, more=more)
         self._pin, self._x, self._out, self._trace, self._switches = pin, x, out, trace, switches
-        self._pooled = ops.max_pool_with_switches(pin)[0] if pin is not None else None
+        self._pooled = pooled
         n_in = x.numel()
         self._pool_steps = self._pooled.numel() if pin is not None else 0
         # pooling, one block a step; then "the rest of the network"; then unpooling, one input cell a step
