@@ -20,12 +20,17 @@ MODEL, MODEL_BOX = 18, 19
 #: zoomed box (the place the mask will go) from step 1 on, so no shown panel is ever empty
 STEP_TRACES = ((IMG, BOX, PASTED, PASTED_BOX), (FEAT,), tuple(range(LOGIT0, LOGIT0 + 8)), (PROB, PROB_EDGE),
                (PASTED_EXP,), (BIN, BIN_BOX, MODEL, MODEL_BOX))
-#: subplot axes (plotly numbering) -> the step (0-based) that first draws in them; panels not yet
-#: reached are hidden (no axes) and their titles say which step fills them
-PANEL_STEP = {1: 0, 2: 1, 3: 3, 4: 0, 5: 5, 6: 2, 7: 2, 8: 2, 9: 2, 10: 5}
-#: the title of a panel before its step (by annotation index; the logits row says it once)
-LATER_TITLE = {1: "2 RoI Align: at step 2", 2: "4 sigmoid: at step 4", 4: "6 threshold: at step 6",
-               5: "3 logits: at step 3", 9: "model's mask: at step 6"}
+#: the panels in reading order: the top row 1 the box, 2 RoI Align, 3 the four logit maps; the
+#: bottom row (larger) 4 sigmoid, 5 pasted, 6 thresholded, the model's own mask. Subplot axes
+#: (plotly numbering) -> the step (0-based) that first draws in them; panels not yet reached are
+#: hidden (no axes) and their titles say which step fills them
+PANEL_STEP = {1: 0, 2: 1, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 0, 9: 5, 10: 5}
+LOGIT_AXES, SIGMOID_AX, ZOOM_AXES = (3, 4, 5, 6), 7, (8, 9, 10)
+#: annotation index of each panel's title (subplot N's title is annotation N - 1)
+T_LOGITS, T_PASTED, T_MODEL = 2, 7, 9
+#: the title of a panel before its step (by annotation index; the logits say it once)
+LATER_TITLE = {1: "2 RoI Align: at step 2", 2: "3 logits: at step 3", 6: "4 sigmoid: at step 4",
+               8: "6 threshold: at step 6", 9: "model's mask: at step 6"}
 
 
 def _ticks(n: int) -> dict:
@@ -77,28 +82,31 @@ class MaskHeadExplainer(Explainer):
         self._classes = classes
         self.detection.options = [(f"#{i} {classes[k]}" + ("" if s is None else f" {s:.2f}"), i)
                                   for i, (k, s) in enumerate(zip(labels, scores))]
-        fig = make_subplots(2, 5, horizontal_spacing=0.035, vertical_spacing=0.16,
-                            subplot_titles=("1 the box", "2 RoI Align 14×14", "4 sigmoid, padded",
-                                            "5 pasted", "6 > 0.5", "3 logits", " ", " ", " ", "model's mask"))
+        # 12 columns: six panels of two in the top row, four of three (larger) in the bottom row
+        top, bottom = [dict(colspan=2)] + [None], [dict(colspan=3)] + [None] * 2
+        fig = make_subplots(2, 12, specs=[top * 6, bottom * 4], horizontal_spacing=0.012,
+                            vertical_spacing=0.13, row_heights=[0.42, 0.58],
+                            subplot_titles=("1 the box", "2 RoI Align 14×14", "3 logits", " ", " ", " ",
+                                            "4 sigmoid, padded", "5 pasted", "6 > 0.5", "model's mask"))
         blank = png_uri(np.zeros((2, 2, 3), np.uint8))
-        fig.add_image(source=blank, x0=0.5, y0=0.5, row=1, col=1, hoverinfo="skip")                     # IMG
+        fig.add_image(source=blank, x0=0.5, y0=0.5, row=1, col=1, hoverinfo="skip")                           # IMG
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=3), row=1, col=1)                      # BOX
-        fig.add_heatmap(z=[[0]], colorscale="Viridis", showscale=False, row=1, col=2)                    # FEAT
+        fig.add_heatmap(z=[[0]], colorscale="Viridis", showscale=False, row=1, col=3)                    # FEAT
         fig.add_heatmap(z=[[0]], colorscale="Greys", reversescale=True, zmin=0, zmax=1, showscale=False,
-                        row=1, col=3)                                                                     # PROB
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREY, width=2, dash="dot"), row=1, col=3)
-        fig.add_image(source=blank, x0=0.5, y0=0.5, row=1, col=4, hoverinfo="skip")                     # PASTED
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=1, col=4)                      # its box
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dash"), row=1, col=4)
-        fig.add_image(source=blank, x0=0.5, y0=0.5, row=1, col=5, hoverinfo="skip")                     # BIN
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=1, col=5)
+                        row=2, col=1)                                                                     # PROB
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREY, width=2, dash="dot"), row=2, col=1)
+        fig.add_image(source=blank, x0=0.5, y0=0.5, row=2, col=4, hoverinfo="skip")                     # PASTED
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=2, col=4)                      # its box
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="white", width=2, dash="dash"), row=2, col=4)
+        fig.add_image(source=blank, x0=0.5, y0=0.5, row=2, col=7, hoverinfo="skip")                     # BIN
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=2, col=7)
         for c in range(4):
             fig.add_heatmap(z=[[0]], colorscale="RdBu", zmid=0, showscale=False,
-                            row=2, col=c + 1)                                                             # logits
+                            row=1, col=5 + 2 * c)                                                         # logits
         for c in range(4):
-            fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=2, col=c + 1)             # frames
-        fig.add_image(source=blank, x0=0.5, y0=0.5, row=2, col=5, hoverinfo="skip")                     # MODEL
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=2, col=5)
+            fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=1, col=5 + 2 * c)         # frames
+        fig.add_image(source=blank, x0=0.5, y0=0.5, row=2, col=10, hoverinfo="skip")                    # MODEL
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(width=2), row=2, col=10)
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_xaxes(showgrid=False, zeroline=False)
         for k in range(1, 11):                              # equal axes in every panel
@@ -164,13 +172,14 @@ class MaskHeadExplainer(Explainer):
             fig.data[MODEL].update(source=png_uri(_blend(img[crop], mm if mm is not None else 0 * binary, colour)),
                                    x0=x0 + 0.5, y0=y0 + 0.5)
             # every title and its font as drawn once its step is reached (frame(k) greys the others)
-            titles = [("1 the box", {}), (f"2 RoI Align 14×14, ch {v.channel}", {}), ("4 sigmoid, padded", {}),
-                      (f"5 pasted {v.paste.size[1]}×{v.paste.size[0]}", {}), (f"6 > {t:.2f}", {})]
+            titles = [("1 the box", {}), (f"2 RoI Align 14×14, ch {v.channel}", {})]
             for c in range(4):
                 name = self._classes[v.shown[c]] if c < len(v.shown) else ""
                 font = ({} if c >= len(v.shown) else
                         dict(color=class_hex(v.shown[c]) if v.shown[c] == v.label else "#444"))
                 titles.append(("3 logits: " + name if c == 0 else name, font))
+            titles += [("4 sigmoid, padded", {}), (f"5 pasted {v.paste.size[1]}×{v.paste.size[0]}", {}),
+                       (f"6 > {t:.2f}", {})]
             titles.append(("model's mask" if v.model_mask is not None else "(lecture: no model to compare)", {}))
             self._titles = titles        # frame(k) sets the annotations from these
 
@@ -215,12 +224,12 @@ class MaskHeadExplainer(Explainer):
         fig.layout.xaxis2.update(_ticks(fs[-1]), range=[-0.5, fs[-1] - 0.5], autorange=False)
         fig.layout.yaxis2.update(_ticks(fs[-2]), range=[fs[-2] - 0.5, -0.5], autorange=False)
         n = v.paste.padded.shape[0]
-        fig.layout.xaxis3.update(_ticks(n), range=[-0.5, n - 0.5], autorange=False)
-        fig.layout.yaxis3.update(_ticks(n), range=[n - 0.5, -0.5], autorange=False)
-        for ax in ("4", "5", "10"):
+        fig.layout[f"xaxis{SIGMOID_AX}"].update(_ticks(n), range=[-0.5, n - 0.5], autorange=False)
+        fig.layout[f"yaxis{SIGMOID_AX}"].update(_ticks(n), range=[n - 0.5, -0.5], autorange=False)
+        for ax in ZOOM_AXES:
             fig.layout[f"xaxis{ax}"].update(range=[x0, x1], autorange=False)
             fig.layout[f"yaxis{ax}"].update(range=[y1, y0], autorange=False)
-        for ax in ("6", "7", "8", "9"):
+        for ax in LOGIT_AXES:
             fig.layout[f"xaxis{ax}"].update(_ticks(pw), range=[-0.5, pw - 0.5], autorange=False)
             fig.layout[f"yaxis{ax}"].update(_ticks(ph), range=[ph - 0.5, -0.5], autorange=False)
 
@@ -251,9 +260,9 @@ class MaskHeadExplainer(Explainer):
             d["font"] = dict(font, size=16)
             if i in later:
                 # a panel not drawn yet: its title says which step fills it (the logits row: once)
-                text = LATER_TITLE.get(i, "") if (i != 9 or v.model_mask is not None) else text
+                text = LATER_TITLE.get(i, "") if (i != T_MODEL or v.model_mask is not None) else text
                 d["font"] = dict(size=16, color=GREY)
-            elif i == 3 and k < 4:
+            elif i == T_PASTED and k < 4:
                 text = "5 the box, zoomed"
             d["text"] = text
             items.append(d)
@@ -267,7 +276,7 @@ class MaskHeadExplainer(Explainer):
         others = [self._classes[c] for c in v.shown if c != v.label]
         captions = [
             f"Step 1: detection #{v.index}, {sw} {name}" + ("" if v.score is None else f" (score {v.score:.2f})")
-            + f", box ({b}), zoomed on the right. Mask R-CNN adds one branch to Faster R-CNN: a mask for this box.",
+            + f", box ({b}), zoomed in panel 5. Mask R-CNN adds one branch to Faster R-CNN: a mask for this box.",
             f"Step 2: RoI Align cuts the box's features into a {f.shape[-2]}×{f.shape[-1]} grid "
             f"({v.features.shape[0]} channels; drawn: channel {v.channel}, the one with the most signal, "
             f"values {fmt(float(f.min()))} to {fmt(float(f.max()))}).",

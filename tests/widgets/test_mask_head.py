@@ -188,15 +188,31 @@ def test_no_shown_panel_is_ever_empty(source, lecture, live):
             assert not shown or drawn, (k, n)           # a panel with axes always draws something
         hidden = [n for n, (shown, _, _) in panels.items() if not shown]
         titles = [a.text for a in fig.layout.annotations]
-        # each hidden panel of the top row says at which step it is drawn
+        # each hidden panel says at which step it is drawn (the logit maps: their first title)
         for n in hidden:
-            if n in (2, 3, 5):
-                assert f"at step {dict([(2, 2), (3, 4), (5, 6)])[n]}" in titles[n - 1], (k, n, titles)
+            if n in (2, 3, 7, 9):
+                assert f"at step {dict([(2, 2), (3, 3), (7, 4), (9, 6)])[n]}" in titles[n - 1], (k, n, titles)
     panels, _ = _panels_at(e, 0)
-    assert [n for n, p in panels.items() if p[0]] == [1, 4]          # step 1: the image and the box zoomed
+    assert [n for n, p in panels.items() if p[0]] == [1, 8]          # step 1: the image and the box zoomed
     assert all(p[0] for p in _panels_at(e, 5)[0].values())          # the last step: every panel
-    assert e.frame(0)["layout"]["annotations"][3]["text"] == "5 the box, zoomed"
-    assert e.frame(4)["layout"]["annotations"][3]["text"].startswith("5 pasted")
+    assert e.frame(0)["layout"]["annotations"][7]["text"] == "5 the box, zoomed"
+    assert e.frame(4)["layout"]["annotations"][7]["text"].startswith("5 pasted")
+
+
+def test_panels_read_in_order(lecture):
+    """The panel numbers read 1, 2, 3 across the top row and 4, 5, 6 across the bottom row."""
+    fig = go_figure_at(lecture, 5)
+    by_row = {}
+    for a in fig.layout.annotations:
+        num = (a.text or "").split(" ")[0]
+        if num.isdigit():
+            by_row.setdefault(round(a.y, 2), []).append((a.x, int(num)))
+    rows = [[n for _, n in sorted(r)] for _, r in sorted(by_row.items(), reverse=True)]
+    assert rows == [[1, 2, 3], [4, 5, 6]], rows
+
+
+def go_figure_at(e, k):
+    return _panels_at(e, k)[1]
 
 
 def test_logit_colours_match_the_caption(lecture):
