@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 
 import torch
 
@@ -65,6 +66,16 @@ class LiveModel:
         self.task, self.classes, self.weights, self.notice = task, list(classes), weights, notice
         self.device = torch.device(device)
         exact_float32(self.device)           # checks compare float32 with float32 on a GPU too
+        other = sorted({str(t.dtype).replace("torch.", "") for t in (*module.parameters(), *module.buffers())
+                        if t.is_floating_point() and t.dtype != torch.float32})
+        if other:
+            # the pages compute, draw and check in float32: a float64 / float16 / bfloat16 model is
+            # converted (in place, like the move to the device), and the notice says so
+            module.float()
+            converted = (f"the model's {' and '.join(other)} weights were converted to float32 "
+                         "(the pages compute and check in float32)")
+            self.notice = "; ".join(n for n in (notice, converted) if n)
+            warnings.warn(converted, stacklevel=3)
         self.module = module.eval().to(self.device)
         self._cpu_module = None
 

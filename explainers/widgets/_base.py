@@ -192,7 +192,11 @@ class Explainer:
         return {}
 
     def set_note(self, text: str) -> None:
-        """One line under the check line (HTML), e.g. what exactly a live page draws."""
+        """One line under the check line (HTML), e.g. what exactly a live page draws; a live page
+        adds what loading the model changed (e.g. float16 weights converted to float32)."""
+        notice = getattr(self.model, "notice", "") if self.source == "live" else ""
+        if text and notice:
+            text = f"{text} ({html.escape(notice)})"
         self.note.value = f"<span style='font-size:15px;color:#444'>{text}</span>" if text else ""
 
     def frame(self, k: int) -> dict:

@@ -181,7 +181,8 @@ class LiveModelExplainer(Explainer):
                                                    else "no object class found")
         weights = {m.weights for m in models.values()}
         device = next(iter(models.values())).device
-        notes = {r.note for r in self._results.values() if r.note} | ({self._image_note} - {""})
+        notes = ({r.note for r in self._results.values() if r.note} | ({self._image_note} - {""})
+                 | {m.notice for m in models.values() if m.notice and not m.is_shapes})
         line = f"device: <b>{device}</b> · weights: {', '.join(sorted(weights))}"
         if all(m.is_shapes for m in models.values()):
             # information, not an error: in the page's text colour

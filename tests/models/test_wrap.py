@@ -370,3 +370,37 @@ def test_unsupported_modules_are_a_clear_error():
     _one_line_value_error(lambda: wrap(frcnn, task="boxes"), "task must be one of")
     seg = S.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4)
     _one_line_value_error(lambda: load("detection", seg), "cannot do 'detection'", "'segmentation'")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_a_model_in_another_precision_is_converted_to_float32_and_says_so(dtype, image):
+    """The pages compute, draw and check in float32: a float64 / float16 / bfloat16 model is
+    converted (in place, like the move to the device), with a warning and a notice; it then gives
+    what the same model in float32 gives."""
+    import copy
+
+    reference = get("detection", "shapes")
+    module = copy.deepcopy(reference.module).to(dtype)
+    expected = {p.dtype for p in module.parameters()}
+    assert expected == {dtype}
+    with pytest.warns(UserWarning, match=f"{str(dtype)[6:]} weights were converted to float32"):
+        m = wrap(module, classes=reference.classes, device=CPU)
+    assert {p.dtype for p in m.module.parameters()} == {torch.float32}
+    assert "converted to float32" in m.notice and "\n" not in m.notice
+    # float64 -> float32 is exact for weights that were float32; half precision rounded them
+    want = wrap(copy.deepcopy(module).float(), classes=reference.classes, device=CPU)(image)
+    got = m(image)
+    assert torch.equal(got.boxes, want.boxes) and torch.equal(got.labels, want.labels)
+    if dtype == torch.float64:
+        base = reference(image)
+        assert torch.allclose(got.boxes, base.boxes, atol=1e-3) and torch.equal(got.labels, base.labels)
+
+
+def test_a_float32_model_has_no_notice(image):
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = wrap(copy.deepcopy(get("segmentation", "shapes").module), device=CPU)
+    assert m.notice == ""

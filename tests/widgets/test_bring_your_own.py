@@ -84,15 +84,20 @@ def test_a_torchvision_model_as_it_is_works_like_a_wrapped_one():
 
 @pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
 def test_a_model_that_fails_on_the_page_is_one_line_and_state_says_so(entry):
-    """A model whose forward pass raises something other than a ValueError (here float64 weights
-    on float32 images: a RuntimeError from torch) is one line on the page, never a traceback out of
-    the constructor; the page draws nothing, so its check line is hidden and state() says why."""
+    """A model whose forward pass raises something other than a ValueError (here a RuntimeError
+    from torch, as a shape mismatch inside a user's module raises) is one line on the page, never a
+    traceback out of the constructor; the page draws nothing, so its check line is hidden and
+    state() says why."""
     import copy
 
     from explainers.models import get
 
+    def fail(module, args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (1x12 and 16x4)")
+
     for task in ("detection", "segmentation"):
-        module = copy.deepcopy(get(task, "shapes").module).double()
+        module = copy.deepcopy(get(task, "shapes").module)
+        module.register_forward_pre_hook(fail)
         e = entry.load()(source="live", model=module)         # must not raise
         if e.error_text:
             assert "\n" not in e.error_text and e.check.layout.visibility == "hidden"
@@ -141,3 +146,37 @@ def test_notes_say_whose_model_is_drawn():
     assert "use the shapes detector's network" in RCNNFamilyExplainer(source="live").note.value
     assert "Live: the shapes Mask R-CNN's detection #0" in MaskHeadExplainer(source="live").note.value
     assert "Live: your model's detection #0" in MaskHeadExplainer(source="live", model=own).note.value
+
+
+def test_a_half_precision_model_works_on_every_live_page_and_the_note_says_it_was_converted():
+    """A float16 model (as one saved after ``model.half()``) is converted to float32 by the page, not
+    refused: the detector pages run with every check ✔ and the note says what was converted."""
+    import copy
+    import warnings
+
+    from explainers.models import get
+    from explainers.widgets.roi import RoIPoolAlignExplainer
+    from explainers.widgets.nms import NMSExplainer
+
+    for cls in (RoIPoolAlignExplainer, NMSExplainer):
+        module = copy.deepcopy(get("detection", "shapes").module).half()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            e = cls(source="live", model=module)
+        assert not e.error_text, e.error_text
+        assert "✔" in e.check_text and "✘" not in e.check_text, e.check_text
+        assert "float16 weights were converted to float32" in e.note.value
+
+
+def test_the_live_model_page_says_a_model_was_converted():
+    import copy
+    import warnings
+
+    from explainers.models import get
+    from explainers.widgets.live_model import LiveModelExplainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        e = LiveModelExplainer(model=copy.deepcopy(get("detection", "shapes").module).double())
+    assert not e.error_text, e.error_text
+    assert "float64 weights were converted to float32" in e.info.value
