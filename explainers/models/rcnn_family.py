@@ -108,6 +108,9 @@ class FamilyMeasurement:
             its totals: it is Mask R-CNN's addition; None for a model without a mask head.
         fast_model_output: ``{"boxes", "scores", "labels"}`` of the model's own ``roi_heads`` called
             once on Fast R-CNN's proposals (what its stage-by-stage detections must equal).
+        rcnn_reference: ``{"boxes", "scores", "labels"}`` R-CNN's detections with the crops warped by
+            torchvision's ``resized_crop`` instead (what the drawn ones must equal);
+            ``rcnn_crops_diff``: largest |diff| between those crops and the ones R-CNN ran on.
         faster_stagewise: ``{"boxes", "scores", "labels", "masks"}`` of the stage-by-stage run;
         model_output: the same from the model's own forward pass on the same image.
         classes: class names.
@@ -133,6 +136,8 @@ class FamilyMeasurement:
     pool_featmap_names: tuple[str, ...]
     mask_branch: Stage | None
     fast_model_output: dict
+    rcnn_reference: dict
+    rcnn_crops_diff: float
     faster_stagewise: dict
     model_output: dict
     classes: list[str]
@@ -223,6 +228,31 @@ def warp_crops(image: torch.Tensor, boxes, size: int) -> torch.Tensor:
         out[i] = F.interpolate(image[None, :, r1:r2, c1:c2], size=(size, size), mode="bilinear",
                                align_corners=False)[0]
     return out
+
+
+def _rcnn_reference(m, name, x, boxes, crop, crops, score_threshold):
+    """R-CNN again, another way: the crops warped by torchvision's ``resized_crop``
+    (:func:`explainers.ops.rcnn_reference.reference_warp`) and normalised, the model's backbone, box
+    head and predictor on them, the best class of each kept at ``score_threshold``, best first:
+    ``({"boxes", "scores", "labels"}, largest |diff| between those crops and the ones run)``."""
+    from ..ops.rcnn_reference import reference_warp
+
+    with torch.no_grad():
+        mean = torch.tensor(m.transform.image_mean, device=x.device)[:, None, None]
+        std = torch.tensor(m.transform.image_std, device=x.device)[:, None, None]
+        ref = (reference_warp(x, boxes.to(x.device), crop) - mean) / std
+        diff = float((ref - crops).abs().max()) if len(ref) else 0.0
+        logits = []
+        for s in range(0, len(ref), CROP_BATCH):
+            fmap = m.backbone(ref[s:s + CROP_BATCH])
+            fmap = fmap[name] if isinstance(fmap, dict) else fmap
+            logits.append(m.roi_heads.box_predictor(m.roi_heads.box_head(fmap))[0])
+        probs = (torch.cat(logits).softmax(-1).cpu() if logits
+                 else torch.zeros((0, len(m.roi_heads.box_predictor.cls_score.bias))))
+    score, label = probs[:, 1:].max(1)
+    order = torch.argsort(score, descending=True, stable=True)
+    order = order[score[order] >= score_threshold]
+    return {"boxes": boxes[order].clone(), "scores": score[order], "labels": label[order] + 1}, diff
 
 
 def detector(model):
@@ -343,12 +373,13 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         probs = torch.cat(r_logits).softmax(-1).cpu()
         sc, lb = probs[:, 1:].max(1)
         keep = (sc >= score_threshold).nonzero()[:, 0]
-        keep = keep[sc[keep].argsort(descending=True)]
+        keep = keep[sc[keep].argsort(descending=True, stable=True)]
     fast_dets = (fb.cpu(), fs[0].cpu(), fl[0].cpu())
     with torch.no_grad():     # the model's own RoIHeads, in one call, on the same proposals: what Fast R-CNN's
         own_fast = rh(feats, [boxes_in], sizes)[0][0]          # stage-by-stage detections must equal
     fast_model = {"boxes": resize_boxes(own_fast["boxes"], (h, w), (H, W)).cpu(),
                   "scores": own_fast["scores"].cpu(), "labels": own_fast["labels"].cpu()}
+    rcnn_reference, rcnn_crops_diff = _rcnn_reference(m, names[0], x, ss_boxes[:n_run], crop, crops, score_threshold)
     rc = PipelineRun("R-CNN", stages_rcnn, ss_boxes, ss_boxes[keep].clone(), sc[keep], lb[keep] + 1)
     fr = PipelineRun("Fast R-CNN", stages_fast, ss_boxes, *fast_dets)
     fa = PipelineRun("Faster R-CNN", stages_faster, resize_boxes(props[0], (h, w), (H, W)).cpu(),
@@ -363,6 +394,7 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         feature_name=names[0], scale=float(pool.scales[0]), fast_boxes_in=boxes_in.cpu(),
         fast_pooled=f_pooled.cpu(), pool_output_size=(int(ph), int(pw)), pool_sampling_ratio=int(pool.sampling_ratio),
         pool_featmap_names=tuple(pool.featmap_names), mask_branch=mask_stage, fast_model_output=fast_model,
+        rcnn_reference=rcnn_reference, rcnn_crops_diff=rcnn_crops_diff,
         faster_stagewise=stagewise,
         model_output={k: v.detach().cpu() for k, v in own.items()}, classes=list(model.classes), device=str(dev),
         notes=notes)
@@ -378,7 +410,9 @@ class FamilyChecks:
     stage-by-stage Faster R-CNN and the model's own forward pass, ``detections_equal``: same number
     of detections, same labels (and masks) and ``detections_diff`` within tolerance; ``fast_diff`` /
     ``fast_equal``: the same for Fast R-CNN's detections (drawn) against the model's own
-    ``roi_heads`` on the same selective-search proposals."""
+    ``roi_heads`` on the same selective-search proposals; ``rcnn_diff`` / ``rcnn_equal``: the same
+    for R-CNN's detections (drawn) against crops warped by torchvision's ``resized_crop`` and run
+    through the model again (``rcnn_diff`` includes the largest |diff| of the crops)."""
 
     reference_diff: float
     ops_diff: float
@@ -387,6 +421,8 @@ class FamilyChecks:
     detections_equal: bool
     fast_diff: float = 0.0
     fast_equal: bool = True
+    rcnn_diff: float = 0.0
+    rcnn_equal: bool = True
 
 
 def checks(mm: FamilyMeasurement, ops_boxes: int = 3, tolerance: float = 1e-4) -> FamilyChecks:
@@ -415,4 +451,7 @@ def checks(mm: FamilyMeasurement, ops_boxes: int = 3, tolerance: float = 1e-4) -
     ddiff, equal = compare(mm.faster_stagewise, mm.model_output)
     f = mm.fast
     fdiff, fequal = compare({"boxes": f.boxes, "scores": f.scores, "labels": f.labels}, mm.fast_model_output)
-    return FamilyChecks(rdiff, odiff, n, ddiff, equal, fdiff, fequal)
+    r = mm.rcnn
+    rdet, requal = compare({"boxes": r.boxes, "scores": r.scores, "labels": r.labels}, mm.rcnn_reference)
+    rdet = max(rdet, mm.rcnn_crops_diff)
+    return FamilyChecks(rdiff, odiff, n, ddiff, equal, fdiff, fequal, rdet, requal and rdet <= tolerance)

@@ -161,6 +161,8 @@ class RCNNFamilyExplainer(Explainer):
                        more=[(f"explainers.ops.roi_align_trace ({c.ops_boxes} proposals)", c.ops_diff),
                              ("the model's own roi_heads on the same proposals (Fast R-CNN's detections)",
                               c.fast_diff, c.fast_equal),
+                             ("crops warped by torchvision's resized_crop, run again (R-CNN's detections)",
+                              c.rcnn_diff, c.rcnn_equal),
                              ("the model's own detections (Faster R-CNN stage by stage)", c.detections_diff,
                               c.detections_equal)])
         self._show_pipeline()

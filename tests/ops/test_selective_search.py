@@ -145,3 +145,46 @@ def test_a_photo_gives_about_two_thousand_proposals_in_a_few_seconds():
     assert tr.n_before_dedup > len(boxes)
     assert (boxes == torch.tensor([0.0, 0.0, 600.0, 400.0])).all(1).any()
     assert seconds < 20, seconds                          # about 2 s on one idle core
+
+
+def test_every_merge_is_a_most_similar_neighbour_pair_recomputed_from_the_pixels():
+    """An independent replay of hierarchical grouping on a real photo: before each merge the label
+    image is relabelled, and every region's colour and texture histograms, size and box, and the
+    pairs of touching regions, are recomputed from its pixels (no merged histogram, no neighbour
+    bookkeeping). The pair merged must be touching, have the largest summed similarity of all pairs
+    (the paper's greedy step; either of a tie is right), and the new region's box and size must be
+    those of its pixels. Every strategy of the search is replayed, in its own colour space."""
+    from skimage import data
+    from skimage.transform import resize
+
+    from explainers.ops.selective_search import _as_rgb01, convert_colour, texture_bin_index
+
+    photo = (resize(data.coffee()[100:340, 120:440], (90, 120), anti_aliasing=True) * 255).round().astype(np.uint8)
+    strategies = (Strategy("hsv", 30, SIMILARITIES), Strategy("lab", 20, ("texture", "size", "fill")))
+    _, tr = selective_search(photo, strategies=strategies)
+    rgb = _as_rgb01(photo)
+    n_pix = float(photo.shape[0] * photo.shape[1])
+    for g in tr.groupings:
+        img = convert_colour(rgb, g.strategy.colour_space)
+        cb, tb = colour_bin_index(img), texture_bin_index(img)
+        w = np.array([float(s in g.strategy.similarities) for s in SIMILARITIES])
+        cur = tr.initial_labels[g.segmentation].astype(np.int64)
+        assert 30 < g.n_initial == cur.max() + 1 and len(g.merges) == g.n_initial - 1
+        for k, (a, b, t) in enumerate(g.merges.tolist()):
+            ids = np.unique(cur)
+            dense = np.searchsorted(ids, cur)
+            col, tex = region_histograms(dense, cb, 75), region_histograms(dense, tb, 240)
+            boxes, sizes = region_boxes_and_sizes(dense)
+            pairs = neighbour_pairs(dense)
+            sims = similarity_parts(pairs[:, 0], pairs[:, 1], col, tex, sizes, boxes, n_pix) @ w
+            ia, ib = sorted(np.searchsorted(ids, [a, b]).tolist())
+            assert ids[ia] in (a, b) and ids[ib] in (a, b)
+            assert any((pairs == [ia, ib]).all(1)), (k, "merged regions that do not touch")
+            mine = float(similarity_parts(ia, ib, col, tex, sizes, boxes, n_pix) @ w)
+            assert mine == pytest.approx(sims.max(), abs=1e-9), k
+            assert g.similarity[k] == pytest.approx(mine, abs=1e-9), k
+            cur[(cur == a) | (cur == b)] = t
+            rows, cols = np.nonzero(cur == t)
+            assert g.region_boxes[t].tolist() == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+            assert g.region_sizes[t] == len(rows)
+        assert (cur == cur.flat[0]).all()                  # one region: the whole image

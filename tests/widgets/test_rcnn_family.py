@@ -25,7 +25,7 @@ def live():
 def test_both_sources_construct_and_check(lecture, live):
     for e in (lecture, live):
         assert e.error_text == "", e.error_text
-        assert marks(e) == ["✔"] * 4, e.check_text
+        assert marks(e) == ["✔"] * 5, e.check_text
         assert "MultiScaleRoIAlign" in e.check_text and "model's own detections" in e.check_text
         assert "application/vnd.jupyter.widget-view+json" in e._repr_mimebundle_()
     assert "coffee" in lecture.note.value and "shapes detector" in lecture.note.value
@@ -103,21 +103,49 @@ def test_tampering_flips_the_checks(live):
     try:
         mm.model_output["boxes"] = boxes + 2.0          # the model's own output is not what was drawn
         live.refresh()
-        assert marks(live) == ["✔", "✔", "✔", "✘"]
+        assert marks(live) == ["✔", "✔", "✔", "✔", "✘"]
         mm.model_output["boxes"] = boxes
         mm.fast_pooled = pooled + 0.5                   # pooled features no longer torchvision's
         live.refresh()
-        assert marks(live) == ["✘", "✘", "✔", "✔"]
+        assert marks(live) == ["✘", "✘", "✔", "✔", "✔"]
         mm.fast_pooled = pooled
         fast_boxes = mm.fast.boxes
         mm.fast.boxes = fast_boxes * 1.1                # Fast R-CNN's detections drawn, scaled
         live.refresh()
-        assert marks(live) == ["✔", "✔", "✘", "✔"]
+        assert marks(live) == ["✔", "✔", "✘", "✔", "✔"]
         mm.fast.boxes = fast_boxes
+        rcnn_scores = mm.rcnn.scores
+        mm.rcnn.scores = rcnn_scores * 0.9              # R-CNN's detections drawn, other scores
+        live.refresh()
+        assert marks(live) == ["✔", "✔", "✔", "✘", "✔"]
+        mm.rcnn.scores = rcnn_scores
     finally:
         mm.model_output["boxes"], mm.fast_pooled = boxes, pooled
         live.refresh()
-    assert marks(live) == ["✔"] * 4
+    assert marks(live) == ["✔"] * 5
+
+
+def test_rcnn_crops_are_checked_against_torchvision_resized_crop(monkeypatch):
+    """R-CNN's warp (each proposal cut out and resized, run through the network) is compared with
+    torchvision's resized_crop: a warp that does not widen boxes to whole pixels turns it ✘."""
+    import torch.nn.functional as F
+
+    import explainers.models.rcnn_family as rf
+    from explainers.widgets.rcnn_family import RCNNFamilyExplainer
+
+    def shifted(image, boxes, size):              # each crop one pixel to the right
+        out = []
+        for x1, y1, x2, y2 in torch.as_tensor(boxes).reshape(-1, 4).tolist():
+            c1, r1 = int(x1) + 1, int(y1)
+            c2, r2 = max(int(x2) + 1, c1 + 1), max(int(y2), r1 + 1)
+            out.append(F.interpolate(image[None, :, r1:r2, c1:c2], size=(size, size), mode="bilinear",
+                                     align_corners=False)[0])
+        return torch.stack(out)
+
+    rf._SS_CACHE.clear()
+    monkeypatch.setattr(rf, "warp_crops", shifted)
+    e = RCNNFamilyExplainer(source="lecture")
+    assert marks(e)[3] == "✘" and marks(e)[:3] == ["✔"] * 3, e.check_text
 
 
 # ---------------------------------------------------------------------- Things to try (08_rcnn_family)
@@ -172,7 +200,7 @@ def test_try_rcnn_backbone_hundreds_of_times_the_macs(lecture):
 def test_try_live_shapes_scene(lecture, live):
     n_live, n_lecture = len(live._m.ss_boxes), len(lecture._m.ss_boxes)
     assert 20 < n_live < 500 < n_lecture
-    assert marks(live) == ["✔"] * 4
+    assert marks(live) == ["✔"] * 5
 
 
 def test_proposals_are_readable_a_few_thin_see_through_boxes_counted_in_words(lecture):
