@@ -37,8 +37,10 @@ class RCNNFamilyExplainer(Explainer):
     All three use the live shapes detector's network (backbone, RoI pooler, box head). Lecture: a
     600 x 400 photo from scikit-image (``coffee``) with about 2,500 selective-search proposals; live:
     a shapes scene. The check line compares Fast R-CNN's pooled features with torchvision's
-    ``MultiScaleRoIAlign`` and with :func:`explainers.ops.roi_align_trace`, and the stage-by-stage
-    Faster R-CNN with the model's own forward pass.
+    ``MultiScaleRoIAlign`` and with :func:`explainers.ops.roi_align_trace`, Fast R-CNN's detections
+    with the model's own ``roi_heads`` on the same proposals, R-CNN's detections with crops warped by
+    torchvision's ``resized_crop`` and run again, and the stage-by-stage Faster R-CNN with the
+    model's own forward pass.
     """
 
     title = "R-CNN, Fast R-CNN, Faster R-CNN: where the computation goes"
