@@ -64,8 +64,22 @@ async function render({ model, el }) {
     if (!div.isConnected || top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
     return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
   };
+  // plotly.js writes the axis type it guessed (numbers, names, dates) back into the layout it is
+  // given, and keeps it: bars of class names on an axis that showed channel numbers the step
+  // before would draw nothing. The types the figure sets are kept; guessed ones are guessed again.
+  const AXIS = /^[xy]axis[0-9]*$/;
+  let explicitTypes = new Set();
+  const noteTypes = (layout) => {
+    for (const [k, v] of Object.entries(layout || {})) {
+      if (!AXIS.test(k) || !v || typeof v !== "object" || !("type" in v)) continue;
+      if (v.type === null || v.type === "-") explicitTypes.delete(k); else explicitTypes.add(k);
+    }
+  };
   const draw = () => {
     rev += 1;
+    for (const [k, v] of Object.entries(state.layout)) {
+      if (AXIS.test(k) && v && typeof v === "object" && !explicitTypes.has(k)) delete v.type;
+    }
     // The height is always a number of pixels held by the div: `responsive` then only follows
     // the width. (Sizing to the container let a window resize draw the next step at 0 px.)
     state.layout.height = height;
@@ -90,6 +104,8 @@ async function render({ model, el }) {
     state.data = state.data || [];
     state.layout = state.layout || {};
     figHeight = state.layout.height || figHeight;
+    explicitTypes = new Set();
+    noteTypes(state.layout);
     height = fitted();
     draw();
   };
@@ -100,6 +116,7 @@ async function render({ model, el }) {
       merge(state.data[Number(i)], props);
     }
     merge(state.layout, p.layout || {});
+    noteTypes(p.layout);
     if (p.layout && p.layout.height) { figHeight = p.layout.height; height = fitted(); }
     draw();
   };

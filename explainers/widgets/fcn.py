@@ -301,7 +301,7 @@ class FCNExplainer(Explainer):
             data[15] = {"x": qx, "y": qy}
             n = 2 * WINDOW
             layout.update({"xaxis4": {"range": [-0.5, n - 0.5], "autorange": False, "title": None,
-                                      "tickmode": "auto", "tickvals": None},
+                                      "tickmode": "auto", "tickvals": None, "type": "linear"},
                            "yaxis4": {"range": [n - 0.5, -0.5], "autorange": False}})
             pool = name if name in POOL_OF else SWITCHES[name]
             titles[2] = (f"{pool}'s switches ✕ on {'its input' if name == pool else name}, "
@@ -320,7 +320,10 @@ class FCNExplainer(Explainer):
             # channel numbers as whole numbers (at most ~16 ticks), class names as they are
             ticks = ({"tickmode": "auto", "tickvals": None} if name == "scores" else
                      {"tickmode": "array", "tickvals": list(range(0, C, -(-C // 16)))})
-            layout.update({"xaxis4": {"autorange": True, "range": None, **ticks},
+            # the axis type said each time: plotly keeps the type it first guessed (numbers for the
+            # channels), and class names on a number axis draw no bars at all
+            layout.update({"xaxis4": {"autorange": True, "range": None, **ticks,
+                                      "type": "category" if name == "scores" else "linear"},
                            "yaxis4": {"range": [lo - pad, hi + pad], "autorange": False}})
             titles[2] = f"feature vector at cell ({r}, {c}): {C} values"
         for i, t in titles.items():

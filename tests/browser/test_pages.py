@@ -516,3 +516,54 @@ def test_static_site_draws_every_page_offline(browser, static_site, how):
         if proc is not None:
             proc.terminate()
             proc.wait(10)
+
+
+def test_an_axis_that_changes_from_numbers_to_names_draws_its_bars(tmp_path):
+    """The plot view alone (its JavaScript, with a stand-in for the widget model, no server): plotly.js
+    keeps the axis type it guessed first; a patch that turns channel numbers into class names must
+    still draw its bars (the FCN page's last step drew an empty panel), and a type the figure sets
+    stays as set."""
+    import json
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    import plotly
+
+    from explainers.widgets._plotview import _JS
+
+    figure = {"data": [{"type": "bar", "x": [0, 1, 2, 3], "y": [1, 2, 3, 4]}],
+              "layout": {"height": 300, "yaxis": {"type": "log"}}}
+    page_html = tmp_path / "view.html"
+    (tmp_path / "plotly.min.js").write_bytes((Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
+                                             .read_bytes())
+    page_html.write_text(
+        "<html><body><div id='el' style='width:600px'></div>"
+        "<script src='plotly.min.js'></script><script type='module'>"
+        f"const src = {json.dumps(_JS)};"
+        "const mod = await import(URL.createObjectURL(new Blob([src], {type: 'text/javascript'})));"
+        f"const values = {{figure: {json.dumps(figure)}, patch: null, config: {{}}}};"
+        "const handlers = {};"
+        "const model = {get: (k) => values[k], on: (ev, f) => { handlers[ev] = f; }};"
+        "await mod.default.render({model, el: document.getElementById('el')});"
+        "window.applyPatch = (p) => { values.patch = p; handlers['change:patch'](); };"
+        "window.viewReady = true;</script></body></html>", encoding="utf-8")
+    bars = ("() => { const gd = document.querySelector('.explainers-plot');"
+            " return [gd._fullLayout.xaxis.type, gd._fullLayout.yaxis.type,"
+            " Array.from(gd.querySelectorAll('.bars .point path')).filter(p => (p.getAttribute('d') || '')"
+            ".length > 3).length]; }")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = b.new_page(viewport={"width": 800, "height": 600})
+            page.goto(page_html.as_uri())
+            page.wait_for_function("() => window.viewReady === true", timeout=60_000)
+            assert page.evaluate(bars) == ["linear", "log", 4]
+            page.evaluate("() => window.applyPatch({data: {0: {x: ['background', 'circle', 'square'],"
+                          " y: [1, 2, 3]}}, layout: {}})")
+            page.wait_for_function(f"() => ({bars})()[0] === 'category'", timeout=10_000)
+            assert page.evaluate(bars) == ["category", "log", 3]
+        finally:
+            b.close()

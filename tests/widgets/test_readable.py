@@ -378,3 +378,36 @@ def test_frames_give_colour_scales_as_lists_never_by_name(cls):
             e.view.value = v[1] if isinstance(v, tuple) else v
         for k in range(e.n_steps()):
             assert _named_scales(e.frame(k)) == [], (cls.__name__, v, k)
+
+
+def _x_kind(values):
+    vals = [v for v in (list(values) if values is not None else []) if v is not None]
+    if not vals:
+        return None
+    return "category" if isinstance(vals[0], str) else "number"
+
+
+@pytest.mark.parametrize("cls", ALL, ids=[c.__name__ for c in ALL])
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_an_axis_that_shows_names_and_numbers_says_its_type_in_every_frame(cls, source):
+    """plotly keeps the type it first guessed for an axis: bars of class names drawn on an axis that
+    showed channel numbers a step before draw nothing (the FCN's last step did that). An axis whose
+    traces carry names in one step and numbers in another must have its type set in every step."""
+    e = page(cls, source)
+    fig = e.fig
+    kinds: dict = {}
+    frames = [e.frame(k) for k in range(max(1, e.n_steps()))]
+    base = {"data": {i: {} for i in range(len(fig.data))}}
+    for fr in [base] + frames:
+        for i, props in (fr.get("data") or {}).items():
+            if fig.data[i].type not in ("bar", "scatter"):
+                continue
+            x = props["x"] if "x" in props else fig.data[i].x
+            if _x_kind(x):
+                axis = "xaxis" + (fig.data[i].xaxis or "x")[1:]
+                kinds.setdefault(axis, set()).add(_x_kind(x))
+    for axis, seen in kinds.items():
+        if len(seen) > 1:
+            for k, fr in enumerate(frames):
+                lay = fr.get("layout") or {}
+                assert (lay.get(axis) or {}).get("type") in ("category", "linear"), (axis, k)
