@@ -219,8 +219,9 @@ class MaskHeadExplainer(Explainer):
                 hm.update(z=[[0]])
                 fr.update(x=[], y=[])
         fs = v.features.shape
-        fig.layout.xaxis.update(range=[0, W_], autorange=False)
-        fig.layout.yaxis.update(range=[H, 0], autorange=False)
+        # the whole image in a small panel: a few level ticks (rotated ones ran into the title below)
+        fig.layout.xaxis.update(range=[0, W_], autorange=False, nticks=3, tickangle=0)
+        fig.layout.yaxis.update(range=[H, 0], autorange=False, nticks=4)
         fig.layout.xaxis2.update(_ticks(fs[-1]), range=[-0.5, fs[-1] - 0.5], autorange=False)
         fig.layout.yaxis2.update(_ticks(fs[-2]), range=[fs[-2] - 0.5, -0.5], autorange=False)
         n = v.paste.padded.shape[0]
