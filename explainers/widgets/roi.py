@@ -45,6 +45,32 @@ def _int_ticks(n: int) -> dict:
     return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
 
 
+#: a map larger than this (cells, either way) is drawn around the box, not whole
+ZOOM_ABOVE = 16
+
+
+def _view(box, W: int, H: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The map cells to draw, ``((x_lo, x_hi), (y_lo, y_hi))`` as axis ranges: the whole ``W x H``
+    map when it is small, else a square window around ``box`` (map coordinates) with a margin
+    (at least 3 cells, half the box's size), moved inside the map: a live map of 16 x 28 cells
+    squeezed into a third of a projector's width leaves cells too small to read."""
+    if W <= ZOOM_ABOVE and H <= ZOOM_ABOVE:
+        return (-0.5, W - 0.5), (-0.5, H - 0.5)
+    x1, y1, x2, y2 = box
+    half = max(x2 - x1, y2 - y1) / 2 + max(3.0, 0.5 * max(x2 - x1, y2 - y1))
+
+    def span(c, n):
+        lo, hi = c - half, c + half
+        if hi - lo >= n:
+            return -0.5, n - 0.5
+        if lo < -0.5:
+            lo, hi = -0.5, hi + (-0.5 - lo)
+        if hi > n - 0.5:
+            lo, hi = lo - (hi - (n - 0.5)), n - 0.5
+        return float(lo), float(hi)
+    return span((x1 + x2) / 2 - 0.5, W), span((y1 + y2) / 2 - 0.5, H)
+
+
 def _cell_text(v: float, many: bool) -> str:
     """A cell's number; in a large grid with at most two significant digits, so that it fits its cell."""
     if not many or v == 0:
@@ -274,16 +300,21 @@ class RoIPoolAlignExplainer(Explainer):
         self._map_shape = tuple(fm.shape)
         self._fmap = fm
         if level is not None:
-            where = f"map '{level.name}' (scale {_scale_text(scale)})"
+            # which map, in words a student reads: its scale; an FPN's level by name as well
+            where = (f"the {_scale_text(scale)}-scale map" if self._pooler.single
+                     else f"FPN map '{level.name}' ({_scale_text(scale)} scale)")
             self.fig.layout.annotations[0].text = f"RoI Pool on {where}: snapped to cells"
-            self.fig.layout.annotations[1].text = f"RoI Align on {where}: exact bins, bilinear samples"
+            self.fig.layout.annotations[1].text = f"RoI Align on {where}: bilinear samples"
         lo, hi = float(fm.min()), float(fm.max())
         small = fm.numel() <= 100
         txt = [[fmt(v) for v in row] for row in fm.tolist()] if small else None
         many = out > 4
+        # the outputs' numbers only where their cells can hold them (a third of the plot's height
+        # each): from 4 x 4 on, the colours (the map's) and the caption's numbers say it
+        numbered = out <= 3
 
         def cells(t):
-            return [[_cell_text(v, many) for v in row] for row in t.tolist()]
+            return [[_cell_text(v, many) for v in row] for row in t.tolist()] if numbered else None
         po, ao = p_out[c], a_out[c]
         d = ao - po
         lim = float(d.abs().max()) or 1.0
@@ -301,10 +332,12 @@ class RoIPoolAlignExplainer(Explainer):
             if self.source == "live":      # the image in map coordinates: pixel centre u + 0.5 -> (u + 0.5) * scale
                 self.fig.data[14].update(x0=0.5 * scale, y0=0.5 * scale, dx=scale, dy=scale)
             H, W_ = fm.shape
-            for ax in ("xaxis", "xaxis2"):       # the map's cells exactly, integer ticks
-                self.fig.layout[ax].update(_int_ticks(W_), range=[-0.5, W_ - 0.5], autorange=False)
+            # the map's cells exactly (a large map: around the box), integer ticks
+            (vx0, vx1), (vy0, vy1) = _view(pt.scaled_box.tolist(), W_, H)
+            for ax in ("xaxis", "xaxis2"):
+                self.fig.layout[ax].update(_int_ticks(round(vx1 - vx0)), range=[vx0, vx1], autorange=False)
             for ax in ("yaxis", "yaxis2"):
-                self.fig.layout[ax].update(_int_ticks(H), range=[H - 0.5, -0.5], autorange=False)
+                self.fig.layout[ax].update(_int_ticks(round(vy1 - vy0)), range=[vy1, vy0], autorange=False)
             for ax in ("xaxis3", "yaxis3", "xaxis4", "yaxis4", "xaxis5", "yaxis5"):
                 self.fig.layout[ax].update(_int_ticks(out))
             sb = pt.scaled_box.tolist()

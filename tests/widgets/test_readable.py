@@ -146,6 +146,8 @@ def test_highlights_on_numbers_are_open(cls, source):
     """A marker drawn on a subplot whose cells hold numbers is an open outline (never a filled shape)."""
     e = page(cls, source)
     fig = e.fig
+    if cls is RoIPoolAlignExplainer:
+        e.out_size.value = 3          # outputs larger than 3 x 3 (live: the model's 7) carry no numbers
     for k in sorted({0, 1, e.n_steps() - 1} & set(range(e.n_steps()))):
         e.step.value = k
         numbered = {(tr.xaxis or "x", tr.yaxis or "y") for tr in fig.data if tr.type == "heatmap"

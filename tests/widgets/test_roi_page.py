@@ -24,8 +24,10 @@ def close(written: torch.Tensor, exact: torch.Tensor) -> bool:
     return bool(torch.all((written - exact).abs() <= 0.051 * exact.abs().clamp(min=1e-3) + 1e-3))
 
 
-@pytest.mark.parametrize("out", [2, 7])
+@pytest.mark.parametrize("out", [2, 3, 7])
 def test_every_output_cell_holds_the_traces_output(page, out):
+    """Up to 3 x 3 the numbers are written in the cells; from 4 x 4 on (a third of the plot's height
+    each: too small for numbers) the cells hold the value as their colour, with no text."""
     e = page
     e.out_size.value = out
     st = e.state()
@@ -39,12 +41,40 @@ def test_every_output_cell_holds_the_traces_output(page, out):
     a_out, _ = ops.roi_align_trace(fmap, box, out, scale, st["sampling_ratio"], st["aligned"])
     pool, align, diff = e.fig.data[2], e.fig.data[3], e.fig.data[4]
     for tr, exact in ((pool, p_out[c]), (align, a_out[c]), (diff, a_out[c] - p_out[c])):
+        assert torch.equal(torch.tensor(tr.z, dtype=torch.float32), exact)
+        if out > 3:
+            assert tr.text is None
+            continue
         written = numbers(tr.text)
         assert written.shape == (out, out) and close(written, exact), (tr.text, exact)
         assert torch.equal(torch.tensor(tr.z, dtype=torch.float32), exact)
         # 16 px numbers in the colour plotly picks to contrast with each cell (no fixed colour set)
         assert tr.textfont.size >= 16 and tr.textfont.color is None and tr.texttemplate == "%{text}"
-    assert close(numbers(pool.text), st["roi_pool"][c]) and close(numbers(align.text), st["roi_align"][c])
+    if out <= 3:
+        assert close(numbers(pool.text), st["roi_pool"][c]) and close(numbers(align.text), st["roi_align"][c])
+
+
+def test_a_large_live_map_is_drawn_around_the_box_a_small_one_whole(page):
+    """A live map of 16 x 28 cells in a third of the width leaves cells too small to read: the
+    maps show a square window around the box (every sample and its four neighbours inside it);
+    the slide's 8 x 8 map is drawn whole."""
+    e = page
+    e.out_size.value = 2
+    H, W = e._map_shape
+    xr, yr = list(e.fig.layout.xaxis.range), sorted(e.fig.layout.yaxis.range)
+    assert list(e.fig.layout.xaxis2.range) == xr and list(e.fig.layout.yaxis2.range) == list(e.fig.layout.yaxis.range)
+    if max(H, W) <= 16:
+        assert xr == [-0.5, W - 0.5] and yr == [-0.5, H - 0.5]
+        return
+    assert xr[1] - xr[0] < W or yr[1] - yr[0] < H
+    assert -0.5 <= xr[0] and xr[1] <= W - 0.5 and -0.5 <= yr[0] and yr[1] <= H - 0.5
+    pts = e._at.points.reshape(-1, 2)
+    for x, y in pts.tolist():
+        for nx, ny in ((int(x), int(y)), (int(x) + 1, int(y) + 1)):          # the four neighbours' cells
+            nx, ny = min(nx, W - 1), min(ny, H - 1)
+            assert xr[0] <= nx - 0.5 and nx + 0.5 <= xr[1] and yr[0] <= ny - 0.5 and ny + 0.5 <= yr[1]
+    x1, y1, x2, y2 = e._pt.scaled_box.tolist()
+    assert xr[0] <= x1 - 0.5 and x2 - 0.5 <= xr[1] and yr[0] <= y1 - 0.5 and y2 - 0.5 <= yr[1]
 
 
 def test_current_bin_is_framed_inside_its_output_cells(page):
