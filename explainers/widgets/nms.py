@@ -41,6 +41,8 @@ def lecture_image() -> np.ndarray:
 STEP_LABELS = 6
 #: the share of the figure's width the legend takes, left of the image
 LEGEND_WIDTH = 0.22
+#: the width (characters, with the chip and the gap) of the label column right of a tall image
+COLUMN_CHARS = 27
 #: at most this many boxes are labelled before the first step (the best-scoring ones)
 FIRST_LABELS = 9
 
@@ -69,7 +71,11 @@ class NMSExplainer(Explainer):
         # 6: the labels of the boxes this step is about, each after a square in its class colour
         fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="middle right",
                         marker=dict(symbol="square", size=16, color=[], line=dict(color="black", width=1)),
-                        textfont=dict(size=17, color="black", **halo()), hoverinfo="skip")
+                        textfont=dict(size=17, color="black", **halo()), hoverinfo="skip", cliponaxis=False)
+        # 7: on an image taller than wide (the live shapes scenes), the labels stand in a column right
+        # of it, each with a thin line to its box (inside the boxes they would cover one another)
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="#555555", width=1), hoverinfo="skip",
+                        cliponaxis=False)
         # the photo as large as the figure's height allows, hugging the legend on its left (the axes
         # shrink to the image, so the ticks sit at its edges)
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain")
@@ -132,7 +138,13 @@ class NMSExplainer(Explainer):
         self._keep = keep
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
         H, W_ = self._img.shape[:2]
-        self.fig.update_xaxes(range=[-0.5, W_ - 0.5], autorange=False)     # the image's extent, no padding
+        if H > W_:
+            # taller than wide: room right of the image for the column of labels (ticks on the image only)
+            step = 50 if W_ > 100 else 20
+            self.fig.update_xaxes(range=[-0.5, W_ - 0.5 + COLUMN_CHARS * H / 30], autorange=False,
+                                  tickmode="array", tickvals=list(range(0, W_, step)))
+        else:
+            self.fig.update_xaxes(range=[-0.5, W_ - 0.5], autorange=False)  # the image's extent, no padding
         self.fig.update_yaxes(range=[H - 0.5, -0.5], autorange=False)
         present = sorted({int(v) for v in self._labels.tolist()})
         self.fig.layout.annotations[0].text = (
@@ -168,19 +180,28 @@ class NMSExplainer(Explainer):
     def n_steps(self) -> int:
         return len(self._tr.steps) + 1
 
-    def _place_labels(self, labelled, ious) -> tuple[list, list, list, list]:
+    def _place_labels(self, labelled, ious) -> tuple[list, list, list, list, list, list]:
         """Label positions inside each box's top-left corner, moved down a line while they would
         cover a label already placed (so none sits on another). Sizes are in image pixels, for the
-        image drawn about 330 px high (a 1280x720 projector) with 17 px text."""
+        image drawn about 330 px high (a 1280x720 projector) with 17 px text. On an image taller
+        than wide the labels are longer than the image is wide: they stand in a column right of it,
+        in the order of their boxes, each with a line to its box (:meth:`_column_labels`).
+        Returns ``(x, y, text, colour, line_x, line_y)``."""
         H, W_ = self._img.shape[:2]
         line, char = H / 14, H / 30
-        placed, tx, ty, tt, tc = [], [], [], [], []
+        texts = []
         for i, prefix in labelled:
             lab = int(self._labels[i])
             name = self._classes[lab] if lab < len(self._classes) else "?"
             text = f"{prefix}{name} {self._scores[i]:.2f}"
             if i in ious and prefix == "":
                 text += f" | IoU {ious[i]:.2f}"
+            texts.append(text)
+        if H > W_:
+            return self._column_labels(labelled, texts, line, char)
+        placed, tx, ty, tt, tc = [], [], [], [], []
+        for (i, prefix), text in zip(labelled, texts):
+            lab = int(self._labels[i])
             w = (len(text) + 3) * char
             x1, y1 = float(self._boxes[i, 0]), float(self._boxes[i, 1])
             x = min(max(0.0, x1 + char), max(0.0, W_ - w))
@@ -192,7 +213,34 @@ class NMSExplainer(Explainer):
             ty.append(y)
             tt.append(text)
             tc.append(class_hex(lab))
-        return tx, ty, tt, tc
+        return tx, ty, tt, tc, [], []
+
+    def _column_labels(self, labelled, texts, line, char):
+        """Labels in a column right of the image, top to bottom: the box kept now, then the others
+        in the order of their boxes' tops, a line apart (moved up together if the last would fall off the image's bottom), each with a
+        line from its chip to the middle of its box's right edge."""
+        H, W_ = self._img.shape[:2]
+        # the box kept now first, the others in the order of their boxes' tops
+        order = sorted(range(len(labelled)),
+                       key=lambda j: (labelled[j][1] != "keep ", float(self._boxes[labelled[j][0], 1]), j))
+        ys, y = {}, -1e9
+        for j in order:
+            y = max(float(self._boxes[labelled[j][0], 1]) + line / 2, y + line, line / 2)
+            ys[j] = y
+        over = max(ys.values(), default=0.0) - (H - line / 2)
+        if over > 0:
+            ys = {j: max(line / 2, v - over) for j, v in ys.items()}
+        x = W_ + 2 * char
+        tx, ty, tt, tc, lx, ly = [], [], [], [], [], []
+        for j, ((i, _), text) in enumerate(zip(labelled, texts)):
+            x1, y1, x2, y2 = (float(v) for v in self._boxes[i])
+            tx.append(x)
+            ty.append(ys[j])
+            tt.append(text)
+            tc.append(class_hex(int(self._labels[i])))
+            lx += [x2, x - char * 0.6, None]
+            ly += [(y1 + y2) / 2, ys[j], None]
+        return tx, ty, tt, tc, lx, ly
 
     def frame(self, k: int) -> dict:
         tr, b = self._tr, self._boxes
@@ -212,7 +260,7 @@ class NMSExplainer(Explainer):
             # the suppressed ones with the largest IoUs (all of them would pile up on a crowded image)
             labelled = [(current.kept, "keep ")] + [(i, "") for i in sorted(just, key=lambda i: -ious.get(i, 0.0))
                                                    [:STEP_LABELS - 1]]
-        tx, ty, tt, tc = self._place_labels(labelled, ious)
+        tx, ty, tt, tc, lx, ly = self._place_labels(labelled, ious)
         def shape(i, width):
             x1, y1, x2, y2 = (float(v) for v in b[i])
             return dict(type="rect", xref="x", yref="y", x0=x1, y0=y1, x1=x2, y1=y2,
@@ -226,6 +274,7 @@ class NMSExplainer(Explainer):
             4: dict(zip("xy", rect_path(b[[current.kept]]))) if current is not None else {"x": [], "y": []},
             5: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
             6: {"x": tx, "y": ty, "text": tt, "marker": {"color": tc}},
+            7: {"x": lx, "y": ly},
         }
         if current is None:
             msg = f"{len(b)} candidate boxes, sorted by score; press play"

@@ -708,3 +708,36 @@ def test_live_model_detection_panels_are_jpeg_of_the_rendered_overlay():
         drawn = render(e.state()[task], e.threshold.value, panel=True)
         assert sent.shape == drawn.shape
         assert np.abs(sent.astype(int) - drawn.astype(int)).mean() < 6       # of 255, on a textured photo
+
+
+def test_nms_labels_of_a_tall_image_stand_in_a_column_beside_it_with_a_line_to_their_box():
+    """The live shapes scenes are taller than wide (128 x 200): labels inside the boxes were wider
+    than the image and piled at its left edge. They stand right of the image, the box kept now
+    first, a line apart, on the image's height, each with a line from its box's right edge, and the
+    axis leaves room for them."""
+    e = NMSExplainer(source="live")
+    H, W = e._img.shape[:2]
+    assert H > W
+    line = H / 14
+    assert e.fig.layout.xaxis.range[1] > W + 20 * H / 30
+    for k in range(e.n_steps()):
+        f = e.frame(k)
+        lab, lines = f["data"][6], f["data"][7]
+        xs, ys, texts = lab["x"], lab["y"], lab["text"]
+        assert texts and all(x > W for x in xs) and all(0 < y < H for y in ys)
+        assert all(abs(a - b) >= line - 1e-6 for i, a in enumerate(ys) for b in ys[:i])
+        if k >= 1:
+            assert texts[0].startswith("keep ") and ys[0] == min(ys)
+        assert lines["x"].count(None) == len(texts)
+        ends = [lines["x"][3 * j] for j in range(len(texts))]
+        boxes = e.state()["boxes"]
+        rights = {round(float(v), 4) for v in boxes[:, 2]}
+        assert all(round(x, 4) in rights for x in ends)
+
+
+def test_nms_labels_of_a_wide_image_stay_inside_their_boxes_without_lines():
+    e = NMSExplainer(source="lecture")
+    for k in range(e.n_steps()):
+        f = e.frame(k)
+        assert f["data"][7] == {"x": [], "y": []}
+    assert list(e.fig.layout.xaxis.range) == [-0.5, e._img.shape[1] - 0.5]
