@@ -215,13 +215,16 @@ class RCNNFamilyExplainer(Explainer):
             tt.append(str(i + 1))
             tc.append("black")
         det_boxes: dict = {c: [] for c in range(1, len(self._classes))}
+        # on the lecture's photo the bundled shapes model's class names mean nothing (a cup labelled
+        # "circle"): its detections are drawn with their scores only
+        nameless = self.source == "lecture" and self.model is None
         if dets is not None:
             for b, s, lb in list(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist()))[:NUMBERED]:
                 det_boxes.setdefault(lb, []).append(b)
                 x, y = at(b[0], b[1])
                 tx.append(x)
                 ty.append(y)
-                name = mm.classes[lb] if lb < len(mm.classes) else str(lb)
+                name = "score" if nameless else mm.classes[lb] if lb < len(mm.classes) else str(lb)
                 tt.append(f"{name} {s:.2f}")
                 tc.append(class_hex(lb))
         for c in range(1, len(self._classes)):
@@ -246,8 +249,8 @@ class RCNNFamilyExplainer(Explainer):
             if self.source == "lecture" and self.model is None:
                 # the bundled detector knows three shapes: on a photo its class names mean nothing
                 names = ", ".join(self._classes[1:])
-                out += (f" <i>(The bundled model knows only {names}: on this photo the names mean nothing; "
-                        "the seconds and MACs are the point.)</i>")
+                out += (f" <i>(The bundled model knows only {names}: on this photo its classes mean nothing, so "
+                        "its boxes are drawn with their scores only; the seconds and MACs are the point.)</i>")
             return out
         if len(numbered):
             return (f" <i>Showing the top {len(thin)} of {total:,} proposals (the best {len(numbered)} "
