@@ -75,11 +75,47 @@ async function render({ model, el }) {
       if (v.type === null || v.type === "-") explicitTypes.delete(k); else explicitTypes.add(k);
     }
   };
+  // plotly.js also writes back the ranges and domains it adjusted to keep an axis' scale tied
+  // to another's (scaleanchor), and Plotly.react on a new range for such an axis stretches the
+  // range instead of shrinking the domain (a label map of 8 columns drawn on an axis of 22). So
+  // every draw restores the ranges and domains the figure asked for, and a change of them on a
+  // tied axis is drawn afresh (as the first draw, which is right).
+  let requested = {};
+  let lastTied = null;
+  const noteAxes = (layout) => {
+    for (const [k, v] of Object.entries(layout || {})) {
+      if (!AXIS.test(k) || !v || typeof v !== "object") continue;
+      const r = requested[k] || (requested[k] = {});
+      for (const p of ["range", "domain"]) {
+        if (p in v) r[p] = v[p] === null ? null : JSON.parse(JSON.stringify(v[p]));
+      }
+    }
+  };
+  const tiedAxes = () => {
+    const tied = new Set();
+    for (const [k, v] of Object.entries(state.layout)) {
+      if (!AXIS.test(k) || !v || typeof v !== "object" || !v.scaleanchor) continue;
+      tied.add(k);
+      const m = String(v.scaleanchor).match(/^([xy])([0-9]*)$/);
+      if (m) tied.add(m[1] + "axis" + m[2]);
+    }
+    return [...tied].sort();
+  };
   const draw = () => {
     rev += 1;
     for (const [k, v] of Object.entries(state.layout)) {
       if (AXIS.test(k) && v && typeof v === "object" && !explicitTypes.has(k)) delete v.type;
     }
+    for (const [k, v] of Object.entries(state.layout)) {
+      if (!AXIS.test(k) || !v || typeof v !== "object") continue;
+      const r = requested[k] || {};
+      for (const p of ["range", "domain"]) {
+        if (p in r && r[p] !== null) v[p] = JSON.parse(JSON.stringify(r[p])); else delete v[p];
+      }
+    }
+    const tied = JSON.stringify(tiedAxes().map((k) => [k, requested[k] || {}]));
+    if (lastTied !== null && tied !== lastTied) Plotly.purge(div);
+    lastTied = tied;
     // The height is always a number of pixels held by the div: `responsive` then only follows
     // the width. (Sizing to the container let a window resize draw the next step at 0 px.)
     state.layout.height = height;
@@ -106,6 +142,8 @@ async function render({ model, el }) {
     figHeight = state.layout.height || figHeight;
     explicitTypes = new Set();
     noteTypes(state.layout);
+    requested = {};
+    noteAxes(state.layout);
     height = fitted();
     draw();
   };
@@ -117,6 +155,7 @@ async function render({ model, el }) {
     }
     merge(state.layout, p.layout || {});
     noteTypes(p.layout);
+    noteAxes(p.layout);
     if (p.layout && p.layout.height) { figHeight = p.layout.height; height = fitted(); }
     draw();
   };

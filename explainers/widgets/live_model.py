@@ -69,7 +69,9 @@ class LiveModelExplainer(Explainer):
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         for c in (1, 2, 3):      # images: y down, square pixels (boxes keep their shape)
-            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if c == 1 else c}", row=1, col=c)
+            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if c == 1 else c}", constrain="domain",
+                             row=1, col=c)
+            fig.update_xaxes(constrain="domain", row=1, col=c)
         self._use_figure(fig, 430)
         # the classes drawn, each in its colour (the same palette as every page), above the titles
         self.fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",

@@ -111,8 +111,8 @@ class SingleStageExplainer(Explainer):
         fig.add_heatmap(z=[[0]], x=["value"], y=[""], text=[[""]], texttemplate="%{text}", colorscale="RdBu",
                         zmid=0, showscale=False, textfont=dict(size=16), hoverinfo="skip", xgap=2, ygap=2,
                         row=1, col=2)                                                             # 8 read-out
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, row=1, col=1)
-        fig.update_xaxes(showgrid=False, zeroline=False, scaleanchor="y", row=1, col=1)
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, constrain="domain", row=1, col=1)
+        fig.update_xaxes(showgrid=False, zeroline=False, scaleanchor="y", constrain="domain", row=1, col=1)
         fig.update_yaxes(autorange="reversed", showgrid=False, row=1, col=2, tickfont=dict(size=16))
         fig.update_xaxes(side="top", showgrid=False, row=1, col=2, tickfont=dict(size=16))
         self._use_figure(fig, 540)

@@ -145,8 +145,11 @@ class TrainingTargetsExplainer(Explainer):
                     name="this page (ops)", row=1, col=2)
         fig.add_bar(x=[], y=[], text=[], textposition="outside", textfont=dict(size=16), marker_color=ORANGE, cliponaxis=False,  # 10
                     name="", row=1, col=2)
-        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", row=1, col=1)
-        fig.update_xaxes(showgrid=False, zeroline=False, row=1, col=1)
+        # square pixels: the panel shrinks to the image (constrain="domain") instead of stretching the
+        # axes past it (a tall live scene was drawn on an x axis running -100..250)
+        fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
+                         row=1, col=1)
+        fig.update_xaxes(showgrid=False, zeroline=False, constrain="domain", row=1, col=1)
         fig.update_yaxes(showgrid=True, zeroline=True, row=1, col=2)
         fig.update_traces(showlegend=False, selector=dict(type="scatter"))
         self._use_figure(fig, 540)
@@ -335,7 +338,9 @@ class TrainingTargetsExplainer(Explainer):
             later = [s for s in BAR_STEPS[self.view.value] if s > k]
             text = f"{BARS_TITLE}: at step {later[0] + 1}" if later else f"{BARS_TITLE}: none at this step"
             titles[1].update(text=text, font=dict(titles[1].get("font") or {}, color=GREY))
-        return {"shapes": shapes, "xaxis": {"range": [-0.5, w - 0.5]}, "yaxis": {"range": [h - 0.5, -0.5]},
+        # the image's extent exactly (autorange would pad it for the labels drawn past its edges)
+        return {"shapes": shapes, "xaxis": {"range": [-0.5, w - 0.5], "autorange": False},
+                "yaxis": {"range": [h - 0.5, -0.5], "autorange": False},
                 "yaxis2": {"autorange": True, "visible": bars}, "xaxis2": {"visible": bars},
                 "annotations": titles}
 

@@ -518,29 +518,36 @@ def test_static_site_draws_every_page_offline(browser, static_site, how):
             proc.wait(10)
 
 
-def test_an_axis_that_changes_from_numbers_to_names_draws_its_bars(tmp_path):
-    """The plot view alone (its JavaScript, with a stand-in for the widget model, no server): plotly.js
-    keeps the axis type it guessed first; a patch that turns channel numbers into class names must
-    still draw its bars (the FCN page's last step drew an empty panel), and a type the figure sets
-    stays as set."""
-    import json
-
+@pytest.fixture(scope="module")
+def bare_browser():
+    """Chromium without a server: the plot view's JavaScript alone (see :func:`view_page`)."""
     if not os.path.exists(CHROMIUM):
+        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
+            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     pytest.importorskip("playwright")
     from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def view_page(browser, folder, figure):
+    """A page with the plot view (its JavaScript, with a stand-in for the widget model) showing
+    ``figure``; ``window.applyPatch(p)`` and ``window.setFigure(f)`` do what the kernel's messages do."""
+    import json
 
     import plotly
 
     from explainers.widgets._plotview import _JS
 
-    figure = {"data": [{"type": "bar", "x": [0, 1, 2, 3], "y": [1, 2, 3, 4]}],
-              "layout": {"height": 300, "yaxis": {"type": "log"}}}
-    page_html = tmp_path / "view.html"
-    (tmp_path / "plotly.min.js").write_bytes((Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
-                                             .read_bytes())
-    page_html.write_text(
-        "<html><body><div id='el' style='width:600px'></div>"
+    (folder / "plotly.min.js").write_bytes((Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
+                                           .read_bytes())
+    html = folder / "view.html"
+    html.write_text(
+        "<html><body><div id='el' style='width:1200px'></div>"
         "<script src='plotly.min.js'></script><script type='module'>"
         f"const src = {json.dumps(_JS)};"
         "const mod = await import(URL.createObjectURL(new Blob([src], {type: 'text/javascript'})));"
@@ -549,21 +556,90 @@ def test_an_axis_that_changes_from_numbers_to_names_draws_its_bars(tmp_path):
         "const model = {get: (k) => values[k], on: (ev, f) => { handlers[ev] = f; }};"
         "await mod.default.render({model, el: document.getElementById('el')});"
         "window.applyPatch = (p) => { values.patch = p; handlers['change:patch'](); };"
+        "window.setFigure = (f) => { values.figure = f; handlers['change:figure'](); };"
         "window.viewReady = true;</script></body></html>", encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(html.as_uri())
+    page.wait_for_function("() => window.viewReady === true", timeout=60_000)
+    return page
+
+
+_RANGES = ("(axes) => { const gd = document.querySelector('.explainers-plot'); const o = {};"
+           " for (const a of axes) o[a] = gd._fullLayout[a].range; return o; }")
+
+
+def _ranges_drawn_as_asked(page, asked: dict) -> list:
+    got = page.evaluate(_RANGES, list(asked))
+    return [(a, r, got[a]) for a, r in asked.items()
+            if r is not None and any(abs(x - y) > 1e-6 for x, y in zip(sorted(got[a]), sorted(r)))]
+
+
+def test_an_axis_that_changes_from_numbers_to_names_draws_its_bars(bare_browser, tmp_path):
+    """plotly.js keeps the axis type it guessed first; a patch that turns channel numbers into class
+    names must still draw its bars (the FCN page's last step drew an empty panel), and a type the
+    figure sets stays as set."""
+    figure = {"data": [{"type": "bar", "x": [0, 1, 2, 3], "y": [1, 2, 3, 4]}],
+              "layout": {"height": 300, "yaxis": {"type": "log"}}}
     bars = ("() => { const gd = document.querySelector('.explainers-plot');"
             " return [gd._fullLayout.xaxis.type, gd._fullLayout.yaxis.type,"
             " Array.from(gd.querySelectorAll('.bars .point path')).filter(p => (p.getAttribute('d') || '')"
             ".length > 3).length]; }")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = b.new_page(viewport={"width": 800, "height": 600})
-            page.goto(page_html.as_uri())
-            page.wait_for_function("() => window.viewReady === true", timeout=60_000)
-            assert page.evaluate(bars) == ["linear", "log", 4]
-            page.evaluate("() => window.applyPatch({data: {0: {x: ['background', 'circle', 'square'],"
-                          " y: [1, 2, 3]}}, layout: {}})")
-            page.wait_for_function(f"() => ({bars})()[0] === 'category'", timeout=10_000)
-            assert page.evaluate(bars) == ["category", "log", 3]
-        finally:
-            b.close()
+    page = view_page(bare_browser, tmp_path, figure)
+    try:
+        assert page.evaluate(bars) == ["linear", "log", 4]
+        page.evaluate("() => window.applyPatch({data: {0: {x: ['background', 'circle', 'square'],"
+                      " y: [1, 2, 3]}}, layout: {}})")
+        page.wait_for_function(f"() => ({bars})()[0] === 'category'", timeout=10_000)
+        assert page.evaluate(bars) == ["category", "log", 3]
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_every_step_draws_the_axis_ranges_it_asks_for(bare_browser, tmp_path, entry, source):
+    """Each step's patch, applied by the plot view in Chromium, draws exactly the axis ranges the
+    step asks for. plotly.js's own update stretched the range of an axis whose scale is tied to
+    another's (square cells) instead of shrinking its domain: the FCN's feature map at 40 x 40
+    was drawn on an axis running -15..54."""
+    e = entry.load()(source=source)
+    if e.error_text:
+        pytest.skip(e.error_text)
+    figure = e.plot.figure
+    patches = []
+    # a step's patch holds every property its frame sets, whatever came before: a sample of the
+    # steps (at most 25, the first and the last among them) is drawn in turn
+    n = e.n_steps()
+    for k in sorted({round(i * (n - 1) / 24) for i in range(25)} if n > 25 else range(n)):
+        e.show_step(k)
+        patches.append(e.plot.patch)
+    page = view_page(bare_browser, tmp_path, figure)
+    try:
+        wrong = []
+        for k, p in enumerate(patches):
+            page.evaluate("(p) => window.applyPatch(p)", p)
+            asked = {a: v["range"] for a, v in p["layout"].items()
+                     if a.startswith(("xaxis", "yaxis")) and isinstance(v, dict) and "range" in v}
+            wrong += [(k, *w) for w in _ranges_drawn_as_asked(page, asked)]
+        assert not wrong, wrong[:5]
+    finally:
+        page.close()
+
+
+def test_a_control_change_draws_the_new_ranges(bare_browser, tmp_path):
+    """A control change sends the whole figure: the sliding window's label map, 22 columns wide at
+    stride 2, is 8 wide at stride 5, and its axis must say so (it kept 22, ticks past the map)."""
+    from explainers.widgets import SlidingWindowExplainer
+
+    e = SlidingWindowExplainer(source="live")
+    page = view_page(bare_browser, tmp_path, e.plot.figure)
+    try:
+        e.stride_ctl.value = 5
+        e.window.value = 44
+        page.evaluate("(f) => window.setFigure(f)", e.plot.figure)
+        lay = e.plot.figure["layout"]
+        asked = {a: lay[a]["range"] for a in ("xaxis3", "yaxis3")}
+        assert asked["xaxis3"][1] - asked["xaxis3"][0] < 10
+        assert not _ranges_drawn_as_asked(page, asked)
+    finally:
+        page.close()
