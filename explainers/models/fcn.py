@@ -31,7 +31,7 @@ STAGES = (
     ("pool2", "max pool 2 (2x2, keeps switches)", "pool2"),
     ("enc3", "encoder 3: two 3x3 convs", "enc3"),
     ("pool3", "max pool 3 (2x2, keeps switches)", "pool3"),
-    ("bottleneck", "bottleneck: dilated 3x3 convs (2, 4)", "bottleneck"),
+    ("bottleneck", "two dilated 3x3 convs (dilation 2, then 4)", "bottleneck"),
     ("unpool3", "max unpool 3 (pool 3's switches)", "unpool3"),
     ("dec3", "decoder 3: 3x3 conv", "dec3"),
     ("unpool2", "max unpool 2 (pool 2's switches)", "unpool2"),

@@ -134,7 +134,8 @@ class NMSExplainer(Explainer):
                 ref, name, same = per_class, per_name, True
         more, note = self._model_check(thr) if self.source == "live" else ([], "")
         self.set_note((note + extra).strip())
-        self.set_check(f"{name} (kept {keep.tolist()})", 0.0 if same else 1.0, same, more=more)
+        self.set_check(f"{name} on the {len(boxes)} boxes drawn (kept {keep.tolist()})", 0.0 if same else 1.0, same,
+                       more=more)
         self._keep = keep
         self._boxes, self._scores, self._labels, self._tr = boxes.numpy(), scores.numpy(), labels.numpy(), tr
         H, W_ = self._img.shape[:2]

@@ -387,6 +387,11 @@ class TrainingTargetsExplainer(Explainer):
             self._bars(data, self._names, tr.probabilities, colours=self._colour)
             cap = (f"softmax turns the scores into probabilities; the class loss is the cross-entropy "
                    f"−log p({name}) = −log {tr.probabilities[c]:.3f} = <b>{float(tr.class_loss):.3f}</b>")
+            if self.source == "live" and float(tr.probabilities[c]) < 0.5 and self._run is not None:
+                # a trained model that looks wrong here: say why, where the student reads
+                cap += (f". Low for a trained model: these are the scores of one RoI in a training-mode run"
+                        + (", whose BatchNorm layers use this one image's statistics" if self._run.batch_norms
+                           else "") + ", not the detection page's scores; a high loss is what training pushes down")
         elif k == 3:
             self._bars(data, coords, tr.box_terms, fmt_=lambda v: f"{v:.2g}")
             diffs = ", ".join(f"{n}: {float(a - b):+.3f}" for n, a, b in zip(coords, tr.box_pred, tr.box_true))

@@ -327,3 +327,17 @@ def test_a_users_model_is_not_taught_the_shapes_scenes_labels():
                                                                             num_classes=91)
     e = TrainingTargetsExplainer(source="live", model=net)
     assert "give an image of yours and its ground truth" in e.error_text and "\n" not in e.error_text
+
+
+def test_live_single_object_says_why_a_trained_models_probability_is_low():
+    """Live, the RoI's p(true class) comes from the training-mode run (BatchNorm on one image): when
+    it is low, the softmax step's caption says why, where a student reads."""
+    from explainers.widgets.training_targets import TrainingTargetsExplainer
+
+    e = TrainingTargetsExplainer(source="live")
+    tr = e._mt
+    cap = e.frame(2)["caption"]
+    low = float(tr.probabilities[tr.true_class]) < 0.5
+    assert ("Low for a trained model" in cap) == low
+    if low:
+        assert "training-mode run" in cap and ("BatchNorm" in cap) == bool(e._run.batch_norms)

@@ -1,4 +1,5 @@
 """Headless tests of the seven explainers: controls, figure data, check lines, errors, export."""
+import html
 import json
 import re
 
@@ -443,10 +444,10 @@ def test_nms_page_explains_batched_nms_float32_offset():
     e._all = (boxes, scores, labels)
     e.threshold.value = 0.5
     e.refresh()
-    assert agrees(e) and "torchvision.ops.nms class by class (kept [0, 2])" in e.check_text
+    assert agrees(e) and "torchvision.ops.nms class by class on the 3 boxes drawn (kept [0, 2])" in html.unescape(e.check_text)
     assert "batched_nms keeps [0, 1, 2]" in e.note.value and "float32" in e.note.value
     e.class_aware.value = False             # plain NMS: no shift, plain torchvision.ops.nms
-    assert agrees(e) and "torchvision.ops.nms (kept" in e.check_text and e.note.value == ""
+    assert agrees(e) and "torchvision.ops.nms on the 3 boxes drawn (kept" in e.check_text and e.note.value == ""
 
 
 def test_controls_only_where_they_do_something_and_no_stale_picture():
