@@ -37,9 +37,9 @@ def _short(v: float) -> str:
     return s.replace("0.", ".", 1) if s.startswith(("0.", "-0.")) else s
 
 
-def _int_ticks(n: int, start: int = 0) -> dict:
-    """Integer ticks (start, start + d, ...) for an ``n``-cell axis, at most about a dozen."""
-    return dict(tickmode="linear", tick0=start, dtick=max(1, math.ceil(n / 12)), tickvals=None, ticktext=None)
+def _int_ticks(n: int, start: int = 0, most: int = 12) -> dict:
+    """Integer ticks (start, start + d, ...) for an ``n``-cell axis, at most about ``most``."""
+    return dict(tickmode="linear", tick0=start, dtick=max(1, math.ceil(n / most)), tickvals=None, ticktext=None)
 
 
 def _span(n: int, down: bool = False, start: int = 0) -> dict:
@@ -401,10 +401,12 @@ class TransposedConvExplainer(Explainer):
             self.fig.data[4].update(z=X.T.tolist(), text=ops.transpose_labels(Xl), texttemplate="")
             self.fig.layout.annotations[3].text = f"X ({rows}x{cols})"
             self.fig.layout.annotations[4].text = f"X^T ({cols}x{rows})"
-            self.fig.layout.xaxis4.update(**_int_ticks(cols), **_span(cols))
-            self.fig.layout.yaxis4.update(**_int_ticks(rows), **_span(rows, down=True))
-            self.fig.layout.xaxis5.update(**_int_ticks(rows), **_span(rows))
-            self.fig.layout.yaxis5.update(**_int_ticks(cols), **_span(cols, down=True))
+            # X and X^T share one column, a small panel each: a few ticks along each side (a dozen
+            # on a 25 x 256 matrix ran together into blots)
+            self.fig.layout.xaxis4.update(**_int_ticks(cols, most=6), **_span(cols))
+            self.fig.layout.yaxis4.update(**_int_ticks(rows, most=4), **_span(rows, down=True))
+            self.fig.layout.xaxis5.update(**_int_ticks(rows, most=4), **_span(rows))
+            self.fig.layout.yaxis5.update(**_int_ticks(cols, most=6), **_span(cols, down=True))
             self.fig.layout.xaxis2.update(**_int_ticks(k.shape[1]), **_span(k.shape[1]))
             self.fig.layout.yaxis2.update(**_int_ticks(k.shape[0]), **_span(k.shape[0], down=True))
             if view == "transposed":
