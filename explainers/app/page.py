@@ -53,7 +53,7 @@ class Page:
         self.error = W.HTML()
         self.body = W.VBox([first.widget])
         #: lecture / live and the image, beside the title of the explainer shown (not above it)
-        self.bar = W.HBox([self.source, self.sample])
+        self.bar = W.HBox([self.source, self.sample], layout=W.Layout(flex_flow="row wrap"))
         self.source.observe(lambda _: self._show(), "value")
         self.sample.observe(lambda _: self._show(), "value")
         self.widget = W.VBox([self.error, self.body])

@@ -140,7 +140,10 @@ class Explainer:
         except Exception:                    # nothing built to count steps of: the error line says why
             self.anim.layout.display = "none"
         # the title, and beside it what a page puts there (app.Page: lecture / live, the image)
-        self.header_tools = W.HBox(layout=W.Layout(margin="0 0 0 24px"))
+        # the tools beside the title (a page's lecture / live switch and image chooser) take the room
+        # left of the title and wrap inside it: a chooser that does not fit goes under the switch,
+        # and the switch stays where it was (it jumped to a line of its own when the chooser appeared)
+        self.header_tools = W.HBox(layout=W.Layout(margin="0 0 0 24px", flex="1 1 350px", flex_flow="row wrap"))
         header = W.HBox([W.HTML(f"<h3 style='margin:2px 0;font-size:24px'>{html.escape(self.title)}</h3>"),
                          self.header_tools], layout=W.Layout(align_items="center", flex_flow="row wrap"))
         anim = self.anim

@@ -75,7 +75,9 @@ async function render({ model, el }) {
       if (v.type === null || v.type === "-") explicitTypes.delete(k); else explicitTypes.add(k);
     }
   };
-  // plotly.js also writes back the ranges and domains it adjusted to keep an axis' scale tied
+  // plotly.js also writes back the ranges, domains and autorange it computed (an axis asked to be
+  // "reversed" comes back as autorange true, then flips when its range is computed again), and
+  // those it adjusted to keep an axis' scale tied
   // to another's (scaleanchor), and Plotly.react on a new range for such an axis stretches the
   // range instead of shrinking the domain (a label map of 8 columns drawn on an axis of 22). So
   // every draw restores the ranges and domains the figure asked for, and a change of them on a
@@ -86,7 +88,7 @@ async function render({ model, el }) {
     for (const [k, v] of Object.entries(layout || {})) {
       if (!AXIS.test(k) || !v || typeof v !== "object") continue;
       const r = requested[k] || (requested[k] = {});
-      for (const p of ["range", "domain"]) {
+      for (const p of ["range", "domain", "autorange"]) {
         if (p in v) r[p] = v[p] === null ? null : JSON.parse(JSON.stringify(v[p]));
       }
     }
@@ -109,7 +111,7 @@ async function render({ model, el }) {
     for (const [k, v] of Object.entries(state.layout)) {
       if (!AXIS.test(k) || !v || typeof v !== "object") continue;
       const r = requested[k] || {};
-      for (const p of ["range", "domain"]) {
+      for (const p of ["range", "domain", "autorange"]) {
         if (p in r && r[p] !== null) v[p] = JSON.parse(JSON.stringify(r[p])); else delete v[p];
       }
     }

@@ -568,10 +568,13 @@ _RANGES = ("(axes) => { const gd = document.querySelector('.explainers-plot'); c
            " for (const a of axes) o[a] = gd._fullLayout[a].range; return o; }")
 
 
-def _ranges_drawn_as_asked(page, asked: dict) -> list:
-    got = page.evaluate(_RANGES, list(asked))
-    return [(a, r, got[a]) for a, r in asked.items()
-            if r is not None and any(abs(x - y) > 1e-6 for x, y in zip(sorted(got[a]), sorted(r)))]
+def _ranges_drawn_as_asked(page, asked: dict, reversed_axes=()) -> list:
+    """The axes not drawn with the range asked for (in its direction), and the axes asked to be
+    reversed (autorange="reversed", y down) that are not."""
+    got = page.evaluate(_RANGES, list(asked) + list(reversed_axes))
+    wrong = [(a, r, got[a]) for a, r in asked.items()
+             if r is not None and any(abs(x - y) > 1e-6 for x, y in zip(got[a], r))]
+    return wrong + [(a, "reversed", got[a]) for a in reversed_axes if not got[a][0] > got[a][1]]
 
 
 def test_an_axis_that_changes_from_numbers_to_names_draws_its_bars(bare_browser, tmp_path):
@@ -616,11 +619,15 @@ def test_every_step_draws_the_axis_ranges_it_asks_for(bare_browser, tmp_path, en
     page = view_page(bare_browser, tmp_path, figure)
     try:
         wrong = []
+        autorange = {a: v.get("autorange") for a, v in figure["layout"].items()
+                     if a.startswith(("xaxis", "yaxis")) and isinstance(v, dict)}
         for k, p in enumerate(patches):
             page.evaluate("(p) => window.applyPatch(p)", p)
-            asked = {a: v["range"] for a, v in p["layout"].items()
-                     if a.startswith(("xaxis", "yaxis")) and isinstance(v, dict) and "range" in v}
-            wrong += [(k, *w) for w in _ranges_drawn_as_asked(page, asked)]
+            axes = {a: v for a, v in p["layout"].items() if a.startswith(("xaxis", "yaxis")) and isinstance(v, dict)}
+            autorange.update({a: v["autorange"] for a, v in axes.items() if "autorange" in v})
+            asked = {a: v["range"] for a, v in axes.items() if "range" in v and v.get("autorange") is not True}
+            flipped = [a for a, r in autorange.items() if r == "reversed" and a not in asked]
+            wrong += [(k, *w) for w in _ranges_drawn_as_asked(page, asked, flipped)]
         assert not wrong, wrong[:5]
     finally:
         page.close()
