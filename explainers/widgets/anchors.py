@@ -70,7 +70,7 @@ class AnchorsExplainer(Explainer):
     # ------------------------------------------------------------------ building
     def _build(self):
         live = self.source == "live"
-        self.view = W.Dropdown(options=VIEWS, value="cell", description="show", layout=W.Layout(width="470px"))
+        self.view = W.Dropdown(options=VIEWS, value="cell", description="show", layout=W.Layout(width="560px"))
         self.row = W.IntSlider(value=0, min=0, max=0, description="row", layout=W.Layout(width="230px"))
         self.col = W.IntSlider(value=0, min=0, max=0, description="col", layout=W.Layout(width="230px"))
         self.top_k = W.IntSlider(value=300, min=1, max=300, description="top k", layout=W.Layout(width="280px"))
@@ -191,6 +191,10 @@ class AnchorsExplainer(Explainer):
 
     # ------------------------------------------------------------------ recomputing
     def refresh(self):
+        # only the controls the chosen view uses: row and col pick the cell, top k the proposals
+        cell = self.view.value == "cell"
+        for w, shown in ((self.row, cell), (self.col, cell), (self.top_k, not cell)):
+            w.layout.display = None if shown else "none"
         anchors, at = ops.anchor_grid(self._padded, self._feature_size, self._sizes, self._ratios)
         ref = ops.reference_anchors(self._padded, self._feature_size, self._sizes, self._ratios)
         more = []

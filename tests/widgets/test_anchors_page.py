@@ -329,3 +329,19 @@ def test_lecture_says_which_anchors_get_no_box_target_in_training():
         assert ("gets no box target" in cap) == (iou < 0.3) and ("is ignored" in cap) == (0.3 <= iou < 0.7)
         said |= {("no box target" in cap), ("ignored" in cap)}
     assert said == {True, False}
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_each_view_shows_only_the_controls_it_uses(source):
+    """row and col pick the cell of the one-cell view; top k acts on the RPN view only: each is
+    hidden where moving it would change nothing."""
+    from explainers.widgets import AnchorsExplainer
+
+    e = AnchorsExplainer(source=source)
+    shown = lambda w: w.layout.display != "none"   # noqa: E731
+    assert e.view.value == "cell" and shown(e.row) and shown(e.col) and not shown(e.top_k)
+    if len(e.view.options) > 1:
+        e.view.value = "proposals"
+        assert not shown(e.row) and not shown(e.col) and shown(e.top_k)
+        e.view.value = "cell"
+        assert shown(e.row) and not shown(e.top_k)
