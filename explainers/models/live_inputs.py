@@ -80,7 +80,8 @@ def strongest_channel_in_box(features: torch.Tensor, box, scale: float) -> int:
 
 
 def unpooling_crop(captured: dict, channel: int, size: int = 4) -> UnpoolingCrop:
-    """A crop around the channel's strongest decoder input at SegNet's deepest unpooling.
+    """A crop at the channel's strongest decoder input at SegNet's deepest unpooling (its top-left
+    cell where the map allows).
 
     ``captured`` is :attr:`SegmentationTrace.captured` of SegNet (2x2 pooling, stride 2).
     """
@@ -91,7 +92,9 @@ def unpooling_crop(captured: dict, channel: int, size: int = 4) -> UnpoolingCrop
     hb, wb = b.shape
     size = min(size, hb, wb)
     r, q = divmod(int(b.abs().argmax()), wb)
-    y0, x0 = max(0, min(r - size // 2, hb - size)), max(0, min(q - size // 2, wb - size))
+    # the strongest value in the crop's first block where the map allows: the page's first step
+    # (the top-left block) then shows a real maximum, not a block of ReLU zeros
+    y0, x0 = max(0, min(r, hb - size)), max(0, min(q, wb - size))
     W = e.shape[-1]
     sw = idx[y0:y0 + size, x0:x0 + size]
     local = (sw // W - 2 * y0) * (2 * size) + (sw % W - 2 * x0)   # switches re-indexed inside the crop

@@ -742,3 +742,13 @@ def test_nms_labels_of_a_wide_image_stay_inside_their_boxes_without_lines():
         f = e.frame(k)
         assert f["data"][7] == {"x": [], "y": []}
     assert list(e.fig.layout.xaxis.range) == [-0.5, e._img.shape[1] - 0.5]
+
+
+def test_unpooling_live_max_opens_on_a_block_with_a_real_maximum():
+    """The live crop starts at the decoder's strongest input: the first step's block has a non-zero
+    maximum (it opened on a block of ReLU zeros, 'the maximum 0')."""
+    e = UnpoolingExplainer(source="live")
+    e.mode.value = "max"
+    cap = e.frame(0)["caption"]
+    value = float(re.search(r"the maximum (-?[\d.]+)", cap).group(1))
+    assert value != 0, cap
