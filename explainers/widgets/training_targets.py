@@ -153,9 +153,11 @@ class TrainingTargetsExplainer(Explainer):
         fig.update_yaxes(showgrid=True, zeroline=True, row=1, col=2)
         fig.update_traces(showlegend=False, selector=dict(type="scatter"))
         self._use_figure(fig, 540)
-        self.fig.update_layout(barmode="group", showlegend=True, legend=dict(x=0.55, y=1.06, xanchor="left",
-                                                                               yanchor="bottom", orientation="h",
-                                                                               font=dict(size=16)))
+        # the bars' legend at the top of the figure (its margin), above the panel's title whatever the
+        # height the page gives the plot (at y=1.06 of the plot area it sat on the title)
+        self.fig.update_layout(barmode="group", showlegend=True,
+                               legend=dict(x=0.55, y=1, xanchor="left", yanchor="top", yref="container",
+                                           orientation="h", font=dict(size=16)))
         self._run = self._rec = None
 
     # ------------------------------------------------------------------ data
