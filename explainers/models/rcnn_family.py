@@ -312,7 +312,7 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         stages_faster = [Stage("resize + normalise", "resize", t_tr, c_tr, 1, 1),
                          Stage("backbone (once)", "backbone", t_bb, c_bb, 1, 1),
                          Stage("RPN proposals", "rpn", t_rpn, c_rpn, len(props[0]), len(props[0])),
-                         Stage("RoI pooling", "roi", t_pool, c_pool, len(props[0]), len(props[0])),
+                         Stage("RoI pooling (RoI Align)", "roi", t_pool, c_pool, len(props[0]), len(props[0])),
                          Stage("box head + classifier", "head", t_head + t_pred, c_head + c_pred,
                                len(props[0]), len(props[0])),
                          Stage("per-class NMS", "nms", t_nms, c_nms, len(props[0]), len(props[0]))]
@@ -341,7 +341,7 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         stages_fast = [Stage("selective search", "proposals", ss_seconds, 0, N, N),
                        Stage("resize + normalise", "resize", t_tr, c_tr, 1, 1),
                        Stage("backbone (once)", "backbone", tf_bb, cf_bb, 1, 1),
-                       Stage("RoI pooling", "roi", tf_pool, cf_pool, N, N),
+                       Stage("RoI pooling (RoI Align)", "roi", tf_pool, cf_pool, N, N),
                        Stage("box head + classifier", "head", tf_head + tf_pred, cf_head + cf_pred, N, N),
                        Stage("per-class NMS", "nms", tf_nms, cf_nms, N, N)]
 
