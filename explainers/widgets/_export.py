@@ -81,6 +81,23 @@ _EXPORT_JS = r"""
     return props;
   }
 
+  // an axis whose scale is tied to another's (scaleanchor): plotly.js's react stretches its new
+  // range instead of shrinking its domain, so a step that changes such an axis is drawn afresh
+  var AXIS = /^[xy]axis[0-9]*$/, lastTied = null;
+  function tiedKey(layout) {
+    var tied = {};
+    Object.keys(layout).forEach(function (k) {
+      var v = layout[k], m;
+      if (!AXIS.test(k) || !isObject(v) || !v.scaleanchor) return;
+      tied[k] = true;
+      m = String(v.scaleanchor).match(/^([xy])([0-9]*)$/);
+      if (m) tied[m[1] + "axis" + m[2]] = true;
+    });
+    return JSON.stringify(Object.keys(tied).sort().map(function (k) {
+      var v = layout[k] || {};
+      return [k, v.range, v.domain, v.autorange];
+    }));
+  }
   var current = payload.active, rev = 0, timer = null;
   function show(step) {
     step = Math.max(0, Math.min(n - 1, step));
@@ -95,6 +112,9 @@ _EXPORT_JS = r"""
     label.textContent = String(step + 1) + " of " + String(n);
     caption.innerHTML = payload.captions[step];
     root.setAttribute("data-step", String(step));
+    var tiedNow = tiedKey(layout);
+    if (lastTied !== null && tiedNow !== lastTied) Plotly.purge(plot);
+    lastTied = tiedNow;
     return Plotly.react(plot, data, layout, payload.config);
   }
   function stop() {

@@ -150,3 +150,30 @@ def test_a_control_change_draws_the_new_ranges(bare_browser, tmp_path):
         assert not _ranges_drawn_as_asked(page, asked)
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_an_exported_animation_draws_each_steps_ranges(bare_browser, tmp_path, source):
+    """The exported HTML draws each step as the page does: the FCN's feature map panel (its scale
+    tied to the other axis's: square cells) has each stage's range, not a stretched one."""
+    from explainers.widgets import FCNExplainer
+
+    e = FCNExplainer(source=source)
+    path = e.export_html(tmp_path / "fcn.html")
+    asked = [e.frame(k)["layout"]["xaxis3"]["range"] for k in range(e.n_steps())]
+    page = bare_browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_selector("#explainer[data-ready='1']", timeout=60_000)
+        wrong = []
+        for k in range(e.n_steps()):
+            if k:
+                page.get_by_text("step ▶").first.click()
+            page.wait_for_function(f"() => document.getElementById('explainer').getAttribute('data-step') === '{k}'",
+                                   timeout=10_000)
+            got = page.evaluate("() => document.getElementById('explainer-plot')._fullLayout.xaxis3.range")
+            if any(abs(a - b) > 1e-6 for a, b in zip(got, asked[k])):
+                wrong.append((k, asked[k], got))
+        assert not wrong, wrong
+    finally:
+        page.close()
