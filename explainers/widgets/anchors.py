@@ -281,7 +281,7 @@ class AnchorsExplainer(Explainer):
         if Hp > H:
             labels_x.append(4)
             labels_y.append(H + 2)
-            labels.append(f"padding: rows {H}-{Hp}")
+            labels.append(f"padding {H}-{Hp}")      # short: a tall live image is narrow
         if self._gt is not None:
             for name, (x1, y1, *_rest) in zip(self._gt_names, self._gt.tolist()):
                 if name:

@@ -183,7 +183,7 @@ def test_live_grid_covers_the_padding_to_a_multiple_of_32():
     pad = e.fig.data[1]
     assert min(v for v in pad.y if v is not None) == 0 and max(v for v in pad.y if v is not None) == Hp
     assert f"padded to {Wp}x{Hp}" in e.fig.layout.annotations[0].text
-    assert f"padding: rows {H}-{Hp}" in list(e.fig.data[12].text)
+    assert f"padding {H}-{Hp}" in list(e.fig.data[12].text)
     ys = [v for v in e.fig.data[2].y if v is not None]
     assert max(ys) == Hp and min(ys) == 0
 
