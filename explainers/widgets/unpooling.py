@@ -274,6 +274,10 @@ class UnpoolingExplainer(Explainer):
                     "max": "goes back to the remembered position (switch) in", "bilinear":
                     "is blended (bilinear weights) into"}
             caption = f"input ({r}, {c}) = {fmt(x[r, c].item())} {verb[mode]} {len(targets)} output cell(s)"
+            if mode == "bilinear":
+                # the cells show their final values: say what else is in them
+                caption += ("; each shows its final value, this input mixed with its neighbours' (the weights "
+                            "add up to 1), so a cell is not simply this input's share")
         else:
             caption = "done: every output cell is filled"
             if self._pin is None:

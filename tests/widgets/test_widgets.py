@@ -752,3 +752,12 @@ def test_unpooling_live_max_opens_on_a_block_with_a_real_maximum():
     cap = e.frame(0)["caption"]
     value = float(re.search(r"the maximum (-?[\d.]+)", cap).group(1))
     assert value != 0, cap
+
+
+def test_unpooling_bilinear_caption_says_cells_show_their_final_mix():
+    """Bilinear: an output cell is drawn with its final value once a first input reaches it; the
+    caption says it mixes the neighbours' values, so the picture and the words agree."""
+    e = UnpoolingExplainer()
+    e.mode.value = "bilinear"
+    k = next(k for k in range(e.n_steps()) if "is blended" in e.frame(k)["caption"])
+    assert "final value" in e.frame(k)["caption"] and "neighbours" in e.frame(k)["caption"]
