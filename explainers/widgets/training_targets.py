@@ -391,7 +391,7 @@ class TrainingTargetsExplainer(Explainer):
                    f"−log p({name}) = −log {tr.probabilities[c]:.3f} = <b>{float(tr.class_loss):.3f}</b>")
             if self.source == "live" and float(tr.probabilities[c]) < 0.5 and self._run is not None:
                 # a trained model that looks wrong here: say why, where the student reads
-                cap += (f". Low for a trained model: these are the scores of one RoI in a training-mode run"
+                cap += (". Low for a trained model: these are the scores of one RoI in a training-mode run"
                         + (", whose BatchNorm layers use this one image's statistics" if self._run.batch_norms
                            else "") + ", not the detection page's scores; a high loss is what training pushes down")
         elif k == 3:
