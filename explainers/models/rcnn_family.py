@@ -230,16 +230,16 @@ def warp_crops(image: torch.Tensor, boxes, size: int) -> torch.Tensor:
     return out
 
 
-def _rcnn_reference(m, name, x, boxes, crop, crops, score_threshold):
+def _rcnn_reference(m, name, x, boxes, crop, normalise, crops, score_threshold):
     """R-CNN again, another way: the crops warped by torchvision's ``resized_crop``
-    (:func:`explainers.ops.rcnn_reference.reference_warp`) and normalised, the model's backbone, box
+    (:func:`explainers.ops.rcnn_reference.reference_warp`) and normalised (``(mean, std)``, as the
+    crops R-CNN ran), the model's backbone, box
     head and predictor on them, the best class of each kept at ``score_threshold``, best first:
     ``({"boxes", "scores", "labels"}, largest |diff| between those crops and the ones run)``."""
     from ..ops.rcnn_reference import reference_warp
 
+    mean, std = normalise
     with torch.no_grad():
-        mean = torch.tensor(m.transform.image_mean, device=x.device)[:, None, None]
-        std = torch.tensor(m.transform.image_std, device=x.device)[:, None, None]
         ref = (reference_warp(x, boxes.to(x.device), crop) - mean) / std
         diff = float((ref - crops).abs().max()) if len(ref) else 0.0
         logits = []
@@ -379,7 +379,8 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         own_fast = rh(feats, [boxes_in], sizes)[0][0]          # stage-by-stage detections must equal
     fast_model = {"boxes": resize_boxes(own_fast["boxes"], (h, w), (H, W)).cpu(),
                   "scores": own_fast["scores"].cpu(), "labels": own_fast["labels"].cpu()}
-    rcnn_reference, rcnn_crops_diff = _rcnn_reference(m, names[0], x, ss_boxes[:n_run], crop, crops, score_threshold)
+    rcnn_reference, rcnn_crops_diff = _rcnn_reference(m, names[0], x, ss_boxes[:n_run], crop, (mean, std), crops,
+                                                      score_threshold)
     rc = PipelineRun("R-CNN", stages_rcnn, ss_boxes, ss_boxes[keep].clone(), sc[keep], lb[keep] + 1)
     fr = PipelineRun("Fast R-CNN", stages_fast, ss_boxes, *fast_dets)
     fa = PipelineRun("Faster R-CNN", stages_faster, resize_boxes(props[0], (h, w), (H, W)).cpu(),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._plotview import TIED_AXES_JS
+
 _EXPORT_CSS = (
     "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;"
     "margin:16px;color:#222}"
@@ -23,7 +25,7 @@ _EXPORT_CSS = (
 
 #: the export's player: rebuilds each step from the patches, draws it as the page does
 #: (its frame merged onto the base figure, then Plotly.react), keeps the caption in step
-_EXPORT_JS = r"""
+_EXPORT_JS = TIED_AXES_JS + r"""
 (function () {
   "use strict";
   var payload = JSON.parse(document.getElementById("explainer-data").textContent);
@@ -81,19 +83,10 @@ _EXPORT_JS = r"""
     return props;
   }
 
-  // an axis whose scale is tied to another's (scaleanchor): plotly.js's react stretches its new
-  // range instead of shrinking its domain, so a step that changes such an axis is drawn afresh
-  var AXIS = /^[xy]axis[0-9]*$/, lastTied = null;
+  // a step that changes an axis tied to another's scale is drawn afresh (tiedAxes: see _plotview)
+  var lastTied = null;
   function tiedKey(layout) {
-    var tied = {};
-    Object.keys(layout).forEach(function (k) {
-      var v = layout[k], m;
-      if (!AXIS.test(k) || !isObject(v) || !v.scaleanchor) return;
-      tied[k] = true;
-      m = String(v.scaleanchor).match(/^([xy])([0-9]*)$/);
-      if (m) tied[m[1] + "axis" + m[2]] = true;
-    });
-    return JSON.stringify(Object.keys(tied).sort().map(function (k) {
+    return JSON.stringify(tiedAxes(layout).map(function (k) {
       var v = layout[k] || {};
       return [k, v.range, v.domain, v.autorange];
     }));

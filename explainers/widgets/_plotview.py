@@ -22,7 +22,25 @@ from plotly.basedatatypes import BasePlotlyType, _str_to_dict_path_full
 import plotly.io.json as pjson
 import traitlets
 
-_JS = r"""
+#: the axes of a plotly layout whose scale is tied to another's (``scaleanchor``, both ends), sorted.
+#: plotly.js's react stretches a new range on such an axis instead of shrinking its domain, so the
+#: plot view (below) and the exported player (``_export``) draw afresh when one of them changes.
+#: ES5, as the exported player is.
+TIED_AXES_JS = r"""
+function tiedAxes(layout) {
+  var tied = {};
+  Object.keys(layout).forEach(function (k) {
+    var v = layout[k], m;
+    if (!/^[xy]axis[0-9]*$/.test(k) || !v || typeof v !== "object" || !v.scaleanchor) return;
+    tied[k] = true;
+    m = String(v.scaleanchor).match(/^([xy])([0-9]*)$/);
+    if (m) tied[m[1] + "axis" + m[2]] = true;
+  });
+  return Object.keys(tied).sort();
+}
+"""
+
+_JS = TIED_AXES_JS + r"""
 function merge(target, src) {
   for (const [k, v] of Object.entries(src)) {
     // objects merge key by key, except a typed array ({dtype, bdata, shape}), which is one value
@@ -93,16 +111,6 @@ async function render({ model, el }) {
       }
     }
   };
-  const tiedAxes = () => {
-    const tied = new Set();
-    for (const [k, v] of Object.entries(state.layout)) {
-      if (!AXIS.test(k) || !v || typeof v !== "object" || !v.scaleanchor) continue;
-      tied.add(k);
-      const m = String(v.scaleanchor).match(/^([xy])([0-9]*)$/);
-      if (m) tied.add(m[1] + "axis" + m[2]);
-    }
-    return [...tied].sort();
-  };
   const draw = () => {
     rev += 1;
     for (const [k, v] of Object.entries(state.layout)) {
@@ -115,7 +123,7 @@ async function render({ model, el }) {
         if (p in r && r[p] !== null) v[p] = JSON.parse(JSON.stringify(r[p])); else delete v[p];
       }
     }
-    const tied = JSON.stringify(tiedAxes().map((k) => [k, requested[k] || {}]));
+    const tied = JSON.stringify(tiedAxes(state.layout).map((k) => [k, requested[k] || {}]));
     if (lastTied !== null && tied !== lastTied) Plotly.purge(div);
     lastTied = tied;
     // The height is always a number of pixels held by the div: `responsive` then only follows
