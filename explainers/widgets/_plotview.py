@@ -82,31 +82,23 @@ async function render({ model, el }) {
     if (!div.isConnected || top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
     return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
   };
-  // plotly.js writes the axis type it guessed (numbers, names, dates) back into the layout it is
-  // given, and keeps it: bars of class names on an axis that showed channel numbers the step
-  // before would draw nothing. The types the figure sets are kept; guessed ones are guessed again.
+  // plotly.js writes back into the layout it is given what it guessed or adjusted, and the view
+  // keeps that layout between draws (patches merge into it): an axis type it guessed (bars of class
+  // names on an axis that showed channel numbers the step before drew nothing), the autorange of an
+  // axis asked to be "reversed" (it comes back as true and flipped at the next step), ranges and
+  // domains it adjusted to keep an axis' scale tied to another's (scaleanchor). So every draw puts
+  // back what the figure asked for (and drops what it did not ask for, to be guessed again), and a
+  // change on a tied axis is drawn afresh: Plotly.react stretches such a range instead of shrinking
+  // the domain (a label map of 8 columns drawn on an axis of 22).
   const AXIS = /^[xy]axis[0-9]*$/;
-  let explicitTypes = new Set();
-  const noteTypes = (layout) => {
-    for (const [k, v] of Object.entries(layout || {})) {
-      if (!AXIS.test(k) || !v || typeof v !== "object" || !("type" in v)) continue;
-      if (v.type === null || v.type === "-") explicitTypes.delete(k); else explicitTypes.add(k);
-    }
-  };
-  // plotly.js also writes back the ranges, domains and autorange it computed (an axis asked to be
-  // "reversed" comes back as autorange true, then flips when its range is computed again), and
-  // those it adjusted to keep an axis' scale tied
-  // to another's (scaleanchor), and Plotly.react on a new range for such an axis stretches the
-  // range instead of shrinking the domain (a label map of 8 columns drawn on an axis of 22). So
-  // every draw restores the ranges and domains the figure asked for, and a change of them on a
-  // tied axis is drawn afresh (as the first draw, which is right).
+  const ASKED = ["type", "range", "domain", "autorange"];
   let requested = {};
   let lastTied = null;
   const noteAxes = (layout) => {
     for (const [k, v] of Object.entries(layout || {})) {
       if (!AXIS.test(k) || !v || typeof v !== "object") continue;
       const r = requested[k] || (requested[k] = {});
-      for (const p of ["range", "domain", "autorange"]) {
+      for (const p of ASKED) {
         if (p in v) r[p] = v[p] === null ? null : JSON.parse(JSON.stringify(v[p]));
       }
     }
@@ -114,12 +106,9 @@ async function render({ model, el }) {
   const draw = () => {
     rev += 1;
     for (const [k, v] of Object.entries(state.layout)) {
-      if (AXIS.test(k) && v && typeof v === "object" && !explicitTypes.has(k)) delete v.type;
-    }
-    for (const [k, v] of Object.entries(state.layout)) {
       if (!AXIS.test(k) || !v || typeof v !== "object") continue;
       const r = requested[k] || {};
-      for (const p of ["range", "domain", "autorange"]) {
+      for (const p of ASKED) {
         if (p in r && r[p] !== null) v[p] = JSON.parse(JSON.stringify(r[p])); else delete v[p];
       }
     }
@@ -150,8 +139,6 @@ async function render({ model, el }) {
     state.data = state.data || [];
     state.layout = state.layout || {};
     figHeight = state.layout.height || figHeight;
-    explicitTypes = new Set();
-    noteTypes(state.layout);
     requested = {};
     noteAxes(state.layout);
     height = fitted();
@@ -164,7 +151,6 @@ async function render({ model, el }) {
       merge(state.data[Number(i)], props);
     }
     merge(state.layout, p.layout || {});
-    noteTypes(p.layout);
     noteAxes(p.layout);
     if (p.layout && p.layout.height) { figHeight = p.layout.height; height = fitted(); }
     draw();
