@@ -26,8 +26,8 @@ STEP_TRACES = ((IMG, BOX, PASTED, PASTED_BOX), (FEAT,), tuple(range(LOGIT0, LOGI
 #: hidden (no axes) and their titles say which step fills them
 PANEL_STEP = {1: 0, 2: 1, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 0, 9: 5, 10: 5}
 LOGIT_AXES, SIGMOID_AX, ZOOM_AXES = (3, 4, 5, 6), 7, (8, 9, 10)
-#: annotation index of each panel's title (subplot N's title is annotation N - 1)
-T_LOGITS, T_PASTED, T_MODEL = 2, 7, 9
+#: annotation index of the pasted panel's and the model mask's titles (subplot N's is annotation N - 1)
+T_PASTED, T_MODEL = 7, 9
 #: the title of a panel before its step (by annotation index; the logits say it once)
 LATER_TITLE = {1: "2 RoI Align: at step 2", 2: "3 logits: at step 3", 6: "4 sigmoid: at step 4",
                8: "6 threshold: at step 6", 9: "model's mask: at step 6"}

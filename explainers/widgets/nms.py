@@ -218,8 +218,8 @@ class NMSExplainer(Explainer):
 
     def _column_labels(self, labelled, texts, line, char):
         """Labels in a column right of the image, top to bottom: the box kept now, then the others
-        in the order of their boxes' tops, a line apart (moved up together if the last would fall off the image's bottom), each with a
-        line from its chip to the middle of its box's right edge."""
+        in the order of their boxes' tops, a line apart (moved up together if the last would fall
+        off the image's bottom), each with a line from its chip to the middle of its box's right edge."""
         H, W_ = self._img.shape[:2]
         # the box kept now first, the others in the order of their boxes' tops
         order = sorted(range(len(labelled)),
