@@ -1,6 +1,8 @@
 """Non-maximum suppression, one kept box at a time."""
 from __future__ import annotations
 
+import html
+
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
@@ -9,7 +11,7 @@ import torch
 from .. import ops
 from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
 from ..models.render import class_hex, legend_items, to_uint8
-from ._base import halo, GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path
+from ._base import GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path
 
 #: the lecture's candidate boxes on scikit-image's public-domain ``astronaut`` photo (512 x 512, image
 #: pixels, x right, y down): a person, her spacesuit, a helmet and a flag. They keep the slide's
@@ -45,6 +47,9 @@ LEGEND_WIDTH = 0.22
 COLUMN_CHARS = 27
 #: at most this many boxes are labelled before the first step (the best-scoring ones)
 FIRST_LABELS = 9
+#: a box label's text size (px) and the light background that keeps box lines from crossing its text
+LABEL_SIZE = 17
+LABEL_BACKGROUND = "rgba(255, 255, 255, 0.8)"
 
 
 class NMSExplainer(Explainer):
@@ -68,11 +73,10 @@ class NMSExplainer(Explainer):
         for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
                                     ("#000000", 6, "solid"), (VERMILLION, 3, "dash")):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
-        # 6: the labels of the boxes this step is about, each after a square in its class colour
-        fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="middle right",
-                        marker=dict(symbol="square", size=16, color=[], line=dict(color="black", width=1)),
-                        textfont=dict(size=17, color="black", **halo()), hoverinfo="skip", cliponaxis=False)
-        # 7: on an image taller than wide (the live shapes scenes), the labels stand in a column right
+        # the labels of the boxes this step is about are annotations (frame()), each after a square in its
+        # class colour on a light background: annotations are drawn above the box outlines (layout shapes),
+        # so no box line crosses a label's text
+        # 6: on an image taller than wide (the live shapes scenes), the labels stand in a column right
         # of it, each with a thin line to its box (inside the boxes they would cover one another)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="#555555", width=1), hoverinfo="skip",
                         cliponaxis=False)
@@ -274,9 +278,13 @@ class NMSExplainer(Explainer):
             3: {"x": [], "y": []},
             4: dict(zip("xy", rect_path(b[[current.kept]]))) if current is not None else {"x": [], "y": []},
             5: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
-            6: {"x": tx, "y": ty, "text": tt, "marker": {"color": tc}},
-            7: {"x": lx, "y": ly},
+            6: {"x": lx, "y": ly},
         }
+        labels = [dict(x=x, y=y, xref="x", yref="y", text=f"<span style='color:{c}'>■</span> {html.escape(t)}",
+                       showarrow=False, xanchor="left", yanchor="middle", align="left", bgcolor=LABEL_BACKGROUND,
+                       borderpad=1, font=dict(size=LABEL_SIZE, color="black"))
+                  for x, y, t, c in zip(tx, ty, tt, tc)]
+        layout = {"shapes": shapes, "annotations": [self.fig.layout.annotations[0].to_plotly_json()] + labels}
         if current is None:
             msg = f"{len(b)} candidate boxes, sorted by score; press play"
         else:
@@ -292,4 +300,4 @@ class NMSExplainer(Explainer):
                 msg += f" (the {STEP_LABELS - 1} with the largest IoU labelled)"
             if k == self.n_steps() - 1:
                 msg += f"; done: {int((state == 1).sum())} kept"
-        return {"data": data, "layout": {"shapes": shapes}, "caption": msg}
+        return {"data": data, "layout": layout, "caption": msg}

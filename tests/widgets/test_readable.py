@@ -2,6 +2,8 @@
 
 Text at least 16 px, integer ticks on cell grids, open highlight squares, labels that do not
 pile up, equal axis scales where shapes matter, and one colour per class on every page."""
+import html
+
 import numpy as np
 import pytest
 import torch
@@ -172,25 +174,41 @@ def test_roi_maxima_are_outlines_around_their_cells():
         assert c[0] - 0.45 in xs and c[0] + 0.45 in xs
 
 
+def nms_labels(e) -> list[tuple[float, float, str, str, dict]]:
+    """The NMS page's box labels: ``(x, y, text, chip colour, annotation)`` (the legend is annotation 0)."""
+    out = []
+    for a in e.fig.layout.annotations[1:]:
+        chip, text = a.text.split("</span> ", 1)
+        out.append((a.x, a.y, html.unescape(text), chip.split("color:")[1].split("'")[0], a))
+    return out
+
+
 def test_nms_labels_never_overlap_and_name_the_step():
     """At a 1280x720 projector the 480-pixel-high image is drawn ~330 px high: with 17 px text a
-    character is ~9.4 px wide and a line ~21 px high. No two label rectangles may intersect."""
+    character is ~9.4 px wide and a line ~21 px high. No two label rectangles may intersect, and
+    each label sits on an opaque-enough background above the box outlines (annotations are drawn
+    above layout shapes), so no box line crosses its text."""
     e = page(NMSExplainer)
     H = e._img.shape[0]
     px = 330 / H                                            # screen pixels per image pixel
     char, line, chip = 9.4 / px, 21 / px, 22 / px
     for k in range(e.n_steps()):
         e.step.value = k
-        tr = e.fig.data[6]
-        assert tr.textfont.size >= 16
-        rects = [(x, y - line / 2, x + chip + char * len(t), y + line / 2) for x, y, t in zip(tr.x, tr.y, tr.text)]
+        labels = nms_labels(e)
+        assert labels
+        for *_, a in labels:
+            assert a.font.size >= 16 and a.xref == "x" and a.yref == "y" and not a.showarrow
+            alpha = float(a.bgcolor.rsplit(",", 1)[1].rstrip(") "))
+            assert a.bgcolor.startswith("rgba(255, 255, 255") and alpha >= 0.7, a.bgcolor
+        rects = [(x, y - line / 2, x + chip + char * len(t), y + line / 2) for x, y, t, _, _ in labels]
         for i, a in enumerate(rects):
             for b in rects[i + 1:]:
                 assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (k, a, b)
         if k >= 1:
             step = e._tr.steps[k - 1]
-            assert tr.text[0].startswith("keep ") and len(tr.text) == 1 + len(step.suppressed)
-            assert all("IoU" in t for t in tr.text[1:])
+            texts = [t for _, _, t, _, _ in labels]
+            assert texts[0].startswith("keep ") and len(texts) == 1 + len(step.suppressed)
+            assert all("IoU" in t for t in texts[1:])
 
 
 # ----------------------------------------------------------------------------- one palette, legends
@@ -223,13 +241,13 @@ def test_one_palette_for_classes_on_every_page():
 
     nms = page(NMSExplainer)
     nms.step.value = 0
-    tr = nms.fig.data[6]
     names = nms._classes
-    for text, c in zip(tr.text, tr.marker.color):
+    labels = nms_labels(nms)
+    for _, _, text, c, _ in labels:
         k = names.index(text.removeprefix("keep ").split()[0])
         assert c == class_hex(k), (text, c)
-    shown = {names.index(t.removeprefix("keep ").split()[0]) for t in tr.text}
-    assert len(set(tr.marker.color)) == len(shown) >= 2      # one colour per class on the photo
+    shown = {names.index(t.removeprefix("keep ").split()[0]) for _, _, t, _, _ in labels}
+    assert len({c for _, _, _, c, _ in labels}) == len(shown) >= 2      # one colour per class on the photo
     legend = nms.fig.layout.annotations[0].text
     for k in shown:
         assert f"color:{class_hex(k)}'>■</span> {names[k]}" in legend

@@ -585,7 +585,7 @@ def test_nms_labels_at_most_a_few_boxes_per_step_and_names_the_kept_one():
     for k in crowded:
         f = e.frame(k)
         st = e._tr.steps[k - 1]
-        texts = f["data"][6]["text"]
+        texts = [html.unescape(a["text"].split("</span> ", 1)[1]) for a in f["layout"]["annotations"][1:]]
         assert len(texts) == STEP_LABELS and texts[0].startswith("keep ")
         ious = sorted(st.ious.tolist(), reverse=True)
         shown = sorted((float(t.rsplit("IoU ", 1)[1]) for t in texts[1:]), reverse=True)
@@ -600,15 +600,16 @@ def test_nms_lecture_labels_do_not_overlap(k):
     pixels, are disjoint, and every label starts inside the photo."""
     e = NMSExplainer()
     e.step.value = k % e.n_steps()
-    tr = e.fig.data[6]
+    labels = e.fig.layout.annotations[1:]            # the legend is annotation 0
     h, w = e._img.shape[:2]
     line, char = h / 14, h / 30
-    rects = [(x, y - line / 2, x + (len(t) + 3) * char, y + line / 2) for x, y, t in zip(tr.x, tr.y, tr.text)]
+    texts = [html.unescape(a.text.split("</span> ", 1)[1]) for a in labels]
+    rects = [(a.x, a.y - line / 2, a.x + (len(t) + 3) * char, a.y + line / 2) for a, t in zip(labels, texts)]
     assert rects and all(0 <= r[0] < w and 0 <= r[1] and r[3] <= h for r in rects)
     for i, a in enumerate(rects):
         for b in rects[:i]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] + 1e-6 or b[3] <= a[1] + 1e-6, (a, b)
-    assert tr.textfont.size >= 16
+    assert all(a.font.size >= 16 for a in labels)
 
 
 def test_sliding_window_slider_reaches_the_networks_own_window():
@@ -723,8 +724,9 @@ def test_nms_labels_of_a_tall_image_stand_in_a_column_beside_it_with_a_line_to_t
     assert e.fig.layout.xaxis.range[1] > W + 20 * H / 30
     for k in range(e.n_steps()):
         f = e.frame(k)
-        lab, lines = f["data"][6], f["data"][7]
-        xs, ys, texts = lab["x"], lab["y"], lab["text"]
+        labels, lines = f["layout"]["annotations"][1:], f["data"][6]
+        xs, ys = [a["x"] for a in labels], [a["y"] for a in labels]
+        texts = [html.unescape(a["text"].split("</span> ", 1)[1]) for a in labels]
         assert texts and all(x > W for x in xs) and all(0 < y < H for y in ys)
         assert all(abs(a - b) >= line - 1e-6 for i, a in enumerate(ys) for b in ys[:i])
         if k >= 1:
@@ -740,7 +742,7 @@ def test_nms_labels_of_a_wide_image_stay_inside_their_boxes_without_lines():
     e = NMSExplainer(source="lecture")
     for k in range(e.n_steps()):
         f = e.frame(k)
-        assert f["data"][7] == {"x": [], "y": []}
+        assert f["data"][6] == {"x": [], "y": []}
     assert list(e.fig.layout.xaxis.range) == [-0.5, e._img.shape[1] - 0.5]
 
 
