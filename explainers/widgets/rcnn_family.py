@@ -293,8 +293,8 @@ class RCNNFamilyExplainer(Explainer):
             text = f"box regression, then per-class NMS keeps {len(run.boxes)} detections: {cost}."
         mask = mm.mask_branch
         if run.name == "Faster R-CNN" and k == len(run.stages) - 1 and mask is not None:
-            total += (f" Not counted: this Mask R-CNN's mask branch ({_secs(mask.seconds)}, {_macs(mask.macs)} MACs), "
-                      "Mask R-CNN's addition.")
+            total += (f" Not counted: the mask branch this detector also runs ({_secs(mask.seconds)}, "
+                      f"{_macs(mask.macs)} MACs; it is a Mask R-CNN, whose masks the mask head page shows).")
         return head + text + total
 
     def _state(self) -> dict:
