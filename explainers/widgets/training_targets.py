@@ -88,6 +88,19 @@ def _centres(boxes: torch.Tensor) -> tuple[list, list]:
     return c[:, 0].tolist(), c[:, 1].tolist()
 
 
+def short(v: float) -> str:
+    """A bar label of at most 6 characters: 0.362, 0.0051, 2.7e-4 (a pair of bars is ~50 px wide each
+    at 1280 px, a character of 16 px text ~8.5 px)."""
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    if v == 0 or abs(v) >= 0.01:
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.2g}"
+    if abs(v) >= 0.001:
+        return f"{v:.2g}"
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 class TrainingTargetsExplainer(Explainer):
     """What a detector is taught. ``view="single object"``: class scores -> softmax ->
     cross-entropy, plus an L2 or smooth-L1 loss between the predicted and the true box, summed with
@@ -319,9 +332,11 @@ class TrainingTargetsExplainer(Explainer):
                                                      9: {"x": [], "y": [], "text": [], "showlegend": False},
                                                      10: {"x": [], "y": [], "text": [], "showlegend": False}}
 
-    def _bars(self, data, names, ours, theirs=None, their_name="", fmt_=fmt, colours=None):
+    def _bars(self, data, names, ours, theirs=None, their_name="", fmt_=None, colours=None):
         """Bars of this page's numbers (trace 9; ``colours``: one per bar, e.g. the classes' own, else
-        one colour) and, beside them, the reference's (trace 10)."""
+        one colour) and, beside them, the reference's (trace 10). A pair's labels are at most 6
+        characters each (:func:`short`), so two side by side never run together."""
+        fmt_ = fmt_ or (short if theirs is not None else fmt)
         data[9] = {"x": list(names), "y": [float(v) for v in ours], "text": [fmt_(float(v)) for v in ours],
                    "name": "this page (ops)", "showlegend": theirs is not None,
                    "marker": {"color": list(colours) if colours is not None else SKY}}
@@ -391,11 +406,13 @@ class TrainingTargetsExplainer(Explainer):
                    f"−log p({name}) = −log {tr.probabilities[c]:.3f} = <b>{float(tr.class_loss):.3f}</b>")
             if self.source == "live" and float(tr.probabilities[c]) < 0.5 and self._run is not None:
                 # a trained model that looks wrong here: say why, where the student reads
-                cap += (". Low for a trained model: these are the scores of one RoI in a training-mode run"
+                p = float(tr.probabilities[c])
+                cap += (f". A high loss: the trained model gives {name} only p = {p:.3f} here, because these are "
+                        "the scores of one RoI in a training-mode run"
                         + (", whose BatchNorm layers use this one image's statistics" if self._run.batch_norms
-                           else "") + ", not the detection page's scores; a high loss is what training pushes down")
+                           else "") + ", not the detection page's scores; training pushes such a loss down")
         elif k == 3:
-            self._bars(data, coords, tr.box_terms, fmt_=lambda v: f"{v:.2g}")
+            self._bars(data, coords, tr.box_terms, fmt_=lambda v: f"{v:.3g}")
             diffs = ", ".join(f"{n}: {float(a - b):+.3f}" for n, a, b in zip(coords, tr.box_pred, tr.box_true))
             rule = "(pred − true)²" if tr.box_kind == "L2" else "smooth L1 of (pred − true)"
             cap = (f"Box: predicted − true = {diffs}; each coordinate costs {rule}; "
@@ -431,7 +448,8 @@ class TrainingTargetsExplainer(Explainer):
             data[5] = dict(zip("xy", rect_path(anchors[labels == 1].tolist())))
             n_prom = int((rec.rpn.match.promoted & (labels == 1)).sum())
             cap = (f"Each anchor takes the box it overlaps most: <b style='color:{GREEN}'>positive</b> IoU ≥ "
-                   f"{rs['high']:g} or an object's best anchor ({n_pos}, {n_prom} of them only as best anchor), "
+                   f"{rs['high']:g} or an object's best anchor ({n_pos} anchors: {n_pos - n_prom} by IoU, {n_prom} as a "
+                   "best anchor only), "
                    f"<b style='color:#777'>negative</b> IoU &lt; {rs['low']:g} ({n_neg:,}), "
                    f"<b style='color:#b8a800'>ignored</b> in between ({n_ign}); dots are anchor centres.")
         elif k == 2:

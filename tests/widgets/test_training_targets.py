@@ -143,6 +143,29 @@ def test_try_smooth_l1_halves_the_box_loss():
     assert (l2["box_pred"] - l2["box_true"]).abs().max() < 1
     assert sl1["box_loss"] == pytest.approx(l2["box_loss"] / 2)
     assert set(marks(e)) == {"✔"}
+    # equal terms (w and h differ from the truth by the same -0.050) carry equal labels, not the
+    # float noise of their last digits ("0.0012" and "0.0013")
+    e.step.value = 3
+    terms, labels = sl1["box_terms"].tolist(), list(e.fig.data[9].text)
+    assert abs(terms[2] - terms[3]) < 1e-6 and labels[2] == labels[3], labels
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+def test_paired_loss_bar_labels_never_run_together(source, lecture, live):
+    """Steps 5 and 7 of the Faster R-CNN view pair each of the page's losses with the model's: at
+    1280 px a bar of the pair is about 50 px wide, so each label is at most 6 characters (it read
+    "0.005050.00505" and "2.7e-042.7e-04")."""
+    e = lecture if source == "lecture" else live
+    e.view.value = VIEWS[1]
+    paired = 0
+    for k in range(e.n_steps()):
+        data = e.frame(k)["data"]
+        if data.get(10, {}).get("text"):
+            paired += 1
+            for text in data[9]["text"] + data[10]["text"]:
+                assert len(text) <= 6, (k, text)
+    assert paired == 2
+    e.view.value = VIEWS[0]
 
 
 def test_try_faster_view_counts(lecture):
@@ -338,6 +361,7 @@ def test_live_single_object_says_why_a_trained_models_probability_is_low():
     tr = e._mt
     cap = e.frame(2)["caption"]
     low = float(tr.probabilities[tr.true_class]) < 0.5
-    assert ("Low for a trained model" in cap) == low
+    assert ("A high loss: the trained model gives" in cap) == low
+    assert "Low for" not in cap                # a low p next to a high loss: the words name the loss
     if low:
         assert "training-mode run" in cap and ("BatchNorm" in cap) == bool(e._run.batch_norms)
