@@ -121,7 +121,7 @@ class UnpoolingExplainer(Explainer):
             self.set_note(f"Drawn: channel {self.channel.value}, a {'x'.join(map(str, crop.input.shape))} crop at row "
                           f"{crop.origin[0]}, column {crop.origin[1]} of what SegNet's decoder unpools (its bottleneck), "
                           "with pool 3's switches re-indexed inside the crop. The decoder uses max unpooling: "
-                          + ("its own output there is the second check." if mode == "max" else
+                          + ("the last check line compares with its own output there." if mode == "max" else
                              "choose mode 'max' to compare with it."))
         self.set_check(what, diff, more=more)
         self._pin, self._x, self._out, self._trace, self._switches = pin, x, out, trace, switches

@@ -174,6 +174,8 @@ def test_unpooling_live_uses_real_switches():
     e = UnpoolingExplainer(source="live")
     e.mode.value = "max"
     assert "decoder's own max unpooling" in e.check_text and agrees(e)
+    # the note points at "the last check line"
+    assert "the last check line" in e.note.value and "own max unpooling" in e.check_text.rsplit("✔", 1)[1]
     # a block the ReLU zeroed: the page says why its maximum is 0
     pin, pooled = e.state()["pool_input"], e._pooled
     zero = [k for k in range(pooled.numel()) if float(pin[2 * (k // pooled.shape[1]):2 * (k // pooled.shape[1]) + 2,
