@@ -352,15 +352,26 @@ class AnchorsExplainer(Explainer):
         lo, hi = boxes[:, :2].min(0).values.tolist(), boxes[:, 2:].max(0).values.tolist()
         return max(-m, min(0, lo[0])), max(-m, min(0, lo[1])), min(Wp + m, max(Wp, hi[0])), min(Hp + m, max(Hp, hi[1]))
 
-    def _cut(self) -> bool:
-        """Whether the cell view cuts a box at the panel's edge (it reaches past the margin)."""
+    def _cut(self) -> tuple[int, int]:
+        """How many of the cell's anchors, and of their corrected boxes, the cell view cuts at the
+        panel's edge (they reach past the margin): ``(anchors, corrected)``."""
         if self.view.value != "cell":
-            return False
+            return 0, 0
         x1, y1, x2, y2 = self._extent()
         boxes, _, moved, *_ = self._cell()
-        boxes = boxes if moved is None else torch.cat([boxes, moved])
-        return bool((boxes[:, 0] < x1).any() or (boxes[:, 1] < y1).any() or (boxes[:, 2] > x2).any()
-                    or (boxes[:, 3] > y2).any())
+
+        def cut(b):
+            return int(((b[:, 0] < x1) | (b[:, 1] < y1) | (b[:, 2] > x2) | (b[:, 3] > y2)).sum()) if b is not None else 0
+
+        return cut(boxes), cut(moved)
+
+    def _cut_words(self, K: int) -> str:
+        """The caption's words for :meth:`_cut`: what runs past the panel's edge, counted."""
+        anchors, corrected = self._cut()
+        if anchors:
+            return (" (all of them run past the panel's edge)" if anchors == K else
+                    f" ({anchors} of them run past the panel's edge)")
+        return f" ({corrected} corrected box(es) run past the panel's edge)" if corrected else ""
 
     # ------------------------------------------------------------------ steps
     def n_steps(self) -> int:
@@ -424,7 +435,7 @@ class AnchorsExplainer(Explainer):
         cx, cy = self._at.centres[r * self._feature_size[1] + c].tolist()
         lead = (f"Cell ({r}, {c}): {K} anchors ({len(self._sizes)} sizes x {len(self._ratios)} ratios h/w) centred "
                 f"on its top-left corner ({cx:g}, {cy:g}), as torchvision places them"
-                + (" (the largest run past the panel's edge)" if self._cut() else ""))
+                + self._cut_words(K))
         if scores is None:
             data[16] = {"x": [], "y": [], "text": []}
             if k == 0:

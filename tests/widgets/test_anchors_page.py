@@ -240,7 +240,15 @@ def test_try_the_corner_cell_has_low_objectness_and_anchors_outside_the_image():
     assert (st["boxes"][:, :2] < 0).any()
     lay = e.fig.layout
     assert lay.xaxis.range[0] < 0 and lay.yaxis.range[1] < 0       # the margin shows them sticking out
-    assert "run past the panel's edge" in e.frame(0)["caption"]      # and the caption says they are cut
+    # and the caption says how many are cut: every anchor of the corner cell reaches past the 32 px margin
+    x1, y1, x2, y2 = e._extent()
+    anchors = st["boxes"][:9]
+    cut = int(((anchors[:, 0] < x1) | (anchors[:, 1] < y1) | (anchors[:, 2] > x2) | (anchors[:, 3] > y2)).sum())
+    assert cut == 9 and "(all of them run past the panel's edge)" in e.frame(0)["caption"]
+    e.row.value, e.col.value = 2, 10                  # two rows down: only the tall and large ones
+    caption = e.frame(0)["caption"]
+    n = int(caption.split(" of them run past")[0].rsplit("(", 1)[1])
+    assert 0 < n < 9
     e.row.value, e.col.value = 7, 9
 
 
