@@ -242,7 +242,8 @@ class Explainer:
         self.error.value = ""
         if self.plot is not None:
             self.plot.layout.visibility = "visible"
-        self.check.layout.visibility = "visible"
+        for w in (self.check, self.caption, self.anim):
+            w.layout.visibility = "visible"
         return out
 
     def _error_line(self, exc: Exception) -> str:
@@ -255,10 +256,12 @@ class Explainer:
         return msg
 
     def _show_error(self, msg: str) -> None:
-        """The error in words, in the page; the plot and its check line (now out of date) are hidden
-        until a change works."""
+        """The error in words, in the page; the plot, its check line, the step's caption and the step
+        controls (now out of date: they described the last setting that worked) are hidden until a
+        change works. Hidden, not removed: the page keeps its place and does not jump."""
         self.error.value = f"<span style='color:{VERMILLION};font-size:17px'>⚠ {html.escape(msg)}</span>"
-        self.check.layout.visibility = "hidden"
+        for w in (self.check, self.caption, self.anim):
+            w.layout.visibility = "hidden"
         if getattr(self, "plot", None) is not None:
             self.plot.layout.visibility = "hidden"
 

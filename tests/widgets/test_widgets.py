@@ -464,8 +464,13 @@ def test_controls_only_where_they_do_something_and_no_stale_picture():
     s = SlidingWindowExplainer()
     s.window.value = 24                                        # below the receptive field
     assert "too small for this network" in s.error_text and s.plot.layout.visibility == "hidden"
+    # nothing left describing the last window that worked: its caption ("window 1 of 441 ... centre
+    # pixel (x = 19, y = 19)") and its step controls are hidden with the plot and the check line
+    hidden = (s.check, s.caption, s.anim)
+    assert all(w.layout.visibility == "hidden" for w in hidden)
     s.window.value = 40
     assert s.error_text == "" and s.plot.layout.visibility == "visible"
+    assert all(w.layout.visibility == "visible" for w in hidden) and "window 1 of" in s.caption.value
 
 
 def test_unpooling_shows_no_empty_panel():
