@@ -50,6 +50,8 @@ FIRST_LABELS = 9
 #: a box label's text size (px) and the light background that keeps box lines from crossing its text
 LABEL_SIZE = 17
 LABEL_BACKGROUND = "rgba(255, 255, 255, 0.8)"
+#: the box kept at a step: black (no class has it) on a white outline, drawn above every other box
+KEPT_NOW, KEPT_NOW_OUTLINE = "#000000", "#ffffff"
 
 
 class NMSExplainer(Explainer):
@@ -68,15 +70,17 @@ class NMSExplainer(Explainer):
         self.controls = W.HBox([self.threshold, self.class_aware] + ([self.top_n] if self.source == "live" else []))
         fig = go.Figure()
         fig.add_image(source=png_uri(np.full((480, 640, 3), 245, np.uint8)), hoverinfo="skip")
-        # 1 undecided and 3 kept are drawn as layout shapes in their class colour (frame()); 2 suppressed
-        # (dotted grey), 4 the box kept now (black: no class has it), 5 suppressed now (dashed red)
+        # 1 undecided and 3 kept are drawn as layout shapes in their class colour (frame()), and so is the
+        # box kept now (black: no class has it), last, on a white outline: shapes are drawn above every
+        # trace, and the box this step is about must not vanish under a crowd of others; 2 suppressed
+        # (dotted grey), 4 suppressed now (dashed red)
         for colour, width, dash in ((SKY, 2, "solid"), (GREY, 1.5, "dot"), (GREEN, 4, "solid"),
-                                    ("#000000", 6, "solid"), (VERMILLION, 3, "dash")):
+                                    (VERMILLION, 3, "dash")):
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=colour, width=width, dash=dash), hoverinfo="skip")
         # the labels of the boxes this step is about are annotations (frame()), each after a square in its
         # class colour on a light background: annotations are drawn above the box outlines (layout shapes),
         # so no box line crosses a label's text
-        # 6: on an image taller than wide (the live shapes scenes), the labels stand in a column right
+        # 5: on an image taller than wide (the live shapes scenes), the labels stand in a column right
         # of it, each with a thin line to its box (inside the boxes they would cover one another)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color="#555555", width=1), hoverinfo="skip",
                         cliponaxis=False)
@@ -272,13 +276,16 @@ class NMSExplainer(Explainer):
                         line=dict(color=class_hex(int(self._labels[i])), width=width), layer="above")
 
         shapes = [shape(i, 2) for i in undecided] + [shape(i, 5) for i in kept]
+        if current is not None:
+            # the box kept now, on top of everything: black on a white outline
+            shapes += [dict(shape(current.kept, width), line=dict(color=colour, width=width))
+                       for colour, width in ((KEPT_NOW_OUTLINE, 10), (KEPT_NOW, 5))]
         data = {
             1: {"x": [], "y": []},
             2: dict(zip("xy", rect_path(b[suppressed]))) if suppressed else {"x": [], "y": []},
             3: {"x": [], "y": []},
-            4: dict(zip("xy", rect_path(b[[current.kept]]))) if current is not None else {"x": [], "y": []},
-            5: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
-            6: {"x": lx, "y": ly},
+            4: dict(zip("xy", rect_path(b[sorted(just)]))) if just else {"x": [], "y": []},
+            5: {"x": lx, "y": ly},
         }
         labels = [dict(x=x, y=y, xref="x", yref="y", text=f"<span style='color:{c}'>■</span> {html.escape(t)}",
                        showarrow=False, xanchor="left", yanchor="middle", align="left", bgcolor=LABEL_BACKGROUND,

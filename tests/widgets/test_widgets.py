@@ -223,10 +223,14 @@ def test_nms_steps_mark_exactly_the_suppressed():
         e.step.value = k
         step = tr.steps[k - 1]
         # the current kept box is drawn, and the boxes suppressed in this step are the dashed ones
-        xs = [v for v in e.fig.data[5].x if v is not None]
+        xs = [v for v in e.fig.data[4].x if v is not None]
         assert len(xs) == 5 * len(step.suppressed)
         assert set(xs) <= set(boxes[step.suppressed][:, [0, 2]].reshape(-1).tolist())
-        assert list(e.fig.data[4].x[:2]) == boxes[step.kept, [0, 2]].tolist()
+        # the box kept now: the last shapes, black on a white outline, above every other box
+        outline, black = e.fig.layout.shapes[-2:]
+        assert black.line.color == "#000000" and outline.line.color == "#ffffff" and outline.line.width > black.line.width
+        for sh in (outline, black):
+            assert [sh.x0, sh.y0, sh.x1, sh.y1] == boxes[step.kept].tolist() and sh.layer == "above"
     e.class_aware.value = False
     assert "torchvision.ops.nms" in e.check_text and agrees(e)
     e.threshold.value = 0.0
@@ -731,7 +735,7 @@ def test_nms_labels_of_a_tall_image_stand_in_a_column_beside_it_with_a_line_to_t
     assert e.fig.layout.xaxis.range[1] > W + 20 * H / 30
     for k in range(e.n_steps()):
         f = e.frame(k)
-        labels, lines = f["layout"]["annotations"][1:], f["data"][6]
+        labels, lines = f["layout"]["annotations"][1:], f["data"][5]
         xs, ys = [a["x"] for a in labels], [a["y"] for a in labels]
         texts = [html.unescape(a["text"].split("</span> ", 1)[1]) for a in labels]
         assert texts and all(x > W for x in xs) and all(0 < y < H for y in ys)
@@ -749,7 +753,7 @@ def test_nms_labels_of_a_wide_image_stay_inside_their_boxes_without_lines():
     e = NMSExplainer(source="lecture")
     for k in range(e.n_steps()):
         f = e.frame(k)
-        assert f["data"][6] == {"x": [], "y": []}
+        assert f["data"][5] == {"x": [], "y": []}
     assert list(e.fig.layout.xaxis.range) == [-0.5, e._img.shape[1] - 0.5]
 
 
