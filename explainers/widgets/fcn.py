@@ -248,8 +248,9 @@ class FCNExplainer(Explainer):
     # ------------------------------------------------------------------ one step
     def _window(self, k: int, name: str, ch: int):
         """For a pooling / unpooling stage: ``(map, (r0, c0), switch cells, block)`` of a window of
-        the full-resolution map around the pixel's cell, the switches in it (row, col) and the
-        2x2 block of the pixel's pooled cell."""
+        the full-resolution map around the pixel's cell (its top-left cell is ``(r0, c0)``), the
+        switches in it ``(row, col)`` and the top-left ``(col, row)`` of the 2x2 block of the pixel's
+        pooled cell, both in the map's own rows and columns (those the caption names)."""
         cap = self._cap
         pool = name if name in POOL_OF else SWITCHES[name]
         pidx = [n for n, _, _ in STAGES].index(pool)
@@ -263,8 +264,8 @@ class FCNExplainer(Explainer):
         sw = cap.switches[pool][ch].reshape(-1)
         rows, cols = (sw // Wb).numpy(), (sw % Wb).numpy()
         keep = (rows >= r0) & (rows < r0 + 2 * WINDOW) & (cols >= c0) & (cols < c0 + 2 * WINDOW)
-        block = (2 * cell[1] - c0, 2 * cell[0] - r0)
-        return win, (r0, c0), list(zip((rows[keep] - r0).tolist(), (cols[keep] - c0).tolist())), block
+        block = (2 * cell[1], 2 * cell[0])
+        return win, (r0, c0), list(zip(rows[keep].tolist(), cols[keep].tolist())), block
 
     def frame(self, k: int) -> dict:
         cap, path = self._cap, self._path
@@ -293,19 +294,20 @@ class FCNExplainer(Explainer):
                   1: f"{name} channel {ch}: {C}×{h}×{w}"}
         switches = name in SWITCHES or name in POOL_OF
         if switches:
-            win, (r0, _), sw, (bc, br) = self._window(k, name, ch)
+            win, (r0, c0), sw, (bc, br) = self._window(k, name, ch)
             data[12] = {"x": [], "y": [], "marker": {"color": []}}
-            data[13] = {"z": win.numpy(), "x0": 0, "y0": 0, "zmin": float(win.min()), "zmax": float(win.max())}
+            # drawn at the map's own rows and columns: cell (19, 21) of the caption is at (19, 21)
+            data[13] = {"z": win.numpy(), "x0": c0, "y0": r0, "zmin": float(win.min()), "zmax": float(win.max())}
             data[14] = {"x": [q[1] for q in sw], "y": [q[0] for q in sw]}
             qx, qy = rect_path([(bc - 0.5, br - 0.5, bc + 1.5, br + 1.5)])
             data[15] = {"x": qx, "y": qy}
             n = 2 * WINDOW
-            layout.update({"xaxis4": {"range": [-0.5, n - 0.5], "autorange": False, "title": None,
+            layout.update({"xaxis4": {"range": [c0 - 0.5, c0 + n - 0.5], "autorange": False, "title": None,
                                       "tickmode": "auto", "tickvals": None, "type": "linear"},
-                           "yaxis4": {"range": [n - 0.5, -0.5], "autorange": False}})
+                           "yaxis4": {"range": [r0 + n - 0.5, r0 - 0.5], "autorange": False}})
             pool = name if name in POOL_OF else SWITCHES[name]
             titles[2] = (f"{pool}'s switches ✕ on {'its input' if name == pool else name}, "
-                         f"rows {r0}-{r0 + n - 1}")
+                         f"{n}×{n} cells")       # the axes number its rows and columns
         else:
             v = p.vector
             colours = ([class_hex(i) for i in range(C)] if name == "scores"

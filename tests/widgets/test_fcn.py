@@ -2,6 +2,7 @@
 and autograd; each "Things to try" line of notebooks/12_fcn.ipynb is done here."""
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,19 @@ def test_try_unpool3_values_sit_on_the_switches(lecture):
     z = torch.tensor([[float("nan") if v is None else v for v in row] for row in lecture.fig.data[13].z])
     sw = set(zip(lecture.fig.data[14].y, lecture.fig.data[14].x))
     assert len(sw) == (z.shape[0] // 2) * (z.shape[1] // 2)      # one switch per 2x2 block
-    nonzero = {tuple(p) for p in torch.nonzero(z != 0).tolist()}
+    r0, c0 = lecture.fig.data[13].y0, lecture.fig.data[13].x0
+    nonzero = {(r + r0, c + c0) for r, c in torch.nonzero(z != 0).tolist()}
     assert nonzero and nonzero <= sw
+    # the window is drawn at the map's own rows and columns: the cell the caption names is inside it
+    # and the axes show it there (they counted 0-7 in the window)
+    r, c = (int(v) for v in re.search(r"falls in cell \((\d+), (\d+)\)", lecture.caption.value).groups())
+    lay = lecture.fig.layout
+    assert r0 <= r < r0 + z.shape[0] and c0 <= c < c0 + z.shape[1]
+    assert list(lay.xaxis4.range) == [c0 - 0.5, c0 + z.shape[1] - 0.5]
+    assert list(lay.yaxis4.range) == [r0 + z.shape[0] - 0.5, r0 - 0.5]
+    bx = [v for v in lecture.fig.data[15].x if v is not None]
+    by = [v for v in lecture.fig.data[15].y if v is not None]
+    assert min(bx) < c < max(bx) and min(by) < r < max(by)          # the 2x2 block outline holds it
     assert "switches" in lecture.fig.layout.annotations[2].text and "remembered" in lecture.caption.value
     # on one channel, the pooling stage shows the same switches on its input as the unpooling uses
     lecture.channel.value = 5
