@@ -286,9 +286,9 @@ class MaskHeadExplainer(Explainer):
             + (f"; {', '.join(html.escape(o) for o in others)} are ignored." if others else "."),
             f"Step 4: sigmoid of the {name} map: probabilities 0..1, then one pixel of zeros around it "
             f"({v.paste.padded.shape[0]}×{v.paste.padded.shape[1]}), so the resized mask fades out at the box edge.",
-            f"Step 5: the box grows by {v.paste.scale:.4f} to fit the padding, cut to whole pixels "
-            f"({ex[0]}, {ex[1]}, {ex[2]}, {ex[3]}) (dashed); the mask is resized bilinearly to {w}×{h} pixels "
-            f"and pasted there: everything else is 0.",
+            f"Step 5: the box grows by {v.paste.scale:.4f} to fit the padding, cut to whole pixels: columns "
+            f"{ex[0]} to {ex[2]}, rows {ex[1]} to {ex[3]}, both ends included, so {w}×{h} pixels (dashed); "
+            f"the mask is resized bilinearly to {w}×{h} and pasted there: everything else is 0.",
             f"Step 6: pixels above {self.threshold.value:.2f} form the mask ({int(v.paste.binary.sum())} pixels)"
             + (", the same as the model's own output mask (bottom right)." if v.model_mask is not None
                else "; live, the model's own output mask is drawn next to it."),

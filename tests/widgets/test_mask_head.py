@@ -106,6 +106,13 @@ def test_try_step_5_the_dashed_box_is_larger_by_30_over_28(lecture):
     # the notebook's numbers: whole pixels (both edge pixels counted) make it a little larger still
     assert st["name"] == "circle" and float(box[2] - box[0]) == 40 and st["resized"].shape[-1] == 44
     assert "44 pixels wide around the 40-pixel circle" in json.dumps(json.loads(NOTEBOOK.read_text()))
+    # the caption's numbers add up for a student: columns x1 to x2 with both ends is x2 - x1 + 1 pixels
+    ex = [int(v) for v in lecture._v.paste.expanded_box.tolist()]
+    h, w = lecture._v.paste.size
+    assert w == ex[2] - ex[0] + 1 and h == ex[3] - ex[1] + 1
+    caption = lecture.frame(4)["caption"]
+    assert (f"columns {ex[0]} to {ex[2]}, rows {ex[1]} to {ex[3]}, both ends included, so {w}×{h} pixels"
+            in caption), caption
 
 
 def test_try_live_equals_the_models_output_mask_pixel_for_pixel(live):
