@@ -16,7 +16,7 @@ from ..ops.single_stage import (SSD300_ASPECT_RATIOS, SSD300_FEATURE_SIZES, SSD3
                                 yolo_encode)
 from ..ops.single_stage_reference import (reference_default_boxes, reference_yolo_base_boxes, reference_yolo_boxes,
                                           reference_yolo_deltas)
-from ._base import BLUE, CHECK_TOLERANCE, GREY, ORANGE, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
+from ._base import BLUE, CHECK_TOLERANCE, GREY, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
 
 VIEWS = ("YOLO grid", "SSD default boxes", "dense predictions")
 #: the lecture's picture: a 300 x 300 shapes scene (5 objects of all three classes)
@@ -27,6 +27,13 @@ YOLO_LIVE_SCORE = 0.5
 #: dense view: how many locations the steps walk through (best first)
 DENSE_STEPS = 12
 SSD_SIZE = 300
+#: the colour of boxes that belong to no class (SSD's default boxes): black, which no class has
+NO_CLASS = "#000000"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """"1 base box", "3 base boxes"."""
+    return f"{n} {one if n == 1 else many}"
 
 
 def _cell_table(vec, B: int, classes) -> tuple[list, list, list]:
@@ -104,7 +111,8 @@ class SingleStageExplainer(Explainer):
                         marker=dict(size=6, color=[], colorscale="Viridis", cmin=0, cmax=1, showscale=False,
                                     colorbar=dict(title="score", x=0.56, len=0.8)))
         fig.add_scatter(x=[], y=[], mode="lines", line=line(BLUE, 2.5, "dash"), hoverinfo="skip", row=1, col=1)  # 4
-        fig.add_scatter(x=[], y=[], mode="lines", line=line(ORANGE, 4), hoverinfo="skip", row=1, col=1)  # 5 main
+        # 5 main: a class's boxes in its colour; boxes of no class (SSD's default boxes) in NO_CLASS
+        fig.add_scatter(x=[], y=[], mode="lines", line=line(NO_CLASS, 4), hoverinfo="skip", row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines", line=line(YELLOW, 5), hoverinfo="skip", row=1, col=1)  # 6 cell
         fig.add_scatter(x=[], y=[], text=[], mode="text", textposition="top right", hoverinfo="skip",  # 7 labels
                         textfont=dict(size=16, color="black", **halo()), row=1, col=1)
@@ -316,7 +324,7 @@ class SingleStageExplainer(Explainer):
                                            [str(c) for c in range(S)], [str(r) for r in range(S)],
                                            "max conf per cell")},
                     # two lines at 1280 px, as the cell captions after it (the plot does not jump on play)
-                    "caption": f"{S} x {S} cells, each {B} base boxes × 5 numbers (dx, dy, dw, dh, confidence) + "
+                    "caption": f"{S} x {S} cells, each {_count(B, 'base box', 'base boxes')} × 5 numbers (dx, dy, dw, dh, confidence) + "
                                f"{tr.C} class scores = {5 * B + tr.C}: output {S} x {S} x {5 * B + tr.C}. Dotted: "
                                "the true boxes. Right: each cell's largest confidence. Play reads it cell by cell."}
         r, c = divmod(k - 1, S)
@@ -325,7 +333,7 @@ class SingleStageExplainer(Explainer):
         conf = tr.confidence[r, c]
         live = [b for b in range(B) if conf[b] > 0]
         cls = int(tr.class_scores[r, c].argmax())
-        colour = class_hex(cls) if cls else ORANGE
+        colour = class_hex(cls) if cls else NO_CLASS
         tx, ty, tt = [], [], []
         for b in range(B):
             x1, y1 = tr.boxes[r, c, b, 0].item(), tr.boxes[r, c, b, 1].item()
@@ -346,10 +354,11 @@ class SingleStageExplainer(Explainer):
                              for i in objs)
             msg = f"cell ({r}, {c}): {what}; class scores one-hot for {self._classes[cls]}."
         else:
-            msg = (f"cell ({r}, {c}): no object centre falls here, so all {B} confidences are 0 and the class "
+            conf_words = "its confidence is 0" if B == 1 else f"all {B} confidences are 0"
+            msg = (f"cell ({r}, {c}): no object centre falls here, so {conf_words} and the class "
                    f"scores say {self._classes[0]}.")
         msg += (f" Its {5 * B + tr.C} numbers on the right: a row per base box (dx, dy, dw, dh, conf), then the "
-                f"{tr.C} class scores; dashed: its {B} base boxes.")
+                f"{tr.C} class scores; dashed: its {_count(B, 'base box', 'base boxes')}.")
         return {"data": data, "layout": _row_ticks(data[8]["y"]), "caption": msg}
 
     def _frame_ssd(self, k: int) -> dict:
@@ -369,7 +378,7 @@ class SingleStageExplainer(Explainer):
                 6: {"x": [], "y": []}, 7: {"x": [], "y": [], "text": []},
                 8: self._heat([[round(a, 1), round(b, 1)] for a, b in wh], ["width px", "height px"], rows[:K],
                               f"map {k + 1}")}
-        data[5]["line"] = {"color": ORANGE}
+        data[5]["line"] = {"color": NO_CLASS}        # default boxes have no class: not a class's colour
         msg = (f"feature map {k + 1} of {len(tr.feature_sizes)}: {Hf} x {Wf} locations (one every {stride:g} px), "
                f"{K} default boxes each = {tr.per_level[k]:,} boxes, scale s_k = {tr.scales[k]:g} of the image "
                f"({tr.scales[k] * SSD_SIZE:.0f} px). Small maps, big boxes. Total over the six maps: "

@@ -66,6 +66,9 @@ def test_things_to_try_B_1(lecture):
     st = e.state()
     assert st["tensor"].shape == (7, 7, 9) and marks(e) == ["✔"] * 4
     assert int(st["confidence"].sum()) == len(st["objects"])     # no two objects share a cell here
+    captions = " ".join(e.frame(k)["caption"] for k in range(e.n_steps()))
+    assert "each 1 base box ×" in captions and "its 1 base box." in captions and "its confidence is 0" in captions
+    assert "1 base boxes" not in captions and "all 1 confidences" not in captions
     e.B.value = 3
 
 
@@ -83,6 +86,12 @@ def test_things_to_try_ssd_boxes_grow_as_maps_shrink(lecture):
         w = [row[0] for row in e.frame(k)["data"][8]["z"]]
         smallest.append(min(w))
     assert smallest == sorted(smallest) and smallest[0] < smallest[-1]
+    # default boxes belong to no class: never drawn in a class's colour (orange is the circle's)
+    from explainers.models.render import class_hex
+
+    for k in range(6):
+        colour = e.frame(k)["data"][5]["line"]["color"]
+        assert colour.upper() not in {class_hex(c).upper() for c in range(len(e._classes))}, colour
     e.view.value = "YOLO grid"
 
 
