@@ -40,6 +40,15 @@ def overlapping_bins(bins: torch.Tensor) -> tuple[list, list]:
     return rows, cols
 
 
+def _listing(what: str, values: list, total: int) -> str:
+    """"row 3", "rows 3, 4 and 7", or "every row of the region" (when ``values`` are all ``total``)."""
+    if len(values) == total > 1:
+        return f"every {what} of the region"
+    if len(values) == 1:
+        return f"{what} {values[0]}"
+    return f"{what}s {', '.join(map(str, values[:-1]))} and {values[-1]}"
+
+
 def _int_ticks(n: int) -> dict:
     """Integer ticks (0, d, 2d, ...) on the axis of an ``n``-cell grid, about ten at most."""
     return dict(tickmode="linear", tick0=0, dtick=max(1, math.ceil(n / 10)))
@@ -281,8 +290,14 @@ class RoIPoolAlignExplainer(Explainer):
         self.set_check("torchvision.ops.roi_pool", float((p_out - p_ref).abs().max()), more=checks)
         rows, cols = overlapping_bins(pt.bins)
         sx1, sy1, sx2, sy2 = pt.snapped_box
-        shared = " and ".join(f"{what} {', '.join(map(str, v))}" for what, v in (("row", rows), ("column", cols)) if v)
-        overlap = (f" torchvision's bins overlap here: {shared} belongs to two bins, because the snapped region's "
+        n_rows, n_cols = sy2 - sy1 + 1, sx2 - sx1 + 1
+        parts = [_listing(what, v, n) for what, v, n in (("row", rows, n_rows), ("column", cols, n_cols)) if v]
+        shared = " and ".join(parts)
+        single = len(rows) + len(cols) == 1 or (len(parts) == 1 and parts[0].startswith("every "))
+        if len(rows) == n_rows > 1 and len(cols) == n_cols > 1:
+            shared, single = "every row and column of the region", True
+        overlap = (f" torchvision's bins overlap here: {shared} {'belongs' if single else 'each belong'} to two "
+                   "neighbouring bins, because the snapped region's "
                    f"{sy2 - sy1 + 1} rows x {sx2 - sx1 + 1} columns do not divide evenly by {out} (each bin runs from "
                    f"floor(i x size / {out}) to ceil((i + 1) x size / {out})).") if shared else ""
         if model is not None:

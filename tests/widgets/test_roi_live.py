@@ -221,7 +221,7 @@ def test_lecture_is_the_slides_512_x_5_x_4_region_pooled_to_2_x_2_with_overlappi
     assert (sy2 - sy1 + 1, sx2 - sx1 + 1) == (5, 4) and st["roi_pool"].shape == (512, 2, 2)
     assert overlapping_bins(e._pt.bins) == ([3], [])
     note = e.note.value
-    assert "512 x 5 x 4 region" in note and "512 x 2 x 2" in note and "row 3 belongs to two bins" in note
+    assert "512 x 5 x 4 region" in note and "512 x 2 x 2" in note and "row 3 belongs to two neighbouring bins" in note
     # the bins of torchvision's roi_pool: moving the value in the shared row changes both bins' maxima
     f = lecture_features()
     f[7, 3, 1:5] = 100.0
@@ -288,3 +288,17 @@ def test_live_shows_the_image_under_the_map_and_a_channel_with_signal_in_the_box
     f = e._trace.features[st["level"]][0]
     inside = f[:, int(y1):int(y2) + 1, int(x1):int(x2) + 1].abs().flatten(1).mean(1)
     assert st["channel"] == int(inside.argmax())
+
+
+def test_the_shared_bins_note_reads_as_a_sentence():
+    """The overlap note names one row, a list ("rows 3, 4 and 7 each belong"), or all of them
+    ("every row and column of the region belongs"): it read "row 3, 4, 5, 6, 7 ... belongs"."""
+    from explainers.widgets.roi import _listing
+
+    assert _listing("row", [3], 9) == "row 3" and _listing("row", [3, 4, 7], 9) == "rows 3, 4 and 7"
+    assert _listing("column", [1, 2, 3], 3) == "every column of the region"
+    e = RoIPoolAlignExplainer(source="live")
+    rows, cols = overlapping_bins(e._pt.bins)
+    sx1, sy1, sx2, sy2 = e._pt.snapped_box
+    assert (len(rows), len(cols)) == (sy2 - sy1 + 1, sx2 - sx1 + 1)       # the live box: 5 x 5 into 7 x 7
+    assert "every row and column of the region belongs to two neighbouring bins" in e.note.value
