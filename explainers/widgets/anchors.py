@@ -59,6 +59,9 @@ class AnchorsExplainer(Explainer):
     and corrections; the RPN's selection: top-k by objectness, corrected, NMS, the proposals."""
 
     title = "Anchors and Region Proposal Network proposals"
+    #: the pipeline view's captions (a sentence and the bold count line) and the cell view's (the
+    #: anchor, its corrections and its training label) take three lines at 1280 px
+    caption_lines = 3
     play_interval = 1400
 
     def __init__(self, source: str = "lecture", image=None, model=None, gt_boxes=None, iou_threshold: float = 0.5):

@@ -239,19 +239,18 @@ class RCNNFamilyExplainer(Explainer):
             for base in (0, n):
                 data[base + i] = {"marker": {"opacity": op, "line": {"width": lw}}}
         return {"data": data, "layout": {},
-                "caption": self._caption(run, st, k) + self._drawn(thin, numbered, dets, len(run.proposals))}
+                "caption": self._caption(run, st, k) + self._drawn(thin, numbered, dets, len(run.proposals), run)}
 
-    def _drawn(self, thin, numbered, dets, total: int) -> str:
-        """What the image shows at this step, in words."""
+    def _drawn(self, thin, numbered, dets, total: int, run) -> str:
+        """What the image shows at this step, in words (one sentence: the caption has three lines)."""
         if dets is not None:
             shown = min(NUMBERED, len(dets.boxes))
-            out = f" <i>Drawn: {shown} of its {len(dets.boxes)} detections, best first.</i>"
+            how = " (crops scoring ≥ 0.5; no box regression, no NMS)" if run.name == "R-CNN" else ""
+            out = f" <i>Drawn: {shown} of its {len(dets.boxes)} detections{how}, best first"
             if self.source == "lecture" and self.model is None:
                 # the bundled detector knows three shapes: on a photo its class names mean nothing
-                names = ", ".join(self._classes[1:])
-                out += (f" <i>(The bundled model knows only {names}: on this photo its classes mean nothing, so "
-                        "its boxes are drawn with their scores only; the seconds and MACs are the point.)</i>")
-            return out
+                out += ", scores only: the shapes model's classes mean nothing on this photo"
+            return out + ".</i>"
         if len(numbered):
             return (f" <i>Showing the top {len(thin)} of {total:,} proposals (the best {len(numbered)} "
                     f"numbered; change it: 'proposals drawn').</i>")
@@ -286,15 +285,13 @@ class RCNNFamilyExplainer(Explainer):
                     f"{mm.pool_output_size[0]}x{mm.pool_output_size[1]} cells: {cost}.")
         elif kind == "head":
             text = f"the box head and classifier score {st.count:,} regions: {cost}."
-            if run.name == "R-CNN":
-                text += (f" Drawn: the crops whose best class scores at least 0.5 (of the {st.measured_on} run; "
-                         f"no box regression, no NMS).")
+
         else:
             text = f"box regression, then per-class NMS keeps {len(run.boxes)} detections: {cost}."
         mask = mm.mask_branch
         if run.name == "Faster R-CNN" and k == len(run.stages) - 1 and mask is not None:
-            total += (f" Not counted: the mask branch this detector also runs ({_secs(mask.seconds)}, "
-                      f"{_macs(mask.macs)} MACs; it is a Mask R-CNN, whose masks the mask head page shows).")
+            total += (f" Not counted: its mask branch ({_secs(mask.seconds)}, {_macs(mask.macs)} MACs; this "
+                      "detector is a Mask R-CNN).")
         return head + text + total
 
     def _state(self) -> dict:

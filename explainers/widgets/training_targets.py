@@ -402,15 +402,12 @@ class TrainingTargetsExplainer(Explainer):
             cap = f"The network's class scores (one number per class, any size); the true class is {name}."
         elif k == 2:
             self._bars(data, self._names, tr.probabilities, colours=self._colour)
-            cap = (f"softmax turns the scores into probabilities; the class loss is the cross-entropy "
+            cap = (f"softmax makes the scores probabilities; the class loss (cross-entropy) is "
                    f"−log p({name}) = −log {tr.probabilities[c]:.3f} = <b>{float(tr.class_loss):.3f}</b>")
             if self.source == "live" and float(tr.probabilities[c]) < 0.5 and self._run is not None:
                 # a trained model that looks wrong here: say why, where the student reads
-                p = float(tr.probabilities[c])
-                cap += (f". A high loss: the trained model gives {name} only p = {p:.3f} here, because these are "
-                        "the scores of one RoI in a training-mode run"
-                        + (", whose BatchNorm layers use this one image's statistics" if self._run.batch_norms
-                           else "") + ", not the detection page's scores; training pushes such a loss down")
+                cap += (". High for a trained model: one RoI in a training-mode run"
+                        + (" (BatchNorm on this image's statistics)" if self._run.batch_norms else ""))
         elif k == 3:
             self._bars(data, coords, tr.box_terms, fmt_=lambda v: f"{v:.3g}")
             diffs = ", ".join(f"{n}: {float(a - b):+.3f}" for n, a, b in zip(coords, tr.box_pred, tr.box_true))

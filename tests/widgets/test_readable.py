@@ -3,6 +3,9 @@
 Text at least 16 px, integer ticks on cell grids, open highlight squares, labels that do not
 pile up, equal axis scales where shapes matter, and one colour per class on every page."""
 import html
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +95,66 @@ def test_pages_that_write_numbers_have_text_traces():
         assert text_traces(page(cls).fig), cls.__name__
     assert text_traces(page(AnchorsExplainer, "live").fig)
     assert len(page(NMSExplainer).fig.layout.annotations) > 1
+
+
+# ----------------------------------------------------------------------------- captions fit
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")    # Debian's Chromium draws sans text in it
+#: the page's text width at a 1280x720 projector (the window less the page's padding)
+CAPTION_WIDTH = 1240
+
+
+def caption_lines(caption: str, font) -> int:
+    """Lines a step caption takes at ``CAPTION_WIDTH`` px: each ``<br>`` part word-wrapped, measured
+    with the font the browser uses (bold measured as regular: a little short, so a caption near the
+    limit is allowed)."""
+    n = 0
+    for part in re.split(r"<br\s*/?>", caption):
+        text = html.unescape(re.sub(r"<[^>]+>", "", part))
+        line, count = "", 1
+        for word in text.split(" "):
+            longer = f"{line} {word}".strip()
+            if font.getlength(longer) > CAPTION_WIDTH and line:
+                count, line = count + 1, word
+            else:
+                line = longer
+        n += count
+    return n
+
+
+def choices(e):
+    """The page's views (its first view / mode / pipeline dropdown), as ``(control, value)``."""
+    for name in ("view", "mode", "pipeline"):
+        c = getattr(e, name, None)
+        if c is not None and getattr(c, "options", None):
+            return [(c, o[1] if isinstance(o, tuple) else o) for o in c.options]
+    return [(None, None)]
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_every_caption_fits_the_lines_its_page_keeps_for_it(cls, source):
+    """The page keeps ``caption_lines`` lines above the plot for the step captions (19 px text), so
+    the plot never jumps while a lecture plays. Every step's caption of every view must fit them at
+    1280 px (the anchors' pipeline step 2 took three of two; R-CNN's last steps five of three)."""
+    if not DEJAVU.exists():
+        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
+            pytest.fail(f"{DEJAVU} is missing (Debian: apt-get install fonts-dejavu-core)")
+        pytest.skip("the browser's font (DejaVu Sans) is not installed")
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(str(DEJAVU), 19)
+    e = page(cls, source)
+    too_long = []
+    for control, value in choices(e):
+        if control is not None:
+            control.value = value
+        for k in range(e.n_steps()):
+            caption = e.frame(k)["caption"]
+            if caption_lines(caption, font) > cls.caption_lines:
+                too_long.append((value, k, caption_lines(caption, font), caption))
+    if control is not None:
+        control.value = choices(e)[0][1]
+    assert not too_long, too_long[:3]
 
 
 # ----------------------------------------------------------------------------- integer ticks

@@ -361,7 +361,7 @@ def test_live_single_object_says_why_a_trained_models_probability_is_low():
     tr = e._mt
     cap = e.frame(2)["caption"]
     low = float(tr.probabilities[tr.true_class]) < 0.5
-    assert ("A high loss: the trained model gives" in cap) == low
+    assert ("High for a trained model" in cap) == low
     assert "Low for" not in cap                # a low p next to a high loss: the words name the loss
     if low:
         assert "training-mode run" in cap and ("BatchNorm" in cap) == bool(e._run.batch_norms)
