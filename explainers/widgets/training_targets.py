@@ -36,6 +36,8 @@ FASTER_STEPS = ("ground truth", "anchor labels", "the sampled anchors", "regress
 #: black (no class has black, so the two never share a colour, whatever the true class)
 PRED_COLOUR = "#000000"
 TRUE_DASH, PRED_DASH = "solid", "dash"
+#: the Faster R-CNN view: ground-truth boxes (px) drawn thinner than the positive boxes under them
+GT_WIDTH, POSITIVE_WIDTH = 2, 7
 #: the image panel's title in the single-object view: which box is which, at every step
 SINGLE_IMAGE_TITLE = "image: ━ true box (its class colour) · ┅ predicted box (black, dashed)"
 #: the steps (0-based) that draw bars, per view; at the others the bar panel's title says, in grey,
@@ -147,7 +149,9 @@ class TrainingTargetsExplainer(Explainer):
                         line=dict(color="black", width=0.5)), row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=7, color=SKY), row=1, col=1)            # 3 drawn neg
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=SKY, width=1.5), row=1, col=1)             # 4 neg boxes
-        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREEN, width=3), row=1, col=1)             # 5 pos boxes
+        # 5 positive boxes: wide, so they show around the thinner ground-truth box drawn on them (layout
+        # shapes are drawn above traces, and a positive anchor often lies almost on its object's box)
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=GREEN, width=POSITIVE_WIDTH), row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=PRED_COLOUR, width=4, dash=PRED_DASH),  # 6 pred
                         row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines+markers", line=dict(color=VERMILLION, width=3),              # 7 arrows
@@ -429,7 +433,7 @@ class TrainingTargetsExplainer(Explainer):
         run, rec = self._run, self._rec
         data = self._empty()
         data[0] = {"source": self._img_uri}
-        shapes = [self._box_shape(b, class_hex(int(lab)), 3) for b, lab in zip(run.gt_boxes, run.gt_labels)]
+        shapes = [self._box_shape(b, class_hex(int(lab)), GT_WIDTH) for b, lab in zip(run.gt_boxes, run.gt_labels)]
         labels, st = rec.rpn.labels, rec.rpn_sample
         anchors = run.anchors
         n_pos, n_neg, n_ign = (int((labels == v).sum()) for v in (1.0, 0.0, -1.0))

@@ -365,3 +365,15 @@ def test_live_single_object_says_why_a_trained_models_probability_is_low():
     assert "Low for" not in cap                # a low p next to a high loss: the words name the loss
     if low:
         assert "training-mode run" in cap and ("BatchNorm" in cap) == bool(e._run.batch_norms)
+
+
+def test_positive_anchors_show_around_the_ground_truth_drawn_on_them(lecture):
+    """A positive anchor often lies almost on its object's box, and the ground-truth boxes (layout
+    shapes) are drawn above the anchors (traces): the positives are wider, so they show around it."""
+    e = lecture
+    e.view.value = VIEWS[1]
+    e.step.value = 1
+    gt = [s for s in e.fig.layout.shapes if s.type == "rect"]
+    assert gt and len(e.fig.data[5].x) > 0
+    assert all(s.line.width < e.fig.data[5].line.width for s in gt)
+    e.view.value = VIEWS[0]
