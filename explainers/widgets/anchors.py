@@ -39,6 +39,8 @@ PIPELINE = ("top-k anchors", "corrected", "clipped and NMS", "proposals")
 TEXT = dict(size=16)
 #: the dark edge drawn under the white grid lines (visible on light and dark parts of a photo)
 GRID_CASING = "rgba(0,0,0,0.4)"
+#: the light casing under the cell view's anchors (trace 19)
+ANCHOR_CASING = "rgba(255,255,255,0.75)"
 
 
 def lecture_image() -> np.ndarray:
@@ -113,6 +115,12 @@ class AnchorsExplainer(Explainer):
         fig.add_bar(x=[], y=[], orientation="h", text=[], textposition="outside", textfont=TEXT,     # 17 counts
                     marker=dict(color=[]), row=1, col=3, cliponaxis=False)
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=VERMILLION, width=4), row=1, col=1)  # 18 current
+        # 19: under the cell's anchors a light casing, so a low score's dark line reads on a dark photo
+        # as its high score's light one does on a light photo (zorder: drawn above the image, below
+        # every other trace of the panel)
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ANCHOR_CASING, width=5.5), row=1, col=1,
+                        hoverinfo="skip", zorder=-1)
+        fig.data[0].zorder = -2
         fig.update_xaxes(showgrid=False, zeroline=False)
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False)
         fig.update_yaxes(scaleanchor="x", constrain="domain", row=1, col=1)
@@ -427,13 +435,14 @@ class AnchorsExplainer(Explainer):
         r, c = self.row.value, self.col.value
         empty = {"x": [], "y": []}
         data = {4: dict(zip("xy", rect_path([[c * sx, r * sy, (c + 1) * sx, (r + 1) * sy]]))),
-                10: empty, 11: empty, 18: empty}
+                10: empty, 11: empty, 18: empty, 19: empty}
         if self.view.value == "proposals":
             data[4] = empty
             return self._pipeline_frame(k, data)
         boxes, scores, moved, deltas, order = self._cell()
         K = len(boxes)
         data.update(self._binned(boxes, scores))
+        data[19] = dict(zip("xy", rect_path(boxes.tolist())))
         names = [f"{s:g} px, h/w {q:g}" for q in self._ratios for s in self._sizes]     # ratio-major
         cx, cy = self._at.centres[r * self._feature_size[1] + c].tolist()
         lead = (f"Cell ({r}, {c}): {K} anchors ({len(self._sizes)} sizes x {len(self._ratios)} ratios h/w) centred "

@@ -353,3 +353,19 @@ def test_each_view_shows_only_the_controls_it_uses(source):
         assert not shown(e.row) and not shown(e.col) and shown(e.top_k)
         e.view.value = "cell"
         assert shown(e.row) and not shown(e.top_k)
+
+
+def test_the_cell_views_anchors_have_a_light_casing_on_a_dark_photo():
+    """A low IoU target is Viridis' dark purple, nearly invisible on the dark table: under the
+    cell's anchors lies a light casing (trace 19), above the image and below every box."""
+    e = page("lecture")
+    e.row.value, e.col.value = 0, 0
+    casing = e.fig.data[19]
+    xs = [v for v in casing.x if v is not None]
+    assert len(xs) == 5 * e._at.per_cell                    # every anchor of the cell, once
+    assert e.fig.data[0].zorder < casing.zorder < min((tr.zorder or 0) for tr in e.fig.data[1:19])
+    assert "255,255,255" in casing.line.color.replace(" ", "") and casing.line.width > e.fig.data[5].line.width
+    e.view.value = "proposals"
+    assert list(e.fig.data[19].x) == []                     # the pipeline's hundreds of boxes: no casing
+    e.view.value = "cell"
+    e.row.value, e.col.value = 7, 9
