@@ -207,9 +207,21 @@ class RCNNFamilyExplainer(Explainer):
         # a label hangs right of and below its box's top-left corner: kept a line and a few characters
         # inside the image, so none is cut at the image's edge (a 16 px line is ~1/18 of the drawn height)
         H, W_ = self._img_u8.shape[:2]
-        at = lambda x, y: (min(max(0.0, x), 0.9 * W_), min(max(0.0, y), H - H / 18))   # noqa: E731
+        line = H / 18
+        char = line / 2                       # a 16 px character is about half a line wide
+        placed: list = []
+
+        def at(x, y, text):
+            """Inside the image, moved down a line while it would cover a label already placed."""
+            x, y = min(max(0.0, x), 0.9 * W_), min(max(0.0, y), H - line)
+            w = len(text) * char
+            while any(abs(y - py) < line and x < px + pw and px < x + w for px, py, pw in placed) and y + line <= H - line:
+                y += line
+            placed.append((x, y, w))
+            return x, y
+
         for i, b in enumerate(numbered.tolist()):
-            x, y = at(b[0], b[1])
+            x, y = at(b[0], b[1], str(i + 1))
             tx.append(x)
             ty.append(y)
             tt.append(str(i + 1))
@@ -221,10 +233,10 @@ class RCNNFamilyExplainer(Explainer):
         if dets is not None:
             for b, s, lb in list(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist()))[:NUMBERED]:
                 det_boxes.setdefault(lb, []).append(b)
-                x, y = at(b[0], b[1])
+                name = "score" if nameless else mm.classes[lb] if lb < len(mm.classes) else str(lb)
+                x, y = at(b[0], b[1], f"{name} {s:.2f}")
                 tx.append(x)
                 ty.append(y)
-                name = "score" if nameless else mm.classes[lb] if lb < len(mm.classes) else str(lb)
                 tt.append(f"{name} {s:.2f}")
                 tc.append(class_hex(lb))
         for c in range(1, len(self._classes)):

@@ -313,3 +313,20 @@ def test_box_labels_stay_inside_the_image(lecture):
         for k in range(lecture.n_steps()):
             t = lecture.frame(k)["data"][lecture._text]
             assert all(0 <= x <= 0.9 * W_ for x in t["x"]) and all(0 <= y <= H - H / 18 for y in t["y"])
+
+
+def test_detection_labels_do_not_cover_one_another(lecture):
+    """Overlapping detections on the photo put their labels on one another ("score 0.67" over
+    "score 0.38"): a label moves down a line until it covers none (16 px text: a line is 1/18 of the
+    image's height, a character about half of that)."""
+    H, W_ = lecture._img_u8.shape[:2]
+    line = H / 18
+    for p in PIPELINES:
+        lecture.pipeline.value = p
+        t = lecture.frame(lecture.n_steps() - 1)["data"][lecture._text]
+        rects = [(x, y, x + len(s) * line / 2, y + line) for x, y, s in zip(t["x"], t["y"], t["text"])]
+        for i, a in enumerate(rects):
+            for b in rects[:i]:
+                covered = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] - 1e-6 and b[1] < a[3] - 1e-6
+                assert not covered or a[1] >= H - 2 * line, (p, a, b)
+    lecture.pipeline.value = PIPELINES[0]
