@@ -43,6 +43,10 @@ def _grid_lines(nH: int, nW: int) -> tuple[list, list]:
     return xs, ys
 
 
+#: the titles of the crop and the scores panels while windows slide (the dense pass changes them)
+WINDOW_TITLES = ("the window", "class scores")
+
+
 class SlidingWindowExplainer(Explainer):
     """A window slides over the image, the patch classifier labels its centre pixel and the
     label map fills in; then one fully convolutional pass of the same network gives the same map."""
@@ -64,9 +68,10 @@ class SlidingWindowExplainer(Explainer):
         self.window.observe(lambda _: self.guard(self.refresh), "value")
         self.stride_ctl.observe(lambda _: self.guard(self.refresh), "value")
         self.dense.observe(lambda _: self.guard(self._toggle_dense), "value")
+        self._dense_caption = None     # the dense pass's measured caption while it is shown (one step)
         self.controls = W.HBox([self.window, self.stride_ctl, self.fill, self.dense])
         fig = make_subplots(1, 4, column_widths=[0.32, 0.18, 0.32, 0.18], horizontal_spacing=0.05,
-                            subplot_titles=("image and window", "the window", "label map", "class scores"))
+                            subplot_titles=("image and window", *WINDOW_TITLES[:1], "label map", WINDOW_TITLES[1]))
         fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=1, hoverinfo="skip")  # 0
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)     # 1
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2
@@ -180,8 +185,15 @@ class SlidingWindowExplainer(Explainer):
         self.step.value = self.n_steps() - 1
 
     def _toggle_dense(self):
+        """On: time the fully convolutional pass once; the page is then one step, the whole map at
+        once (:meth:`frame` draws it, so the export shows it too). Off: the windows again."""
         if not self.dense.value:
-            self.show_step(self.step.value)
+            if self._dense_caption is not None:
+                self._dense_caption = None
+                # the titles the dense frame changed (the window frames leave them: 1,764 of them
+                # would each carry the list), then the whole figure is sent again
+                self.fig.layout.annotations = self._titles(*WINDOW_TITLES)
+                self._reset_steps()
             return
         if self._dense is None:
             self.dense.value = False
@@ -192,18 +204,35 @@ class SlidingWindowExplainer(Explainer):
         # time both the same way, here and now
         t_dense = min(ops.dense_predict(self._model.module, self._img)[2].seconds for _ in range(3))
         t_slide = slide.seconds
-        self.push({4: {"z": dl.tolist()}, 5: {"x": [], "y": []}, 7: {"z": _objects_only(dl.tolist())}})
-        self.caption.value = (
-            f"<span style='font-size:16px'>fully convolutional: {t_dense * 1e3:.1f} ms and "
+        self._dense_caption = (
+            f"fully convolutional, the whole image at once: {t_dense * 1e3:.1f} ms and "
             f"{cost.macs / 1e6:,.1f} M multiply-accumulates, against {t_slide * 1e3:.1f} ms and "
             f"{slide.macs / 1e6:,.1f} M for {len(self._tr.windows)} windows one by one: "
             f"<b>{t_slide / t_dense:.0f}x faster</b>, {slide.macs / cost.macs:.0f}x fewer MACs, "
-            f"same map.</span>")
+            f"same map.")
+        self._reset_steps()
 
     def n_steps(self) -> int:
-        return int(self._labels.numel())
+        return 1 if self._dense_caption is not None else int(self._labels.numel())
+
+    def _titles(self, crop: str, scores: str) -> list:
+        """The four panel titles (plotly replaces the list whole): the crop's and the scores' as given."""
+        items = [a.to_plotly_json() for a in self.fig.layout.annotations]
+        items[1]["text"], items[3]["text"] = crop, scores
+        return items
+
+    def _frame_dense(self) -> dict:
+        """The fully convolutional pass: no window, the whole image in, the whole map out."""
+        dl = self._dense[0].tolist()
+        H, W_ = self._img_u8.shape[:2]
+        return {"caption": self._dense_caption, "layout": {"annotations": self._titles("the whole image, at once", "class scores: no window here")},
+                "data": {1: {"x": [-0.5, W_ - 0.5, W_ - 0.5, -0.5, -0.5], "y": [-0.5, -0.5, H - 0.5, H - 0.5, -0.5]},
+                         2: {"x": [], "y": []}, 3: {"source": png_uri(self._img_u8)}, 4: {"z": dl},
+                         5: {"x": [], "y": []}, 7: {"z": _objects_only(dl)}, 6: {"y": []}}}
 
     def frame(self, k: int) -> dict:
+        if self._dense_caption is not None:
+            return self._frame_dense()
         tr = self._tr
         nH, nW = self._labels.shape
         r, c = divmod(k, nW)

@@ -1,4 +1,6 @@
 """SlidingWindowExplainer's label map at the first steps: never a blank panel (issue #12)."""
+import json
+
 import pytest
 
 from explainers.widgets.sliding_window import SlidingWindowExplainer, _grid_lines
@@ -53,3 +55,26 @@ def test_dense_toggle_keeps_the_grid_and_fills_every_cell(lecture):
     assert all(v is not None for row in e.fig.data[4].z for v in row)
     assert _segments(list(e.fig.data[8].x)) > 0
     e.dense.value = False
+
+
+def test_the_dense_pass_is_a_frame_so_the_export_shows_it(tmp_path):
+    """'Press run fully convolutionally': the page becomes one step, the whole map at once with the
+    measured caption, drawn by frame() (a pure function of the parameters), so an export made then
+    shows it (it showed the last window's caption); off again, the windows come back."""
+    from explainers.widgets import SlidingWindowExplainer
+
+    e = SlidingWindowExplainer()
+    n = e.n_steps()
+    e.dense.value = True
+    assert e.n_steps() == 1 and e.anim.layout.display == "none"
+    f = e.frame(0)
+    assert "the whole image at once" in f["caption"] and "faster" in f["caption"] and "same map" in f["caption"]
+    assert f["data"][4]["z"] == e._dense[0].tolist() and f["data"][5] == {"x": [], "y": []}
+    assert [a["text"] for a in f["layout"]["annotations"]][1] == "the whole image, at once"
+    assert json.dumps(e.frame(0), sort_keys=True, default=str) == json.dumps(f, sort_keys=True, default=str)
+    html_text = e.export_html(tmp_path / "dense.html").read_text()
+    assert "the whole image at once" in html_text and "window 1 of" not in html_text
+    e.dense.value = False
+    assert e.n_steps() == n and "window 1 of" in e.frame(0)["caption"]
+    assert [a.text for a in e.fig.layout.annotations][1::2][:2] == ["the window", "class scores"]
+    assert "layout" not in e.frame(0)          # 1,764 window frames do not each carry the titles
