@@ -42,7 +42,9 @@ GT_WIDTH, POSITIVE_WIDTH = 2, 7
 SINGLE_IMAGE_TITLE = "image: ━ true box (its class colour) · ┅ predicted box (black, dashed)"
 #: the steps (0-based) that draw bars, per view; at the others the bar panel's title says, in grey,
 #: at which step it fills (so no panel stands empty under a plain title)
-BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (4, 6)}
+BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (1, 2, 3, 4, 6)}
+#: the Faster R-CNN view's bar titles where they are not scores or losses (counts, targets)
+COUNT_TITLES = {1: "anchors by label", 2: "the anchors sampled", 3: "positive #1's targets"}
 BARS_TITLE = "scores and losses"
 LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "loss_classifier": "final class",
               "loss_box_reg": "final box"}
@@ -88,6 +90,11 @@ def _xywh(b) -> list[float]:
 def _centres(boxes: torch.Tensor) -> tuple[list, list]:
     c = (boxes[:, :2] + boxes[:, 2:]) / 2
     return c[:, 0].tolist(), c[:, 1].tolist()
+
+
+def _count(v: float) -> str:
+    """A count as a bar label: 3,972."""
+    return f"{v:,.0f}"
 
 
 def short(v: float) -> str:
@@ -348,16 +355,19 @@ class TrainingTargetsExplainer(Explainer):
             data[10] = {"x": list(names), "y": [float(v) for v in theirs], "text": [fmt_(float(v)) for v in theirs],
                         "name": their_name, "showlegend": True}
 
-    def _base_layout(self, shapes, data, k: int) -> dict:
-        """The image's extent; the loss axes only at the steps that draw bars (no empty chart)."""
+    def _base_layout(self, shapes, data, k: int, title: str = BARS_TITLE) -> dict:
+        """The image's extent; the loss axes only at the steps that draw bars (no empty chart),
+        under ``title``."""
         h, w = self._img.shape[:2]
         bars = bool(len(data.get(9, {}).get("x") or []))
         titles = [a.to_plotly_json() for a in self.fig.layout.annotations]
         if bars:
-            titles[1].update(text=BARS_TITLE, font=dict(titles[1].get("font") or {}, color=None))
+            titles[1].update(text=title, font=dict(titles[1].get("font") or {}, color=None))
         else:
             later = [s for s in BAR_STEPS[self.view.value] if s > k]
-            text = f"{BARS_TITLE}: at step {later[0] + 1}" if later else f"{BARS_TITLE}: none at this step"
+            named = COUNT_TITLES if self.view.value == VIEWS[1] else {}
+            text = (f"{named.get(later[0], BARS_TITLE)}: at step {later[0] + 1}" if later
+                    else f"{BARS_TITLE}: none at this step")
             titles[1].update(text=text, font=dict(titles[1].get("font") or {}, color=GREY))
         # the image's extent exactly (autorange would pad it for the labels drawn past its edges)
         return {"shapes": shapes, "xaxis": {"range": [-0.5, w - 0.5], "autorange": False},
@@ -448,6 +458,9 @@ class TrainingTargetsExplainer(Explainer):
             data[2] = dict(zip("xy", _centres(anchors[labels == -1])))
             data[5] = dict(zip("xy", rect_path(anchors[labels == 1].tolist())))
             n_prom = int((rec.rpn.match.promoted & (labels == 1)).sum())
+            # the counts beside the picture: a handful of positives among thousands of negatives
+            self._bars(data, ["positive", "negative", "ignored"], [n_pos, n_neg, n_ign], fmt_=_count,
+                       colours=[GREEN, GREY, YELLOW])
             cap = (f"Each anchor takes the box it overlaps most: <b style='color:{GREEN}'>positive</b> IoU ≥ "
                    f"{rs['high']:g} or an object's best anchor ({n_pos} anchors: {n_pos - n_prom} by IoU, {n_prom} as a "
                    "best anchor only), "
@@ -456,6 +469,7 @@ class TrainingTargetsExplainer(Explainer):
         elif k == 2:
             data[3] = dict(zip("xy", _centres(anchors[st.neg_drawn])))
             data[5] = dict(zip("xy", rect_path(anchors[st.pos_drawn].tolist())))
+            self._bars(data, ["positive", "negative"], [st.num_pos, st.num_neg], fmt_=_count, colours=[GREEN, SKY])
             cap = (f"The loss looks at {rs['batch']} anchors per image, at most {rs['fraction']:.0%} positive: "
                    f"all {st.num_pos} positives (green) and {st.num_neg} random negatives (blue), drawn with "
                    "torch.randperm.")
@@ -470,6 +484,9 @@ class TrainingTargetsExplainer(Explainer):
                 ys += [b, d, None]
             data[7] = {"x": xs, "y": ys}
             t = rec.rpn.regression_targets[pos]
+            if len(pos):
+                self._bars(data, ["dx", "dy", "dw", "dh"], t[0].tolist(), fmt_=lambda v: f"{v:.2f}",
+                           colours=[VERMILLION] * 4)
             shown = pos[:MAX_NUMBERS]
             # a number beside each positive on the image, its (dx, dy, dw, dh) in the caption (large)
             data[8] = {"x": [float(anchors[i, 0]) + 1 for i in shown], "y": [float(anchors[i, 1]) + 5 for i in shown],
@@ -509,7 +526,7 @@ class TrainingTargetsExplainer(Explainer):
             cap = (f"The four losses Faster R-CNN trains (final class: cross-entropy of {len(rec.box.sampled)} "
                    f"RoIs; final box: smooth L1 of the true class's box): sum = <b>{total:.3f}</b>"
                    + (f" (+ mask {run.losses['loss_mask']:.3f})" if "loss_mask" in run.losses else ""))
-        return {"data": data, "layout": self._base_layout(shapes, data, k),
+        return {"data": data, "layout": self._base_layout(shapes, data, k, COUNT_TITLES.get(k, BARS_TITLE)),
                 "caption": f"<b>{k + 1}. {FASTER_STEPS[k]}</b>: {cap}"}
 
     # ------------------------------------------------------------------ state

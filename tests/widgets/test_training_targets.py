@@ -173,6 +173,13 @@ def test_try_faster_view_counts(lecture):
     st = lecture.state()
     assert int((st["anchor_labels"] == 1).sum()) == 2 == len(st["sampled_positive"])
     assert len(st["sampled_negative"]) == 254
+    # the counts are bars beside the picture too (the panel stood empty for four steps)
+    labels = st["anchor_labels"]
+    counts = [int((labels == v).sum()) for v in (1, 0, -1)]
+    assert lecture.frame(1)["data"][9]["y"] == counts and lecture.frame(1)["data"][9]["text"][1] == f"{counts[1]:,}"
+    assert lecture.frame(2)["data"][9]["y"] == [2, 254]
+    first = lecture.frame(3)["data"][9]
+    assert first["x"] == ["dx", "dy", "dw", "dh"] and f"#1: ({', '.join(first['text'])})" in lecture.frame(3)["caption"]
     assert marks(lecture) == ["✔"] * 5
     caps = [lecture.frame(k)["caption"] for k in range(lecture.n_steps())]
     assert "2 positives" in caps[2] and "254 random negatives" in caps[2]
@@ -264,7 +271,7 @@ def test_true_and_predicted_boxes_differ_and_are_named_at_every_step(source, lec
 def test_the_bar_panel_is_never_empty_under_a_plain_title(lecture):
     """A step without bars greys the panel's title and names the step that fills it; BAR_STEPS
     lists exactly the steps that draw bars (so the title never promises a step that draws none)."""
-    from explainers.widgets.training_targets import BAR_STEPS, BARS_TITLE
+    from explainers.widgets.training_targets import BAR_STEPS, BARS_TITLE, COUNT_TITLES
 
     for view in VIEWS:
         lecture.view.value = view
@@ -274,11 +281,13 @@ def test_the_bar_panel_is_never_empty_under_a_plain_title(lecture):
             assert bars == (k in BAR_STEPS[view]), (view, k)
             title = f["layout"]["annotations"][1]
             later = [s for s in BAR_STEPS[view] if s > k]
+            named = COUNT_TITLES if view == VIEWS[1] else {}
             if bars:
-                assert title["text"] == BARS_TITLE and title["font"].get("color") is None
+                assert title["text"] == named.get(k, BARS_TITLE) and title["font"].get("color") is None
             else:
                 assert title["font"]["color"] != "black"
                 assert title["text"].endswith(f"at step {later[0] + 1}" if later else "none at this step")
+                assert not later or title["text"].startswith(named.get(later[0], BARS_TITLE))
                 # the named step (1-based in the caption) really draws bars
                 if later:
                     assert lecture.frame(later[0])["data"][9]["x"]
