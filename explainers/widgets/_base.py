@@ -284,8 +284,13 @@ class Explainer:
             eq = eq[0] if eq else None
             ok = (d <= CHECK_TOLERANCE) if eq is None else bool(eq)
             mark, colour = ("✔", GREEN) if ok else ("✘", VERMILLION)
-            # one block per check: a line breaks between checks, never inside one
-            parts.append(f"<span style='color:{colour}; display:inline-block'>{mark} equals {html.escape(w)}: max |diff| = {fmt(d)}</span>")
+            # one block per check: a line breaks between checks, never inside one; in plain words on
+            # hover, for a student who does not know the torch function named
+            plain = (f"The numbers this page draws, compared with {w}: the largest difference is {fmt(d)}. "
+                     + ("✔: equal (up to float rounding): the picture is what the real operator or model gives."
+                        if ok else "✘: they differ by more than float rounding."))
+            parts.append(f"<span style='color:{colour}; display:inline-block' title='{html.escape(plain, quote=True)}'>"
+                         f"{mark} equals {html.escape(w)}: max |diff| = {fmt(d)}</span>")
         self.check.value = "<span style='font-size:16px'>" + " &nbsp; ".join(parts) + "</span>"
 
     @property

@@ -774,3 +774,16 @@ def test_unpooling_bilinear_caption_says_cells_show_their_final_mix():
     e.mode.value = "bilinear"
     k = next(k for k in range(e.n_steps()) if "is blended" in e.frame(k)["caption"])
     assert "final value" in e.frame(k)["caption"] and "neighbours" in e.frame(k)["caption"]
+
+
+def test_each_check_says_in_plain_words_on_hover_what_it_compares():
+    """A student who does not know torchvision.ops.batched_nms reads, on hover, what the check
+    line means: one plain sentence per check, ✔ and ✘ told apart."""
+    e = NMSExplainer()
+    titles = [html.unescape(t) for t in re.findall(r"title='([^']*)'", e.check.value)]
+    assert len(titles) == sum(c in "✔✘" for c in e.check_text) >= 1
+    assert titles[0].startswith("The numbers this page draws, compared with torchvision.ops.batched_nms")
+    assert "✔: equal" in titles[0]
+    e.set_check("a deliberately different reference", 1.0, False)
+    assert "✘: they differ" in html.unescape(re.findall(r"title='([^']*)'", e.check.value)[0])
+    e.refresh()
