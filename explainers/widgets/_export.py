@@ -92,12 +92,23 @@ _EXPORT_JS = TIED_AXES_JS + r"""
     }));
   }
   var current = payload.active, rev = 0, timer = null;
+  // as the page's plot view: on a projector the page fits the window; when the plot starts in the
+  // first screen it takes the height left below it (less room for the check lines), between MIN
+  // and the figure's own height
+  var figHeight = payload.figure.layout.height || 520, MIN = 300, RESERVE = 70;
+  function fitted() {
+    var top = plot.getBoundingClientRect().top + window.scrollY;
+    if (top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
+    return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
+  }
   function show(step) {
     step = Math.max(0, Math.min(n - 1, step));
     var c = contents[step];
     var data = clone(payload.figure.data), layout = clone(payload.figure.layout);
     Object.keys(c.data || {}).forEach(function (i) { merge(data[Number(i)], resolve(clone(c.data[i]))); });
     merge(layout, clone(c.layout || {}));
+    layout.height = fitted();
+    plot.style.height = String(layout.height) + "px";
     rev += 1;
     layout.datarevision = rev;
     current = step;
@@ -129,6 +140,12 @@ _EXPORT_JS = TIED_AXES_JS + r"""
   $("explainer-forward").addEventListener("click", function () { show(current + 1); });
   slider.addEventListener("input", function () { show(Number(slider.value)); });
   speed.addEventListener("change", function () { if (timer !== null) play(); });
+  var resizing = false;
+  window.addEventListener("resize", function () {
+    if (resizing) return;
+    resizing = true;
+    requestAnimationFrame(function () { resizing = false; show(current); });
+  });
 
   var loads = payload.crop_sources.map(function (i) {
     var img = new Image();
@@ -336,7 +353,9 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
             f"<label>speed <select id='explainer-speed'>{options}</select></label></div>\n")
     parts.append(f"<div id='explainer-error'>{explainer.error.value}</div>\n")
     if n:
-        parts.append(f"<div id='explainer-caption' class='explainer-caption' aria-live='polite'>"
+        lines = int(getattr(explainer, "caption_lines", 2))
+        parts.append(f"<div id='explainer-caption' class='explainer-caption' aria-live='polite' "
+                     f"style='min-height:{1.35 * lines + 0.2:.2f}em'>"
                      f"{captions[active]}</div>\n"
                      f"<div id='explainer-plot' class='explainers-plot' style='height:{height}px'></div>\n")
     parts.append(f"<div id='explainer-check'>{explainer.check.value}</div>\n"

@@ -177,3 +177,28 @@ def test_an_exported_animation_draws_each_steps_ranges(bare_browser, tmp_path, s
         assert not wrong, wrong
     finally:
         page.close()
+
+
+def test_an_exported_page_fits_a_projectors_first_screen(bare_browser, tmp_path):
+    """As the page's plot view does, an export fits its plot to the window: at 1280x720 the RoI
+    page (a 700 px figure) showed its check lines below the first screen. The plot shrinks to the
+    room left (no less than 300 px), and grows back to the figure's height in a taller window."""
+    from explainers.widgets import RoIPoolAlignExplainer
+
+    e = RoIPoolAlignExplainer()
+    fig_height = e.fig.layout.height
+    path = e.export_html(tmp_path / "roi.html")
+    page = bare_browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(path.as_uri())
+        page.wait_for_selector("#explainer[data-ready='1']", timeout=60_000)
+        box = lambda sel: page.evaluate(f"() => {{ const r = document.querySelector('{sel}').getBoundingClientRect();"  # noqa: E731
+                                        " return {top: r.top, bottom: r.bottom, height: r.height}; }")
+        plot, check = box("#explainer-plot"), box("#explainer-check")
+        assert fig_height > 720 - plot["top"], "the figure would fit anyway: the test shows nothing"
+        assert 300 <= plot["height"] < fig_height and check["top"] < 720 - 20, (plot, check)
+        page.set_viewport_size({"width": 1280, "height": 1400})
+        page.wait_for_function(f"() => Math.abs(document.getElementById('explainer-plot')"
+                               f".getBoundingClientRect().height - {fig_height}) < 2", timeout=10_000)
+    finally:
+        page.close()
