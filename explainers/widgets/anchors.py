@@ -131,6 +131,7 @@ class AnchorsExplainer(Explainer):
         fig.update_yaxes(autorange=False, showticklabels=False, row=1, col=3)
         self._use_figure(fig, 540)
         self.fig.layout.margin.r = 10
+        self.fig.layout.margin.t = 40     # the panel titles need one line: the photo takes the rest
         dom = self.fig.layout.xaxis2.domain
         self.fig.data[14].colorbar.x = dom[1] + 0.005
         self.fig.data[0].source = png_uri(self._img)
