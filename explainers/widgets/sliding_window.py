@@ -225,7 +225,8 @@ class SlidingWindowExplainer(Explainer):
         """The fully convolutional pass: no window, the whole image in, the whole map out."""
         dl = self._dense[0].tolist()
         H, W_ = self._img_u8.shape[:2]
-        return {"caption": self._dense_caption, "layout": {"annotations": self._titles("the whole image, at once", "class scores: no window here")},
+        titles = self._titles("the whole image, at once", "no window, no scores")
+        return {"caption": self._dense_caption, "layout": {"annotations": titles},
                 "data": {1: {"x": [-0.5, W_ - 0.5, W_ - 0.5, -0.5, -0.5], "y": [-0.5, -0.5, H - 0.5, H - 0.5, -0.5]},
                          2: {"x": [], "y": []}, 3: {"source": png_uri(self._img_u8)}, 4: {"z": dl},
                          5: {"x": [], "y": []}, 7: {"z": _objects_only(dl)}, 6: {"y": []}}}
