@@ -509,8 +509,10 @@ class AnchorsExplainer(Explainer):
             data.update(self._binned(sel.corrected[idx], sel.scores[idx]))
             if k == 2:
                 gone = kk - int(sel.big.sum())
-                msg = (f"{gone} box(es) clipped to nothing dropped; NMS (IoU {s['nms']:g}) removes duplicates: "
-                       f"{len(sel.keep)} remain.")
+                dropped = ("no box is clipped to nothing" if gone == 0 else
+                           "1 box clipped to nothing is dropped" if gone == 1 else
+                           f"{gone} boxes clipped to nothing are dropped")
+                msg = f"{dropped}; NMS (IoU {s['nms']:g}) removes duplicates: {len(sel.keep)} remain."
             else:
                 msg = f"the first {s['post']} after NMS: {len(idx)} boxes go on to RoI pooling."
         if self.source == "lecture" and k >= 1:

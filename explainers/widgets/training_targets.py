@@ -42,9 +42,9 @@ GT_WIDTH, POSITIVE_WIDTH = 2, 7
 SINGLE_IMAGE_TITLE = "image: ━ true box (its class colour) · ┅ predicted box (black, dashed)"
 #: the steps (0-based) that draw bars, per view; at the others the bar panel's title says, in grey,
 #: at which step it fills (so no panel stands empty under a plain title)
-BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (1, 2, 3, 4, 6)}
+BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (1, 2, 3, 4, 5, 6)}
 #: the Faster R-CNN view's bar titles where they are not scores or losses (counts, targets)
-COUNT_TITLES = {1: "anchors by label", 2: "the anchors sampled", 3: "positive #1's targets"}
+COUNT_TITLES = {1: "anchors by label", 2: "the anchors sampled", 3: "positive #1's targets", 5: "the RoIs sampled"}
 BARS_TITLE = "scores and losses"
 LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "loss_classifier": "final class",
               "loss_box_reg": "final box"}
@@ -433,7 +433,7 @@ class TrainingTargetsExplainer(Explainer):
             ref = self._mt_ref
             self._bars(data, ["class loss", f"{tr.weight:g} × box loss", "total"], vals,
                        [ref[0], tr.weight * ref[1], ref[2]], "torch.nn.functional")
-            cap = (f"total = class loss + weight × box loss = {float(tr.class_loss):.3f} + {tr.weight:g} × "
+            cap = (f"{float(tr.class_loss):.3f} + {tr.weight:g} × "
                    f"{float(tr.box_loss):.4f} = <b>{float(tr.total):.3f}</b>: one number, minimised for both tasks "
                    "at once; the weight decides which matters more")
         return {"data": data, "layout": self._base_layout(shapes, data, k),
@@ -502,7 +502,7 @@ class TrainingTargetsExplainer(Explainer):
             ours = [rec.losses["loss_objectness"], rec.losses["loss_rpn_box_reg"]]
             theirs = [run.losses.get("loss_objectness", float("nan")), run.losses.get("loss_rpn_box_reg", float("nan"))]
             self._bars(data, names, ours, theirs, "the model's loss dict")
-            cap = (f"RPN losses: binary cross-entropy of the {len(rec.rpn_loss.sampled)} sampled anchors' objectness "
+            cap = (f"binary cross-entropy of the {len(rec.rpn_loss.sampled)} sampled anchors' objectness "
                    f"(mean) = <b>{ours[0]:.4f}</b>; smooth L1 (β = 1/9) of the {len(rec.rpn_loss.positives)} "
                    f"positives' (dx, dy, dw, dh), summed and divided by {len(rec.rpn_loss.sampled)} = "
                    f"<b>{ours[1]:.5f}</b>")
@@ -511,7 +511,9 @@ class TrainingTargetsExplainer(Explainer):
             sp, sl = b.sampled_proposals, b.sampled_labels
             data[4] = dict(zip("xy", rect_path(sp[sl == 0].tolist())))
             data[5] = dict(zip("xy", rect_path(sp[sl > 0].tolist())))
-            cap = (f"Box head: the RPN's {len(run.proposals)} proposals plus the ground truth, matched at IoU "
+            self._bars(data, ["with a class", "background"], [b.sample.num_pos, b.sample.num_neg], fmt_=_count,
+                       colours=[GREEN, SKY])
+            cap = (f"the RPN's {len(run.proposals)} proposals plus the ground truth, matched at IoU "
                    f"{bs['high']:g}; {b.sample.num_pos} with an object's class (green) and {b.sample.num_neg} "
                    f"background (blue) drawn ({bs['batch']} at most, {bs['fraction']:.0%} positive), targets with "
                    f"weights {tuple(int(v) if v == int(v) else v for v in bs['weights'])}.")
@@ -523,7 +525,7 @@ class TrainingTargetsExplainer(Explainer):
             theirs = [run.losses.get(n, float("nan")) for n in FOUR_LOSSES]
             self._bars(data, names, ours, theirs, "the model's loss dict")
             total = sum(ours)
-            cap = (f"The four losses Faster R-CNN trains (final class: cross-entropy of {len(rec.box.sampled)} "
+            cap = (f"what Faster R-CNN trains (final class: cross-entropy of {len(rec.box.sampled)} "
                    f"RoIs; final box: smooth L1 of the true class's box): sum = <b>{total:.3f}</b>"
                    + (f" (+ mask {run.losses['loss_mask']:.3f})" if "loss_mask" in run.losses else ""))
         return {"data": data, "layout": self._base_layout(shapes, data, k, COUNT_TITLES.get(k, BARS_TITLE)),

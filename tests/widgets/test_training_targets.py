@@ -180,6 +180,8 @@ def test_try_faster_view_counts(lecture):
     assert lecture.frame(2)["data"][9]["y"] == [2, 254]
     first = lecture.frame(3)["data"][9]
     assert first["x"] == ["dx", "dy", "dw", "dh"] and f"#1: ({', '.join(first['text'])})" in lecture.frame(3)["caption"]
+    roi = st["roi_labels"]
+    assert lecture.frame(5)["data"][9]["y"] == [int((roi > 0).sum()), int((roi == 0).sum())]
     assert marks(lecture) == ["✔"] * 5
     caps = [lecture.frame(k)["caption"] for k in range(lecture.n_steps())]
     assert "2 positives" in caps[2] and "254 random negatives" in caps[2]
@@ -386,3 +388,17 @@ def test_positive_anchors_show_around_the_ground_truth_drawn_on_them(lecture):
     assert gt and len(e.fig.data[5].x) > 0
     assert all(s.line.width < e.fig.data[5].line.width for s in gt)
     e.view.value = VIEWS[0]
+
+
+def test_a_caption_does_not_repeat_its_step_title(lecture):
+    """Each caption is "<b>k. title</b>: words": the words do not start with the title again
+    ("5. RPN losses: RPN losses: ...")."""
+    import re
+
+    for view in VIEWS:
+        lecture.view.value = view
+        for k in range(lecture.n_steps()):
+            cap = lecture.frame(k)["caption"]
+            title, words = re.match(r"<b>\d+\. (.*?)</b>: (.*)", cap).groups()
+            assert not words.lower().startswith(title.lower()[:10]), (view, k, cap[:120])
+    lecture.view.value = VIEWS[0]
