@@ -16,7 +16,7 @@ from ..ops.single_stage import (SSD300_ASPECT_RATIOS, SSD300_FEATURE_SIZES, SSD3
                                 yolo_encode)
 from ..ops.single_stage_reference import (reference_default_boxes, reference_yolo_base_boxes, reference_yolo_boxes,
                                           reference_yolo_deltas)
-from ._base import BLUE, CHECK_TOLERANCE, GREY, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
+from ._base import BLUE, CHECK_TOLERANCE, GREY, YELLOW, Explainer, halo, png_uri, rect_path
 
 VIEWS = ("YOLO grid", "SSD default boxes", "dense predictions")
 #: the lecture's picture: a 300 x 300 shapes scene (5 objects of all three classes)
@@ -29,6 +29,10 @@ DENSE_STEPS = 12
 SSD_SIZE = 300
 #: the colour of boxes that belong to no class (SSD's default boxes): black, which no class has
 NO_CLASS = "#000000"
+#: trace 4: YOLO's base boxes (blue, dashed; SSD draws its second location's boxes there, in black);
+#: trace 5: the boxes a step is about
+BASE_LINE = {"color": BLUE, "width": 2.5, "dash": "dash"}
+MAIN_WIDTH = 4
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -110,9 +114,9 @@ class SingleStageExplainer(Explainer):
         fig.add_scatter(x=[], y=[], mode="markers", hoverinfo="skip", row=1, col=1,        # 3 points / centres
                         marker=dict(size=6, color=[], colorscale="Viridis", cmin=0, cmax=1, showscale=False,
                                     colorbar=dict(title="score", x=0.56, len=0.8)))
-        fig.add_scatter(x=[], y=[], mode="lines", line=line(BLUE, 2.5, "dash"), hoverinfo="skip", row=1, col=1)  # 4
+        fig.add_scatter(x=[], y=[], mode="lines", line=dict(BASE_LINE), hoverinfo="skip", row=1, col=1)  # 4
         # 5 main: a class's boxes in its colour; boxes of no class (SSD's default boxes) in NO_CLASS
-        fig.add_scatter(x=[], y=[], mode="lines", line=line(NO_CLASS, 4), hoverinfo="skip", row=1, col=1)
+        fig.add_scatter(x=[], y=[], mode="lines", line=line(NO_CLASS, MAIN_WIDTH), hoverinfo="skip", row=1, col=1)
         fig.add_scatter(x=[], y=[], mode="lines", line=line(YELLOW, 5), hoverinfo="skip", row=1, col=1)  # 6 cell
         fig.add_scatter(x=[], y=[], text=[], mode="text", textposition="top right", hoverinfo="skip",  # 7 labels
                         textfont=dict(size=16, color="black", **halo()), row=1, col=1)
@@ -346,7 +350,8 @@ class SingleStageExplainer(Explainer):
                 5: dict(zip("xy", rect_path(tr.boxes[r, c, live].tolist()))) if live else {"x": [], "y": []},
                 6: dict(zip("xy", rect_path([cell]))), 7: {"x": tx, "y": ty, "text": tt},
                 8: self._heat(*_cell_table(vec, B, self._classes), f"cell ({r}, {c})", fixed=True)}
-        data[5]["line"] = {"color": colour}
+        data[4]["line"] = dict(BASE_LINE)
+        data[5]["line"] = {"color": colour, "width": MAIN_WIDTH}
         objs = [i for i in range(len(enc.boxes)) if enc.kept[i] and tuple(enc.cells[i].tolist()) == (r, c)]
         if objs:
             what = "; ".join(f"the {self._classes[int(enc.labels[i])]} centred here: box {int(enc.responsible[i]) + 1} "
@@ -373,12 +378,16 @@ class SingleStageExplainer(Explainer):
         wh = (tr.wh[k] * SSD_SIZE).tolist()
         stride = SSD_SIZE / Hf if tr.steps is None else tr.steps[k]
         data = {2: {"x": [], "y": []}, 3: {"x": cen[:, 0].tolist(), "y": cen[:, 1].tolist(),
-                                         "marker": {"color": VERMILLION, "size": 5 if Hf > 12 else 9}},
+                                         "marker": {"color": "white", "size": 5 if Hf > 12 else 9}},
                 4: dict(zip("xy", rect_path(corner))), 5: dict(zip("xy", rect_path(centre_loc))),
                 6: {"x": [], "y": []}, 7: {"x": [], "y": [], "text": []},
                 8: self._heat([[round(a, 1), round(b, 1)] for a, b in wh], ["width px", "height px"], rows[:K],
                               f"map {k + 1}")}
-        data[5]["line"] = {"color": NO_CLASS}        # default boxes have no class: not a class's colour
+        # default boxes have no class: black, not a class's colour; thin on the fine maps, where four boxes
+        # of 20-30 px drawn 4 px wide merged into one black square
+        width = 1.5 if Hf >= 19 else 3
+        data[4]["line"] = {"color": NO_CLASS, "width": width, "dash": "dash"}
+        data[5]["line"] = {"color": NO_CLASS, "width": width}
         msg = (f"feature map {k + 1} of {len(tr.feature_sizes)}: {Hf} x {Wf} locations (one every {stride:g} px), "
                f"{K} default boxes each = {tr.per_level[k]:,} boxes, scale s_k = {tr.scales[k]:g} of the image "
                f"({tr.scales[k] * SSD_SIZE:.0f} px). Small maps, big boxes. Total over the six maps: "
@@ -412,7 +421,7 @@ class SingleStageExplainer(Explainer):
         vals = [round(float(x), 2) for x in dense.scores[i, 1:].tolist()] + [round(float(dense.centerness[i]), 2)] \
             + [round(v, 2) for v in reg]
         b = boxes[i].tolist()
-        data.update({5: {**dict(zip("xy", rect_path([b]))), "line": {"color": class_hex(lab)}},
+        data.update({5: {**dict(zip("xy", rect_path([b]))), "line": {"color": class_hex(lab), "width": MAIN_WIDTH}},
                      6: {"x": [dense.points[i, 0].item()], "y": [dense.points[i, 1].item()]},
                      7: {"x": [max(0.0, b[0])], "y": [max(10.0, b[1])],
                          "text": [f"{self._classes[lab]} {float(dense.best_score[i]):.2f}"]},

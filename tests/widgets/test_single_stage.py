@@ -89,10 +89,15 @@ def test_things_to_try_ssd_boxes_grow_as_maps_shrink(lecture):
     # default boxes belong to no class: never drawn in a class's colour (orange is the circle's)
     from explainers.models.render import class_hex
 
+    classes = {class_hex(c).upper() for c in range(len(e._classes))} | {"#0072B2"}     # and YOLO's blue
     for k in range(6):
-        colour = e.frame(k)["data"][5]["line"]["color"]
-        assert colour.upper() not in {class_hex(c).upper() for c in range(len(e._classes))}, colour
+        for i in (4, 5):
+            line = e.frame(k)["data"][i]["line"]
+            assert line["color"].upper() not in classes, (k, i, line)
+    # on the 38 x 38 map four boxes of 20-30 px: thin lines, or they merge into one black square
+    assert e.frame(0)["data"][5]["line"]["width"] <= 2 < e.frame(5)["data"][5]["line"]["width"]
     e.view.value = "YOLO grid"
+    assert e.frame(1)["data"][4]["line"]["color"] == "#0072B2"          # YOLO's base boxes: blue again
 
 
 def test_lecture_ssd_check_flips_when_tampered(lecture, monkeypatch):
