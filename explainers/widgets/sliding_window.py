@@ -193,6 +193,7 @@ class SlidingWindowExplainer(Explainer):
                 # the titles the dense frame changed (the window frames leave them: 1,764 of them
                 # would each carry the list), then the whole figure is sent again
                 self.fig.layout.annotations = self._titles(*WINDOW_TITLES)
+                self.fig.layout.xaxis4.visible = self.fig.layout.yaxis4.visible = True
                 self._reset_steps()
             return
         if self._dense is None:
@@ -225,8 +226,10 @@ class SlidingWindowExplainer(Explainer):
         """The fully convolutional pass: no window, the whole image in, the whole map out."""
         dl = self._dense[0].tolist()
         H, W_ = self._img_u8.shape[:2]
-        titles = self._titles("the whole image, at once", "no window, no scores")
-        return {"caption": self._dense_caption, "layout": {"annotations": titles},
+        # no window, so no window's class scores: that panel is hidden
+        titles = self._titles("the whole image, at once", "")
+        return {"caption": self._dense_caption,
+                "layout": {"annotations": titles, "xaxis4": {"visible": False}, "yaxis4": {"visible": False}},
                 "data": {1: {"x": [-0.5, W_ - 0.5, W_ - 0.5, -0.5, -0.5], "y": [-0.5, -0.5, H - 0.5, H - 0.5, -0.5]},
                          2: {"x": [], "y": []}, 3: {"source": png_uri(self._img_u8)}, 4: {"z": dl},
                          5: {"x": [], "y": []}, 7: {"z": _objects_only(dl)}, 6: {"y": []}}}

@@ -71,6 +71,8 @@ def test_the_dense_pass_is_a_frame_so_the_export_shows_it(tmp_path):
     assert "the whole image at once" in f["caption"] and "faster" in f["caption"] and "same map" in f["caption"]
     assert f["data"][4]["z"] == e._dense[0].tolist() and f["data"][5] == {"x": [], "y": []}
     assert [a["text"] for a in f["layout"]["annotations"]][1] == "the whole image, at once"
+    # no window, no window's scores: that panel is hidden, not an empty grid
+    assert f["layout"]["xaxis4"] == f["layout"]["yaxis4"] == {"visible": False} and f["data"][6]["y"] == []
     assert json.dumps(e.frame(0), sort_keys=True, default=str) == json.dumps(f, sort_keys=True, default=str)
     html_text = e.export_html(tmp_path / "dense.html").read_text()
     assert "the whole image at once" in html_text and "window 1 of" not in html_text
@@ -78,3 +80,4 @@ def test_the_dense_pass_is_a_frame_so_the_export_shows_it(tmp_path):
     assert e.n_steps() == n and "window 1 of" in e.frame(0)["caption"]
     assert [a.text for a in e.fig.layout.annotations][1::2][:2] == ["the window", "class scores"]
     assert "layout" not in e.frame(0)          # 1,764 window frames do not each carry the titles
+    assert e.fig.layout.xaxis4.visible is not False and e.fig.layout.yaxis4.visible is not False
