@@ -159,9 +159,23 @@ async function render({ model, el }) {
   // the view may be attached to the page only after render(): fit again once it is
   requestAnimationFrame(() => requestAnimationFrame(refit));
   window.addEventListener("resize", onResize);
+  // the page's layout may widen the view without the window changing (a page swapped in by the
+  // lecture / live switch was first drawn narrow, its image under the legend): follow the width
+  let drawnWidth = div.clientWidth;
+  const widths = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => {
+    const w = div.clientWidth;
+    if (!state || w <= 0 || Math.abs(w - drawnWidth) < 2) return;
+    drawnWidth = w;
+    Plotly.Plots.resize(div);
+  });
+  if (widths) widths.observe(div);
   model.on("change:figure", full);
   model.on("change:patch", patch);
-  return () => { window.removeEventListener("resize", onResize); Plotly.purge(div); };
+  return () => {
+    window.removeEventListener("resize", onResize);
+    if (widths) widths.disconnect();
+    Plotly.purge(div);
+  };
 }
 export default { render };
 """

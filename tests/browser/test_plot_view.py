@@ -202,3 +202,19 @@ def test_an_exported_page_fits_a_projectors_first_screen(bare_browser, tmp_path)
                                f".getBoundingClientRect().height - {fig_height}) < 2", timeout=10_000)
     finally:
         page.close()
+
+
+def test_the_view_follows_its_width_when_the_page_widens_it(bare_browser, tmp_path):
+    """A page swapped in by the lecture / live switch was first drawn in a narrow container and
+    stayed so (the image under the legend) until the next step: the view follows its width when
+    the page's layout changes it, the window staying as it is."""
+    figure = {"data": [{"type": "bar", "x": ["a", "b"], "y": [1, 2]}], "layout": {"height": 300}}
+    page = view_page(bare_browser, tmp_path, figure)
+    try:
+        width = "() => document.querySelector('.explainers-plot .main-svg').getBoundingClientRect().width"
+        page.evaluate("() => { document.getElementById('el').style.width = '400px'; }")
+        page.wait_for_function(f"() => Math.abs(({width})() - 400) < 3", timeout=10_000)
+        page.evaluate("() => { document.getElementById('el').style.width = '1100px'; }")
+        page.wait_for_function(f"() => Math.abs(({width})() - 1100) < 3", timeout=10_000)
+    finally:
+        page.close()
