@@ -19,6 +19,8 @@ KINDS = (("proposals", "selective search", ORANGE), ("resize", "resize + normali
 #: how many proposals the image can show (thin, best first; the control), the default, and how
 #: many of them are numbered (thick): a few dozen boxes stay readable on a 600 x 400 photo
 DRAWN_CHOICES, DRAWN, NUMBERED = (10, 30, 100, 300), 30, 10
+#: the size (px) of the square before a detection's label, in its class's colour
+CHIP = 11
 
 
 def _secs(s: float) -> str:
@@ -80,8 +82,11 @@ class RCNNFamilyExplainer(Explainer):
         for k in range(1, len(self._classes)):   # img0 + 2 + k: detections of class k, in its colour
             fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=class_hex(k), width=4), hoverinfo="skip",
                             row=1, col=1)
-        fig.add_scatter(x=[], y=[], text=[], mode="text", textposition="bottom right", hoverinfo="skip",
-                        textfont=dict(size=16, color="black", **halo()), row=1, col=1)   # last: the labels
+        # last: the labels, black on a light halo (coloured text was lost on the photo: orange on the
+        # orange cup), a detection's after a square in its class's colour at its box's corner
+        fig.add_scatter(x=[], y=[], text=[], mode="markers+text", textposition="bottom right", hoverinfo="skip",
+                        marker=dict(symbol="square", size=[], color=[], line=dict(color="black", width=1)),
+                        textfont=dict(size=16, color="black", **halo()), row=1, col=1)
         self._text = len(fig.data) - 1
         fig.update_yaxes(autorange="reversed", showgrid=False, zeroline=False, scaleanchor="x", constrain="domain",
                          row=1, col=1)
@@ -241,7 +246,9 @@ class RCNNFamilyExplainer(Explainer):
                 tc.append(class_hex(lb))
         for c in range(1, len(self._classes)):
             data[i0 + 2 + c] = dict(zip("xy", rect_path(det_boxes[c])))
-        data[self._text] = {"x": tx, "y": ty, "text": tt, "textfont": {"color": tc}}
+        # the numbered proposals' labels have no square (size 0); a detection's is its class's colour
+        data[self._text] = {"x": tx, "y": ty, "text": tt,
+                            "marker": {"color": tc, "size": [0 if c == "black" else CHIP for c in tc]}}
         # the bars: the chosen pipeline bright, its current stage outlined, the others faded
         n = len(KINDS)
         pi = PIPELINES.index(run.name)
