@@ -68,6 +68,16 @@ def halo() -> dict:
     return {"shadow": "auto"}
 
 
+def stack_label(placed: list, x: float, y: float, w: float, line: float, max_y: float) -> float:
+    """A label ``w`` wide at ``(x, y)``, moved down a ``line`` at a time while it would cover one
+    already in ``placed`` (``(x, y, w)`` each, a line high) and may still go down (``y + line <=
+    max_y``); then added to ``placed``. Returns its ``y``. (NMS's and R-CNN's box labels.)"""
+    while y + line <= max_y and any(abs(y - py) < line and x < px + pw and px < x + w for px, py, pw in placed):
+        y += line
+    placed.append((x, y, w))
+    return y
+
+
 def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
 

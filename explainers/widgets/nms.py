@@ -11,7 +11,7 @@ import torch
 from .. import ops
 from ..models.live_inputs import detector_trace, final_nms_matches_model, top_candidates
 from ..models.render import class_hex, legend_items, to_uint8
-from ._base import GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path
+from ._base import GREEN, GREY, SKY, VERMILLION, Explainer, png_uri, rect_path, stack_label
 
 #: the lecture's candidate boxes on scikit-image's public-domain ``astronaut`` photo (512 x 512, image
 #: pixels, x right, y down): a person, her spacesuit, a helmet and a flag. They keep the slide's
@@ -215,9 +215,7 @@ class NMSExplainer(Explainer):
             x1, y1 = float(self._boxes[i, 0]), float(self._boxes[i, 1])
             x = min(max(0.0, x1 + char), max(0.0, W_ - w))
             y = min(max(line / 2, y1 + line / 2 + 2), H - line / 2)
-            while any(abs(y - py) < line and x < px + pw and px < x + w for px, py, pw in placed) and y + line < H:
-                y += line
-            placed.append((x, y, w))
+            y = stack_label(placed, x, y, w, line, H)
             tx.append(x)
             ty.append(y)
             tt.append(text)

@@ -8,7 +8,8 @@ import numpy as np
 from plotly.subplots import make_subplots
 
 from ..models.render import class_hex, to_uint8
-from ._base import BLUE, GREEN, GREY, ORANGE, PURPLE, SKY, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path
+from ._base import (BLUE, GREEN, GREY, ORANGE, PURPLE, SKY, VERMILLION, YELLOW, Explainer, halo, png_uri, rect_path,
+                    stack_label)
 
 PIPELINES = ("R-CNN", "Fast R-CNN", "Faster R-CNN")
 #: stage kinds in the order of the bars, with their colours
@@ -219,11 +220,7 @@ class RCNNFamilyExplainer(Explainer):
         def at(x, y, text):
             """Inside the image, moved down a line while it would cover a label already placed."""
             x, y = min(max(0.0, x), 0.9 * W_), min(max(0.0, y), H - line)
-            w = len(text) * char
-            while any(abs(y - py) < line and x < px + pw and px < x + w for px, py, pw in placed) and y + line <= H - line:
-                y += line
-            placed.append((x, y, w))
-            return x, y
+            return x, stack_label(placed, x, y, len(text) * char, line, H - line)
 
         for i, b in enumerate(numbered.tolist()):
             x, y = at(b[0], b[1], str(i + 1))
