@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._plotview import TIED_AXES_JS
+from ._plotview import FIT_JS, TIED_AXES_JS
 
 _EXPORT_CSS = (
     "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;"
@@ -25,7 +25,7 @@ _EXPORT_CSS = (
 
 #: the export's player: rebuilds each step from the patches, draws it as the page does
 #: (its frame merged onto the base figure, then Plotly.react), keeps the caption in step
-_EXPORT_JS = TIED_AXES_JS + r"""
+_EXPORT_JS = TIED_AXES_JS + FIT_JS + r"""
 (function () {
   "use strict";
   var payload = JSON.parse(document.getElementById("explainer-data").textContent);
@@ -92,22 +92,15 @@ _EXPORT_JS = TIED_AXES_JS + r"""
     }));
   }
   var current = payload.active, rev = 0, timer = null;
-  // as the page's plot view: on a projector the page fits the window; when the plot starts in the
-  // first screen it takes the height left below it (less room for the check lines), between MIN
-  // and the figure's own height
-  var figHeight = payload.figure.layout.height || 520, MIN = 300, RESERVE = 70;
-  function fitted() {
-    var top = plot.getBoundingClientRect().top + window.scrollY;
-    if (top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
-    return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
-  }
+  // as the page's plot view: on a projector the page fits the window (FIT_JS)
+  var figHeight = payload.figure.layout.height || 520;
   function show(step) {
     step = Math.max(0, Math.min(n - 1, step));
     var c = contents[step];
     var data = clone(payload.figure.data), layout = clone(payload.figure.layout);
     Object.keys(c.data || {}).forEach(function (i) { merge(data[Number(i)], resolve(clone(c.data[i]))); });
     merge(layout, clone(c.layout || {}));
-    layout.height = fitted();
+    layout.height = fittedHeight(plot, figHeight);
     plot.style.height = String(layout.height) + "px";
     rev += 1;
     layout.datarevision = rev;

@@ -40,7 +40,19 @@ function tiedAxes(layout) {
 }
 """
 
-_JS = TIED_AXES_JS + r"""
+#: the height a plot takes on a projector (shared by the plot view and the exported player, ES5):
+#: when the plot starts in the first screen it takes the height left below it (less room for the
+#: check lines), between 300 px and the figure's own height; further down, the figure's height
+FIT_JS = r"""
+function fittedHeight(el, figHeight) {
+  var MIN = 300, RESERVE = 70;
+  var top = el.getBoundingClientRect().top + window.scrollY;
+  if (!el.isConnected || top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
+  return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
+}
+"""
+
+_JS = TIED_AXES_JS + FIT_JS + r"""
 function merge(target, src) {
   for (const [k, v] of Object.entries(src)) {
     // objects merge key by key, except a typed array ({dtype, bdata, shape}), which is one value
@@ -74,14 +86,8 @@ async function render({ model, el }) {
   let rev = 0;
   let figHeight = 520;   // the figure's own height: the most the plot takes
   let height = 520;      // what it is drawn at now
-  // On a projector the page must fit the window: when the plot starts in the first screen, it
-  // takes the height left below it (less room for the check lines), between MIN and figHeight.
-  const MIN = 300, RESERVE = 70;
-  const fitted = () => {
-    const top = div.getBoundingClientRect().top + window.scrollY;
-    if (!div.isConnected || top <= 0 || top > 0.75 * window.innerHeight) return figHeight;
-    return Math.round(Math.max(MIN, Math.min(figHeight, window.innerHeight - top - RESERVE)));
-  };
+  // On a projector the page must fit the window (FIT_JS)
+  const fitted = () => fittedHeight(div, figHeight);
   // plotly.js writes back into the layout it is given what it guessed or adjusted, and the view
   // keeps that layout between draws (patches merge into it): an axis type it guessed (bars of class
   // names on an axis that showed channel numbers the step before drew nothing), the autorange of an
