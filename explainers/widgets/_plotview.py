@@ -166,10 +166,12 @@ async function render({ model, el }) {
   requestAnimationFrame(() => requestAnimationFrame(refit));
   window.addEventListener("resize", onResize);
   // the page's layout may widen the view without the window changing (a page swapped in by the
-  // lecture / live switch was first drawn narrow, its image under the legend): follow the width
-  let drawnWidth = div.clientWidth;
+  // lecture / live switch was first drawn narrow, its image under the legend): follow the width.
+  // A window resize is plotly's own (`responsive`): not drawn a second time, late, from here
+  let drawnWidth = div.clientWidth, windowWidth = window.innerWidth;
   const widths = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => {
     const w = div.clientWidth;
+    if (window.innerWidth !== windowWidth) { windowWidth = window.innerWidth; drawnWidth = w; return; }
     if (!state || w <= 0 || Math.abs(w - drawnWidth) < 2) return;
     drawnWidth = w;
     Plotly.Plots.resize(div);
