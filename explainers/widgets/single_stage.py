@@ -35,7 +35,7 @@ BASE_LINE = {"color": BLUE, "width": 2.5, "dash": "dash"}
 MAIN_WIDTH = 4
 
 
-def _count(n: int, one: str, many: str) -> str:
+def _plural(n: int, one: str, many: str) -> str:
     """"1 base box", "3 base boxes"."""
     return f"{n} {one if n == 1 else many}"
 
@@ -328,7 +328,8 @@ class SingleStageExplainer(Explainer):
                                            [str(c) for c in range(S)], [str(r) for r in range(S)],
                                            "max conf per cell")},
                     # two lines at 1280 px, as the cell captions after it (the plot does not jump on play)
-                    "caption": f"{S} x {S} cells, each {_count(B, 'base box', 'base boxes')} × 5 numbers (dx, dy, dw, dh, confidence) + "
+                    "caption": f"{S} x {S} cells, each {_plural(B, 'base box', 'base boxes')} × 5 numbers "
+                               "(dx, dy, dw, dh, confidence) + "
                                f"{tr.C} class scores = {5 * B + tr.C}: output {S} x {S} x {5 * B + tr.C}. Dotted: "
                                "the true boxes. Right: each cell's largest confidence. Play reads it cell by cell."}
         r, c = divmod(k - 1, S)
@@ -363,7 +364,7 @@ class SingleStageExplainer(Explainer):
             msg = (f"cell ({r}, {c}): no object centre falls here, so {conf_words} and the class "
                    f"scores say {self._classes[0]}.")
         msg += (f" Its {5 * B + tr.C} numbers on the right: a row per base box (dx, dy, dw, dh, conf), then the "
-                f"{tr.C} class scores; dashed: its {_count(B, 'base box', 'base boxes')}.")
+                f"{tr.C} class scores; dashed: its {_plural(B, 'base box', 'base boxes')}.")
         return {"data": data, "layout": _row_ticks(data[8]["y"]), "caption": msg}
 
     def _frame_ssd(self, k: int) -> dict:

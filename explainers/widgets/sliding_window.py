@@ -71,7 +71,7 @@ class SlidingWindowExplainer(Explainer):
         self._dense_caption = None     # the dense pass's measured caption while it is shown (one step)
         self.controls = W.HBox([self.window, self.stride_ctl, self.fill, self.dense])
         fig = make_subplots(1, 4, column_widths=[0.32, 0.18, 0.32, 0.18], horizontal_spacing=0.05,
-                            subplot_titles=("image and window", *WINDOW_TITLES[:1], "label map", WINDOW_TITLES[1]))
+                            subplot_titles=("image and window", WINDOW_TITLES[0], "label map", WINDOW_TITLES[1]))
         fig.add_image(source=png_uri(np.zeros((4, 4, 3), np.uint8)), row=1, col=1, hoverinfo="skip")  # 0
         fig.add_scatter(x=[], y=[], mode="lines", line=dict(color=ORANGE, width=3), row=1, col=1)     # 1
         fig.add_scatter(x=[], y=[], mode="markers", marker=dict(size=9, color=VERMILLION), row=1, col=1)  # 2

@@ -92,7 +92,7 @@ def _centres(boxes: torch.Tensor) -> tuple[list, list]:
     return c[:, 0].tolist(), c[:, 1].tolist()
 
 
-def _count(v: float) -> str:
+def _thousands(v: float) -> str:
     """A count as a bar label: 3,972."""
     return f"{v:,.0f}"
 
@@ -459,7 +459,7 @@ class TrainingTargetsExplainer(Explainer):
             data[5] = dict(zip("xy", rect_path(anchors[labels == 1].tolist())))
             n_prom = int((rec.rpn.match.promoted & (labels == 1)).sum())
             # the counts beside the picture: a handful of positives among thousands of negatives
-            self._bars(data, ["positive", "negative", "ignored"], [n_pos, n_neg, n_ign], fmt_=_count,
+            self._bars(data, ["positive", "negative", "ignored"], [n_pos, n_neg, n_ign], fmt_=_thousands,
                        colours=[GREEN, GREY, YELLOW])
             cap = (f"Each anchor takes the box it overlaps most: <b style='color:{GREEN}'>positive</b> IoU ≥ "
                    f"{rs['high']:g} or an object's best anchor ({n_pos} anchors: {n_pos - n_prom} by IoU, {n_prom} as a "
@@ -469,7 +469,7 @@ class TrainingTargetsExplainer(Explainer):
         elif k == 2:
             data[3] = dict(zip("xy", _centres(anchors[st.neg_drawn])))
             data[5] = dict(zip("xy", rect_path(anchors[st.pos_drawn].tolist())))
-            self._bars(data, ["positive", "negative"], [st.num_pos, st.num_neg], fmt_=_count, colours=[GREEN, SKY])
+            self._bars(data, ["positive", "negative"], [st.num_pos, st.num_neg], fmt_=_thousands, colours=[GREEN, SKY])
             cap = (f"The loss looks at {rs['batch']} anchors per image, at most {rs['fraction']:.0%} positive: "
                    f"all {st.num_pos} positives (green) and {st.num_neg} random negatives (blue), drawn with "
                    "torch.randperm.")
@@ -511,7 +511,7 @@ class TrainingTargetsExplainer(Explainer):
             sp, sl = b.sampled_proposals, b.sampled_labels
             data[4] = dict(zip("xy", rect_path(sp[sl == 0].tolist())))
             data[5] = dict(zip("xy", rect_path(sp[sl > 0].tolist())))
-            self._bars(data, ["with a class", "background"], [b.sample.num_pos, b.sample.num_neg], fmt_=_count,
+            self._bars(data, ["with a class", "background"], [b.sample.num_pos, b.sample.num_neg], fmt_=_thousands,
                        colours=[GREEN, SKY])
             cap = (f"the RPN's {len(run.proposals)} proposals plus the ground truth, matched at IoU "
                    f"{bs['high']:g}; {b.sample.num_pos} with an object's class (green) and {b.sample.num_neg} "
