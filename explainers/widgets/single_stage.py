@@ -247,6 +247,15 @@ class SingleStageExplainer(Explainer):
         self._ssd = tr
         self._fig_common("", None)
         self.fig.data[1].update(x=[], y=[])
+        # one view for all six maps: the image and every box a step draws (the big boxes of the small maps
+        # stick out), so the image stays put while the boxes grow map after map
+        drawn = torch.cat([tr.location(k, h // d, w // d) for k, (h, w) in enumerate(tr.feature_sizes)
+                           for d in (2, 4)])
+        x0, y0 = min(-0.5, float(drawn[:, 0].min())), min(-0.5, float(drawn[:, 1].min()))
+        x1 = max(SSD_SIZE - 0.5, float(drawn[:, 2].max()))
+        y1 = max(SSD_SIZE - 0.5, float(drawn[:, 3].max()))
+        self.fig.update_xaxes(range=[x0, x1], autorange=False, row=1, col=1)
+        self.fig.update_yaxes(range=[y1, y0], autorange=False, row=1, col=1)
 
     def _refresh_dense(self):
         tr = self._trace

@@ -237,7 +237,7 @@ def test_yolo_true_boxes_are_drawn_in_the_legends_class_colours(lecture):
     assert lay.yaxis.range[1] <= float(bb[:, 1].min()) and lay.yaxis.range[0] >= float(bb[:, 3].max())
     assert all("xaxis" not in e.frame(k)["layout"] and "yaxis" not in e.frame(k)["layout"] for k in range(3))
     e.view.value = "SSD default boxes"
-    assert len(e.fig.layout.shapes) == 0 and e.fig.layout.yaxis.autorange == "reversed"
+    assert len(e.fig.layout.shapes) == 0 and e.fig.layout.yaxis.range[0] > e.fig.layout.yaxis.range[1]  # y down
     e.view.value = "YOLO grid"
 
 
@@ -263,3 +263,22 @@ def test_lecture_shapes_are_painted_in_their_classes_colours(lecture):
     bg = visible < 0
     assert np.array_equal(img[bg], sc.image[bg].astype(int))
     assert "painted in its class's colour" in lecture.note.value
+
+
+def test_ssd_image_stays_put_while_the_boxes_grow(lecture):
+    """The SSD view's axes are set once for the six maps: every box a step draws is inside them, and no
+    step changes them (before, the axes followed each map's boxes, and the image shrank and moved as
+    the boxes grew, which hid the very growth the view shows)."""
+    e = lecture
+    e.view.value = "SSD default boxes"
+    lay = e.fig.layout
+    (x0, x1), (y1, y0) = lay.xaxis.range, lay.yaxis.range
+    assert lay.xaxis.autorange is False and lay.yaxis.autorange is False
+    assert x0 < 0 and y0 < 0 and x1 >= 299.5 and y1 >= 299.5          # the big boxes stick out
+    for k in range(e.n_steps()):
+        fr = e.frame(k)
+        assert not {"xaxis", "yaxis"} & set(fr.get("layout", {})), k
+        for i in (4, 5):
+            xs = [v for v in fr["data"][i]["x"] if v is not None]
+            ys = [v for v in fr["data"][i]["y"] if v is not None]
+            assert xs and x0 <= min(xs) and max(xs) <= x1 and y0 <= min(ys) and max(ys) <= y1, (k, i)
