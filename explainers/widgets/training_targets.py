@@ -42,9 +42,9 @@ GT_WIDTH, POSITIVE_WIDTH = 2, 7
 SINGLE_IMAGE_TITLE = "image: ━ true box (its class colour) · ┅ predicted box (black, dashed)"
 #: the steps (0-based) that draw bars, per view; at the others the bar panel's title says, in grey,
 #: at which step it fills (so no panel stands empty under a plain title)
-BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (1, 2, 3, 4, 5, 6)}
+BAR_STEPS = {VIEWS[0]: (1, 2, 3, 4), VIEWS[1]: (0, 1, 2, 3, 4, 5, 6)}
 #: the Faster R-CNN view's bar titles where they are not scores or losses (counts, targets)
-COUNT_TITLES = {1: "anchors by label", 2: "the anchors sampled", 3: "positive #1's targets", 5: "the RoIs sampled"}
+COUNT_TITLES = {0: "anchors and true boxes", 1: "anchors by label", 2: "the anchors sampled", 3: "positive #1's targets", 5: "the RoIs sampled"}
 BARS_TITLE = "scores and losses"
 LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "loss_classifier": "final class",
               "loss_box_reg": "final box"}
@@ -451,8 +451,12 @@ class TrainingTargetsExplainer(Explainer):
         present = sorted({int(v) for v in run.gt_labels.tolist()})
         legend = legend_html(self._classes, present)
         if k == 0:
+            # the two counts side by side: thousands of anchors to label for a handful of objects (the
+            # anchors' bar is the one step 2 splits into positive, negative and ignored)
+            self._bars(data, ["anchors", "true boxes"], [len(anchors), len(run.gt_boxes)], fmt_=_thousands,
+                       colours=[GREY, class_hex(present[0]) if len(present) == 1 else SKY])
             cap = (f"The image as the model sees it, with its {len(run.gt_boxes)} ground-truth boxes ({legend}); "
-                   f"the RPN has {len(anchors):,} anchors.")
+                   f"the RPN has {len(anchors):,} anchors to label.")
         elif k == 1:
             data[1] = dict(zip("xy", _centres(anchors[labels == 0])))
             data[2] = dict(zip("xy", _centres(anchors[labels == -1])))

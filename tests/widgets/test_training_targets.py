@@ -177,6 +177,9 @@ def test_try_faster_view_counts(lecture):
     labels = st["anchor_labels"]
     counts = [int((labels == v).sum()) for v in (1, 0, -1)]
     assert lecture.frame(1)["data"][9]["y"] == counts and lecture.frame(1)["data"][9]["text"][1] == f"{counts[1]:,}"
+    # step 1's panel: the anchors to label beside the true boxes; step 2 splits that bar into the three labels
+    assert lecture.frame(0)["data"][9]["x"] == ["anchors", "true boxes"]
+    assert lecture.frame(0)["data"][9]["y"] == [len(labels), len(st["gt_boxes"])] and sum(counts) == len(labels)
     assert lecture.frame(2)["data"][9]["y"] == [2, 254]
     first = lecture.frame(3)["data"][9]
     assert first["x"] == ["dx", "dy", "dw", "dh"] and f"#1: ({', '.join(first['text'])})" in lecture.frame(3)["caption"]
