@@ -36,6 +36,8 @@ FASTER_STEPS = ("ground truth", "anchor labels", "the sampled anchors", "regress
 #: black (no class has black, so the two never share a colour, whatever the true class)
 PRED_COLOUR = "#000000"
 TRUE_DASH, PRED_DASH = "solid", "dash"
+#: the single-object view: two labels stacked below the boxes are this fraction of the image's height apart
+LABEL_LINE = 1 / 14
 #: the Faster R-CNN view: ground-truth boxes (px) drawn thinner than the positive boxes under them
 GT_WIDTH, POSITIVE_WIDTH = 2, 7
 #: the image panel's title in the single-object view: which box is which, at every step
@@ -396,9 +398,10 @@ class TrainingTargetsExplainer(Explainer):
         data[6] = dict(zip("xy", rect_path([pred_box])))
         # each box named beside it, outside both boxes so no label sits on a box line: "true box" above the
         # boxes' top edge, "predicted box" below their bottom edge; where the image has no room above,
-        # both go below, one line apart (a line of 16 px text is about 1/20 of the image's height)
+        # both go below, LABEL_LINE apart (a line of 16 px text with its halo is about 1/20 of the
+        # image's height: 1/20 apart, the two labels touched)
         h_img = self._img.shape[0]
-        line = h_img / 20
+        line = h_img * LABEL_LINE
         top, bottom = min(true_box[1], pred_box[1]), max(true_box[3], pred_box[3])
         left = min(true_box[0], pred_box[0])
         if top > 1.2 * line:

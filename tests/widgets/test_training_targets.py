@@ -267,6 +267,11 @@ def test_true_and_predicted_boxes_differ_and_are_named_at_every_step(source, lec
         pos = dict(zip(e.fig.data[8].text, e.fig.data[8].textposition))
         for text, ty in labels.items():
             assert (ty <= top and pos[text].startswith("top")) or (ty >= bottom and pos[text].startswith("bottom"))
+        # two labels stacked below the boxes do not touch: a 16-px line with its halo is about 1/20 of
+        # the image's height on the page (the live picture's labels were 1/20 apart and touched)
+        ys = sorted(labels.values())
+        if all(p.startswith("bottom") for p in pos.values()):
+            assert ys[1] - ys[0] >= e._img.shape[0] / 15, (k, ys)
     e.view.value = VIEWS[1]                   # the Faster R-CNN view: the panel is just "image" again
     assert e.fig.layout.annotations[0].text == "image"
     e.view.value = VIEWS[0]
