@@ -306,8 +306,11 @@ class FCNExplainer(Explainer):
                                       "tickmode": "auto", "tickvals": None, "type": "linear"},
                            "yaxis4": {"range": [r0 + n - 0.5, r0 - 0.5], "autorange": False}})
             pool = name if name in POOL_OF else SWITCHES[name]
-            titles[2] = (f"{pool}'s switches ✕ on {'its input' if name == pool else name}, "
-                         f"{n}×{n} cells")       # the axes number its rows and columns
+            # the window is the 2x finer map (the pool's input, the unpooling's output), numbered in its
+            # own rows and columns; the 2x2 outline is the block that the pooled cell covers
+            pr, pc = self._path[[s[0] for s in STAGES].index(pool)].cell
+            where = f" on {STAGES[[s[0] for s in STAGES].index(pool) - 1][0]}" if name == pool else ""
+            titles[2] = f"✕ {pool}'s switches{where}; ▢ = {pool} cell ({pr}, {pc})"
         else:
             v = p.vector
             colours = ([class_hex(i) for i in range(C)] if name == "scores"

@@ -191,3 +191,22 @@ def test_the_strip_says_what_its_colours_and_arcs_mean_and_its_labels_sit_under_
     for k in (0, 7, 14):
         anns = lecture.frame(k)["layout"].get("annotations")
         assert anns is None or any("down (encoder)" in (a.get("text") or "") for a in anns)
+
+
+def test_the_switch_window_says_whose_rows_it_shows_and_which_cell_the_outline_is(lecture):
+    """At a pooling stage the window is the pool's input, twice as fine as the stage's map: its title
+    names that map and the pooled cell the 2x2 outline stands for (the caption names cell (19, 21) while
+    the axes read 34-41; nothing on the page tied the two)."""
+    names = [n for n, _, _ in STAGES]
+    for pool in ("pool2", "pool3"):
+        k = names.index(pool)
+        lecture.step.value = k
+        r, c = (int(v) for v in re.search(r"falls in cell \((\d+), (\d+)\)", lecture.caption.value).groups())
+        title = lecture.fig.layout.annotations[2].text
+        assert f"switches on {names[k - 1]}" in title and f"{pool} cell ({r}, {c})" in title, title
+        bx = sorted({v for v in lecture.fig.data[15].x if v is not None})
+        by = sorted({v for v in lecture.fig.data[15].y if v is not None})
+        assert (bx, by) == ([2 * c - 0.5, 2 * c + 1.5], [2 * r - 0.5, 2 * r + 1.5])
+        k = names.index(next(u for u, p in SWITCHES.items() if p == pool))        # its unpooling: the same cell
+        lecture.step.value = k
+        assert f"{pool} cell ({r}, {c})" in lecture.fig.layout.annotations[2].text
