@@ -31,6 +31,7 @@ def _targets() -> dict:
 
 class Page:
     """``Page(explainer)``: the explainer under a lecture / live switch and, live, an image chooser.
+    Another image keeps the controls that do not depend on the image (``Explainer.image_free``).
 
     ``explainer`` is an explainer instance (shown first) or class. The explainers of the registry
     whose row says ``switch=False`` (the live model page, with its own image chooser) are shown
@@ -45,6 +46,7 @@ class Page:
         self._targets = _targets() if getattr(self.cls, "needs_target", False) else None
         names = [n for n in self._samples if self._targets is None or n in self._targets]
         self._built = {(first.source, DEFAULT_SAMPLE if first.source == "live" else None): first}
+        self._shown = first
         self.source = W.ToggleButtons(options=[("the slide's numbers", "lecture"), ("the live model", "live")],
                                       value=first.source, style={"button_width": "170px"},
                                       tooltips=["the lecture's worked example", "real tensors from the running model"])
@@ -87,9 +89,15 @@ class Page:
                 image = None if sample is None or sample == DEFAULT_SAMPLE else self._samples[sample]()
                 extra = {"target": self._targets[sample]()} if image is not None and self._targets else {}
                 self._built[key] = self.cls(source=source, image=image, **extra)
-            self._built[key].sync_figure()
-            self._place_bar(self._built[key])
-            self.body.children = [self._built[key].widget]
+            shown, before = self._built[key], self._shown
+            if shown is not before and shown.source == before.source == "live":
+                # another image, the same page: what the student set that does not depend on the
+                # image (a threshold, a view, a kernel size) stays as it was
+                shown.take_controls(before)
+            self._shown = shown
+            shown.sync_figure()
+            self._place_bar(shown)
+            self.body.children = [shown.widget]
             self.error.value = ""
             release()          # the build's temporaries (a live model's activations) go back to the machine
         except Exception as exc:  # keep the page usable whatever one combination does

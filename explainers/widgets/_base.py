@@ -95,6 +95,10 @@ class Explainer:
     play_interval = 700
     #: lines (19 px text, 1280 px wide) the page reserves for its step captions
     caption_lines = 2
+    #: the controls (attribute names) that mean the same on any image: a page that shows another
+    #: image live keeps them as the student left them (:meth:`take_controls`); the others (a pixel,
+    #: a cell, a box, a detection) start again on the new image
+    image_free: tuple[str, ...] = ()
 
     def __init__(self, source: str = "lecture", image=None, model=None):
         if source not in SOURCES:
@@ -164,6 +168,22 @@ class Explainer:
         self.caption.layout = W.Layout(min_height=f"{self.caption_lines * 26}px")
         self.widget = W.VBox([header, self.controls, anim, self.error, self.caption, self.plot, self.check,
                               self.note] if not self.failed else [header, self.error, self.note])
+
+    def take_controls(self, other: "Explainer") -> list[str]:
+        """Set this explainer's :attr:`image_free` controls to ``other``'s values (the same page on
+        another image); returns the names changed. A value this one cannot take is left as it is."""
+        taken = []
+        if type(other) is not type(self) or self.failed or other.failed:
+            return taken
+        for name in self.image_free:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine.value != theirs.value:
+                try:
+                    mine.value = theirs.value
+                except Exception:             # e.g. an option this image does not offer: keep its own
+                    continue
+                taken.append(name)
+        return taken
 
     # ------------------------------------------------------------------ subclass API
     def _build(self) -> None:  # pragma: no cover - abstract

@@ -60,6 +60,8 @@ class AnchorsExplainer(Explainer):
     """The feature-map grid laid over the image; the K anchors of a chosen cell with their objectness
     and corrections; the RPN's selection: top-k by objectness, corrected, NMS, the proposals."""
 
+    image_free = ('view', 'top_k')
+
     title = "Anchors and Region Proposal Network proposals"
     #: the pipeline view's captions (a sentence and the bold count line) and the cell view's (the
     #: anchor, its corrections and its training label) take three lines at 1280 px

@@ -52,6 +52,8 @@ class FCNExplainer(Explainer):
     encoder and the decoder, each stage's feature map with the chosen pixel's cell, the receptive
     field of that cell on the image, and the switches max pooling keeps for max unpooling."""
 
+    image_free = ('channel',)
+
     title = "Inside a fully convolutional network: down, then up again"
 
     def _build(self):

@@ -58,6 +58,8 @@ class MaskHeadExplainer(Explainer):
     ``paste_masks_in_image`` and, live, with the model's own output mask.
     """
 
+    image_free = ('threshold',)
+
     title = "Mask R-CNN's mask head: 28×28 logits pasted into the box"
     play_interval = 1400
 

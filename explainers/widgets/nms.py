@@ -58,6 +58,8 @@ class NMSExplainer(Explainer):
     """Boxes with scores; each step keeps the best remaining box and suppresses the boxes
     that overlap it by more than the IoU threshold."""
 
+    image_free = ('threshold', 'class_aware', 'top_n')
+
     title = "Non-maximum suppression"
 
     def _build(self):

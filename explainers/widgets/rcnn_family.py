@@ -46,6 +46,8 @@ class RCNNFamilyExplainer(Explainer):
     model's own forward pass.
     """
 
+    image_free = ('pipeline', 'drawn')
+
     title = "R-CNN, Fast R-CNN, Faster R-CNN: where the computation goes"
     caption_lines = 3
     play_interval = 1400

@@ -119,6 +119,8 @@ class RoIPoolAlignExplainer(Explainer):
     that comparison does not apply. :meth:`state` returns what is drawn.
     """
 
+    image_free = ('out_size', 'sampling', 'aligned', 'channel')
+
     title = "RoI Pool (snapping) vs RoI Align (bilinear sampling)"
     play_interval = 500
 

@@ -92,6 +92,8 @@ class SingleStageExplainer(Explainer):
     SSD: default boxes on six feature maps, one map per step. Live: the one-stage model's
     prediction at every location before its score threshold and NMS."""
 
+    image_free = ('view', 'S', 'B')
+
     title = "Single-stage detectors: YOLO's grid, SSD's default boxes"
     play_interval = 900
 

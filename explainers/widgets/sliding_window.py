@@ -51,6 +51,8 @@ class SlidingWindowExplainer(Explainer):
     """A window slides over the image, the patch classifier labels its centre pixel and the
     label map fills in; then one fully convolutional pass of the same network gives the same map."""
 
+    image_free = ('window', 'stride_ctl')
+
     title = "Segmentation by sliding window vs one fully convolutional pass"
     play_interval = 150
 

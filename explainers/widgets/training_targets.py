@@ -126,6 +126,8 @@ class TrainingTargetsExplainer(Explainer):
     ``masks (G, H, W)``) replace the held-out scene in live mode; ``model`` any two-stage detector.
     """
 
+    image_free = ('view', 'weight', 'box_loss')
+
     title = "Training targets: how a detector is taught"
     play_interval = 1400
     #: live on an image of the user's, the page needs that image's ground truth (``target=``)

@@ -69,6 +69,8 @@ class TransposedConvExplainer(Explainer):
     output, and overlapping copies add up. The other view walks the strided convolution X x one
     output pixel at a time: the filter moves ``stride`` pixels in the input per output pixel."""
 
+    image_free = ('dims', 'view', 'flip', 'ksize', 'stride', 'padding', 'out_pad', 'size')
+
     title = "Transposed convolution = multiplying by X^T"
     caption_lines = 3
 

@@ -42,6 +42,8 @@ class UnpoolingExplainer(Explainer):
     """Each input cell and the output cells it fills; for max unpooling, the max pooling
     and its remembered positions ("switches") come first."""
 
+    image_free = ('mode', 'channel')
+
     title = "Unpooling: from a small map back to a large one"
 
     def _build(self):

@@ -72,3 +72,38 @@ def test_every_notebook_shows_its_explainer_on_a_page_in_four_lines():
         code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
         assert len(code) == 1 and len([ln for ln in code[0].splitlines() if ln.strip()]) <= 4
         assert ("Page(explainer)" in code[0]) == e.switch
+
+
+def test_another_image_keeps_the_controls_that_do_not_depend_on_the_image():
+    """A student who set the IoU threshold, live, and picks another image keeps that threshold (the new
+    image's page started again from the model's values, unsaid); the lecture's numbers are not
+    touched by the live page's controls, nor a pixel or a box by another image's."""
+    page = Page(NMSExplainer())
+    page.source.value = "live"
+    first = page.explainer
+    first.threshold.value, first.class_aware.value, first.top_n.value = 0.3, False, 40
+    page.sample.value = "shapes scene 2"
+    other = page.explainer
+    assert other is not first and other.error_text == "" and set(marks(other)) == {"✔"}, other.error_text
+    assert (other.threshold.value, other.class_aware.value, other.top_n.value) == (0.3, False, 40)
+    assert other.state()["iou_threshold"] == 0.3                # drawn with it, not only shown on the control
+    other.threshold.value = 0.6
+    page.sample.value = "shapes scene 1"                    # back to a page built before: it follows too
+    assert page.explainer is first and first.threshold.value == 0.6
+    page.source.value = "lecture"                           # the slide's numbers stay the slide's
+    assert page.explainer.threshold.value == 0.5
+
+
+def test_every_image_free_control_is_a_control_of_its_page():
+    """Each name in ``image_free`` is a value control of the explainer (not the step or the speed),
+    and every page with an image choice keeps at least one control across images."""
+    import ipywidgets as W
+
+    for row in EXPLAINERS:
+        cls = row.load()
+        assert bool(cls.image_free) == row.switch, row.name
+        if cls.image_free:
+            e = cls()
+            for name in cls.image_free:
+                control = getattr(e, name)
+                assert isinstance(control, W.ValueWidget) and control not in (e.step, e.speed), (row.name, name)
