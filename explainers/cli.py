@@ -125,7 +125,11 @@ def _run_model(args, task: str) -> int:
         r = result.filter(threshold)
         found = ", ".join(f"{n} {s:.2f}" for n, s in zip(r.names, r.scores.tolist())) or "nothing"
     else:
-        found = ", ".join(result.present) or "background only"
+        shares = {i: f for i, f in result.shares().items() if i != 0}
+        found = ", ".join(f"{result.classes[i] if i < len(result.classes) else i} "
+                          f"{'<0.1' if f < 0.001 else f'{100 * f:.1f}'}%"
+                          for i, f in shares.items())
+        found = f"{found} of the pixels" if found else "background only"
     print(f"{task} ({model.weights}, {model.device}, {result.seconds * 1e3:.0f} ms): {found}")
     for note in (image.note, result.note):
         if note:

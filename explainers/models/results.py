@@ -56,3 +56,10 @@ class SegmentationResult(Result):
     @property
     def present(self) -> list[str]:
         return [self.classes[i] for i in torch.unique(self.labels).tolist() if i < len(self.classes)]
+
+    def shares(self) -> dict[int, float]:
+        """``{class index: fraction of the pixels}`` for every class in the label map, largest first."""
+        counts = torch.bincount(self.labels.flatten().long().cpu())
+        total = max(1, int(counts.sum()))
+        return {int(i): int(counts[i]) / total
+                for i in sorted(counts.nonzero().flatten().tolist(), key=lambda i: (-int(counts[i]), i))}

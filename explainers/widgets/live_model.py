@@ -10,6 +10,8 @@ from plotly.subplots import make_subplots
 from ._base import Explainer, jpeg_uri, png_uri
 from ._upload import Upload
 
+#: a segmentation class covering less than this fraction of the pixels is not named (title, legend)
+MIN_SHARE = 0.001
 #: uploads larger than this are refused before decoding
 MAX_UPLOAD_BYTES = 20 * 2**20
 TASKS = (("semantic segmentation", "segmentation"), ("detection", "detection"),
@@ -169,14 +171,18 @@ class LiveModelExplainer(Explainer):
                     shown = r.labels[r.scores >= self.threshold.value]
                     present = sorted(set(int(v) for v in shown.tolist()))
                 else:
-                    present = sorted(set(int(v) for v in r.labels.unique().tolist()) - {0})
+                    # the classes a student can see: a few stray pixels of a class (6 of 38,000 on the
+                    # first scene) put it in the title and the legend of a picture that shows none of it
+                    seen = [i for i, f in r.shares().items() if i != 0 and f >= MIN_SHARE]
+                    present = sorted(seen)
                 for item in legend_items(r.classes, present):
                     legend.setdefault(item, None)
                 if hasattr(r, "boxes"):
                     n = int((r.scores >= self.threshold.value).sum())
                     titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")
                 else:
-                    titles.append(f"{title}: {', '.join(r.present[1:]) or 'background'}, {r.seconds * 1e3:.0f} ms")
+                    names = ", ".join(r.classes[i] if i < len(r.classes) else str(i) for i in seen)
+                    titles.append(f"{title}: {names or 'background'}, {r.seconds * 1e3:.0f} ms")
             for ann, t in zip(self.fig.layout.annotations, titles):
                 ann.text = t
             self.fig.layout.annotations[3].text = (" &nbsp; ".join(legend) if legend

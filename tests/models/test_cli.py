@@ -25,6 +25,12 @@ def test_detect_and_segment_good_image(tmp_path, capsys):
         assert out.size == Image.open(img).size
     text = capsys.readouterr().out
     assert "shapes" in text and "wrote" in text
+    # segment says how much of the picture each class covers, largest first
+    import re
+
+    line = next(t for t in text.splitlines() if t.startswith("segmentation ("))
+    pcts = [float(v) for v in re.findall(r"(?<![<\d.])(\d+\.\d)%", line)]
+    assert line.endswith("of the pixels") and pcts and pcts == sorted(pcts, reverse=True), line
 
 
 def test_bad_images_give_one_line_and_exit_2(tmp_path):

@@ -787,3 +787,28 @@ def test_each_check_says_in_plain_words_on_hover_what_it_compares():
     e.set_check("a deliberately different reference", 1.0, False)
     assert "✘: they differ" in html.unescape(re.findall(r"title='([^']*)'", e.check.value)[0])
     e.refresh()
+
+
+def test_live_model_segmentation_names_only_the_classes_a_student_can_see():
+    """Shapes scene 1 holds two squares; the segmenter also labels 6 pixels circle and 4 triangle. The
+    panel's title and the legend named all three classes over a picture of two squares: they name a
+    class covering at least MIN_SHARE of the pixels, largest first; the shares are the label map's."""
+    import torch
+
+    from explainers.widgets.live_model import MIN_SHARE
+
+    e = LiveModelExplainer(source="live")
+    seg = e.state()["segmentation"]
+    shares = seg.shares()
+    counts = torch.bincount(seg.labels.flatten())
+    assert shares == pytest.approx({i: int(c) / seg.labels.numel() for i, c in enumerate(counts.tolist()) if c})
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    tiny = [seg.classes[i] for i, f in shares.items() if 0 < f < MIN_SHARE and i]
+    seen = [seg.classes[i] for i, f in shares.items() if f >= MIN_SHARE and i]
+    assert tiny and seen == ["square"], (tiny, seen)          # the scene this test is about
+    title, legend = e.fig.layout.annotations[0].text, e.fig.layout.annotations[3].text
+    assert title.startswith("semantic segmentation: square, ") and not any(n in title for n in tiny)
+    assert not any(f"</span> {n}" in legend for n in tiny) and "</span> square" in legend
+    e.sample.value = "astronaut"                             # a picture where all three are large
+    title = e.fig.layout.annotations[0].text
+    assert all(n in title for n in ("circle", "square", "triangle")), title
