@@ -52,6 +52,8 @@ class LiveModelExplainer(Explainer):
     """Pick a sample or upload an image; the three models run once per image (cached)."""
 
     title = "The live model: segmentation, detection, instance segmentation"
+    #: one picture, no steps: no room kept for step captions (the three panels take it)
+    caption_lines = 0
 
     def _build(self):
         self._samples = sample_images()
