@@ -106,7 +106,9 @@ CAPTION_WIDTH = 1240
 def caption_lines(caption: str, font) -> int:
     """Lines a step caption takes at ``CAPTION_WIDTH`` px: each ``<br>`` part word-wrapped, measured
     with the font the browser uses (bold measured as regular: a little short, so a caption near the
-    limit is allowed)."""
+    limit is allowed). An empty caption takes none."""
+    if not re.sub(r"<[^>]+>", "", caption).strip():
+        return 0
     n = 0
     for part in re.split(r"<br\s*/?>", caption):
         text = html.unescape(re.sub(r"<[^>]+>", "", part))
@@ -329,7 +331,9 @@ def test_one_palette_for_classes_on_every_page():
     live = page(LiveModelExplainer)
     legend = live.fig.layout.annotations[3].text
     seg = live._results["segmentation"]
-    for k in set(seg.labels.unique().tolist()) - {0}:
+    from explainers.widgets.live_model import MIN_SHARE
+
+    for k in {k for k, f in seg.shares().items() if f >= MIN_SHARE} - {0}:
         assert f"color:{class_hex(k)}'>■</span> {seg.classes[k]}" in legend
 
 
