@@ -121,6 +121,36 @@ def _from_pil(img, max_side: int | None = None, target: tuple[int, int] | None =
     return np.asarray(img)  # gray stays H x W (a third of the memory) until the end
 
 
+#: the EXIF tag that says how a stored photo is to be turned (a phone's sensor is stored sideways)
+EXIF_ORIENTATION = 0x0112
+#: EXIF orientation 2..8 -> the turn of an (H, W, ...) array that shows the photo upright, as
+#: PIL.ImageOps.exif_transpose does (tested against it)
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+_ORIENT_WORDS = {2: "mirrored", 3: "180°", 4: "upside down", 5: "mirrored, 90°", 6: "90° clockwise",
+                 7: "mirrored, 90°", 8: "90° anticlockwise"}
+
+
+def _orientation(img) -> int:
+    """A PIL image's EXIF orientation (1: as stored)."""
+    try:
+        return int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:          # a damaged EXIF block: the pixels as stored
+        return 1
+
+
+def _upright(arr: np.ndarray, size: tuple[int, int], orientation: int) -> tuple[np.ndarray, tuple[int, int], str]:
+    """``(array, original (H, W), note)`` turned as the EXIF ``orientation`` says: a phone stores a photo
+    sideways with a tag saying how to turn it, and every photo viewer turns it (done after the shrink:
+    a few pixels to move, not the camera's)."""
+    if orientation not in _ORIENT:
+        return arr, size, ""
+    h, w = size
+    return (np.ascontiguousarray(_ORIENT[orientation](arr)), (w, h) if orientation >= 5 else (h, w),
+            f"turned upright as its EXIF orientation tag says ({_ORIENT_WORDS[orientation]})")
+
+
 def _bomb_message(name: str, exc: Exception) -> str:
     m = re.search(r"\((\d+) pixels\)", str(exc))
     size = f" ({int(m.group(1)) / 1e6:.0f} megapixels)" if m else ""
@@ -159,11 +189,13 @@ def _read_file(data_or_path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tupl
                 except (OSError, EOFError, SyntaxError, ValueError):  # a damaged later frame: frame 0 may do
                     img.seek(0)
                     frames = 1
+                orientation = _orientation(img)
                 img.load()
-                note = ""
+                notes = []
                 if frames > 1 and img.format != "MPO":  # MPO: a camera JPEG with its preview, not an animation
-                    note = f"{os.path.basename(name)} has {frames} frames; only the first one is used"
-                return _from_pil(img, target=target), (h, w), note
+                    notes.append(f"{os.path.basename(name)} has {frames} frames; only the first one is used")
+                arr, (h, w), turned = _upright(_from_pil(img, target=target), (h, w), orientation)
+                return arr, (h, w), "; ".join(notes + [turned] if turned else notes)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -233,7 +265,8 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
     elif hasattr(image, "mode") and hasattr(image, "size"):  # PIL
         w, h = image.size
         _check_shape(w, h)
-        arr, original = _array_to_hwc(_from_pil(image, max_side)), (h, w)
+        arr, original, note = _upright(_from_pil(image, max_side), (h, w), _orientation(image))
+        arr = _array_to_hwc(arr)
     else:
         raise ImageError(f"cannot read an image from a {type(image).__name__}; give a path, array, PIL image or tensor")
     h, w = arr.shape[:2]

@@ -224,3 +224,38 @@ def test_tiny_file_is_refused_before_decoding(tmp_path):
     p.write_bytes(png_header_only(8, 4000))
     with pytest.raises(ImageError, match="8x4000 pixels; it needs at least 16 pixels on each side"):
         load_image(p)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("big", [False, True])
+def test_a_phone_photo_is_turned_upright_as_its_exif_tag_says(tmp_path, orientation, big):
+    """Phones store photos sideways with an EXIF orientation tag; every viewer turns them. The models
+    ran on (and the pages drew) the stored pixels, a portrait photo lying on its side. The image loaded
+    equals PIL's ImageOps.exif_transpose, also when it is shrunk on the way (big), and the note says so."""
+    from PIL import Image, ImageOps
+
+    from explainers.models.images import EXIF_ORIENTATION, MAX_SIDE
+
+    w, h = (3 * MAX_SIDE // 2, MAX_SIDE) if big else (60, 40)
+    rng = np.random.default_rng(orientation)
+    small = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)          # blocks: a shrink keeps them apart
+    pixels = np.asarray(Image.fromarray(small).resize((w, h), Image.NEAREST))
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[EXIF_ORIENTATION] = orientation
+    path = tmp_path / "phone.png"
+    img.save(path, exif=exif)
+    loaded = load_image(path)
+    upright = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    expect = np.asarray(upright if not big else upright.resize((loaded.tensor.shape[2], loaded.tensor.shape[1]),
+                                                                Image.BILINEAR))
+    got = (loaded.tensor.permute(1, 2, 0).numpy() * 255).round().astype(int)
+    assert got.shape == expect.shape
+    assert loaded.original_size == (upright.height, upright.width)
+    if big:          # shrunk by two different filters: the same picture, not the same bytes
+        assert np.abs(got - expect.astype(int)).mean() < 8
+    else:
+        assert np.array_equal(got, expect)
+    assert ("EXIF orientation" in loaded.note) == (orientation != 1), loaded.note
+    if not big:                                       # a PIL image opened by the user: the same
+        assert torch.equal(load_image(Image.open(path)).tensor, loaded.tensor)
