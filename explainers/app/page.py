@@ -2,7 +2,9 @@
 
 Voila hides the code, so "change one line to ``source="live"``" is impossible there; a
 :class:`Page` puts that choice (and, live, the choice of image) on the page. Each combination
-is built once, on first use, and kept.
+is built on first use; the lecture's is kept, and live only the image shown (``KEEP_LIVE``): another
+image's explainer is closed and its memory given back, and the controls that do not depend on the
+image carry over to the next one.
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from ._memory import release
 
 #: the image a live page starts with (the bundled scene whose objects it knows)
 DEFAULT_SAMPLE = "shapes scene 1"
+#: live explainers a page keeps built (the image shown); an older one is closed and its memory given
+#: back (a live page holds its model's captured tensors: a student who tried every image on every
+#: page of the tour kept them all, and the kernel grew from 0.56 to 2.4 GB)
+KEEP_LIVE = 1
 
 
 def _samples() -> dict:
@@ -46,7 +52,7 @@ class Page:
         self._targets = _targets() if getattr(self.cls, "needs_target", False) else None
         names = [n for n in self._samples if self._targets is None or n in self._targets]
         self._built = {(first.source, DEFAULT_SAMPLE if first.source == "live" else None): first}
-        self._shown = first
+        self._last_live = first if first.source == "live" else None     # whose controls another image takes
         self.source = W.ToggleButtons(options=[("the slide's numbers", "lecture"), ("the live model", "live")],
                                       value=first.source, style={"button_width": "170px"},
                                       tooltips=["the lecture's worked example", "real tensors from the running model"])
@@ -89,20 +95,33 @@ class Page:
                 image = None if sample is None or sample == DEFAULT_SAMPLE else self._samples[sample]()
                 extra = {"target": self._targets[sample]()} if image is not None and self._targets else {}
                 self._built[key] = self.cls(source=source, image=image, **extra)
-            shown, before = self._built[key], self._shown
-            if shown is not before and shown.source == before.source == "live":
+            shown, before = self._built[key], self._last_live
+            if shown.source == "live" and before is not None and shown is not before:
                 # another image, the same page: what the student set that does not depend on the
                 # image (a threshold, a view, a kernel size) stays as it was
                 shown.take_controls(before)
-            self._shown = shown
+            if shown.source == "live":
+                self._last_live = shown
             shown.sync_figure()
             self._place_bar(shown)
             self.body.children = [shown.widget]
+            self._built[key] = self._built.pop(key)           # the most recently shown last
+            live = [k for k in self._built if k[0] == "live"]
+            for old in live[:max(0, len(live) - KEEP_LIVE)]:
+                self._built.pop(old).close()
             self.error.value = ""
             release()          # the build's temporaries (a live model's activations) go back to the machine
         except Exception as exc:  # keep the page usable whatever one combination does
             self.error.value = (f"<span style='color:#D55E00;font-size:17px'>⚠ "
                                 f"{html.escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</span>")
+
+    def close(self) -> None:
+        """Close every explainer this page built, and the page's own widgets."""
+        for built in self._built.values():
+            built.close()
+        self._built.clear()
+        for w in (self.source, self.sample, self.error, self.bar, self.body, self.widget):
+            w.close()
 
     def _repr_mimebundle_(self, **kwargs):
         self.explainer.sync_figure()

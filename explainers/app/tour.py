@@ -1,4 +1,4 @@
-"""The tour page: one explainer at a time, chosen with buttons, created lazily and kept."""
+"""The tour page: one explainer at a time, chosen with buttons, created lazily; the last few kept."""
 from __future__ import annotations
 
 import html
@@ -6,10 +6,14 @@ import html
 import ipywidgets as W
 
 from ..registry import EXPLAINERS, entry
+from ._memory import release
 from .page import Page
 
 #: the first page shown: quick to build (no model), so the first plot appears fast
 FIRST = "UnpoolingExplainer"
+#: pages the tour keeps built (the one shown and the two before); an older one is closed and its
+#: memory given back, and built again if chosen again (a tour through all twelve kept them all)
+KEEP_PAGES = 3
 
 
 class Tour:
@@ -36,6 +40,12 @@ class Tour:
             self._built[name].explainer.sync_figure()
             self.body.children = [self._built[name].widget]
             self.error.value = ""
+            self._built[name] = self._built.pop(name)           # the most recently shown last
+            old = list(self._built)[:max(0, len(self._built) - KEEP_PAGES)]
+            for gone in old:
+                self._built.pop(gone).close()
+            if old:
+                release()
         except Exception as exc:  # keep the tour usable whatever one explainer does
             self.error.value = f"<span style='color:#D55E00'>⚠ {html.escape(str(exc) or type(exc).__name__)}</span>"
 

@@ -115,7 +115,7 @@ class Explainer:
         self.step_label = W.HTML(layout=W.Layout(width="110px"))   # "1764 of 1764" on one line
         self.play = W.Play(value=0, min=0, max=0, interval=self.play_interval, description="play",
                            show_repeat=False)
-        W.jslink((self.play, "value"), (self.step, "value"))
+        self._link = W.jslink((self.play, "value"), (self.step, "value"))
         self.back = W.Button(description="◀ step", layout=W.Layout(width="90px"), tooltip="one step back")
         self.forward = W.Button(description="step ▶", layout=W.Layout(width="90px"), tooltip="one step forward")
         self.speed = W.Dropdown(options=[("slow", 1400), ("normal", 700), ("fast", 250)], value=700,
@@ -168,6 +168,23 @@ class Explainer:
         self.caption.layout = W.Layout(min_height=f"{self.caption_lines * 26}px")
         self.widget = W.VBox([header, self.controls, anim, self.error, self.caption, self.plot, self.check,
                               self.note] if not self.failed else [header, self.error, self.note])
+
+    def close(self) -> None:
+        """Close every widget of this explainer (its controls, plot and the play link), so that the
+        kernel lets go of it and of what it holds (a live model's captured tensors): a page that is
+        no longer shown is closed and, if asked for again, built again."""
+        seen: set[int] = set()
+
+        def walk(w):
+            if not isinstance(w, W.Widget) or id(w) in seen:
+                return
+            seen.add(id(w))
+            for child in getattr(w, "children", None) or ():
+                walk(child)
+            w.close()
+
+        for value in list(vars(self).values()):
+            walk(value)
 
     def take_controls(self, other: "Explainer") -> list[str]:
         """Set this explainer's :attr:`image_free` controls to ``other``'s values (the same page on

@@ -15,14 +15,15 @@ def test_lecture_and_live_are_one_click_and_each_is_built_once():
     assert "decoder's own" in live.check_text and page.body.children == (live.widget,)
     # the switch sits beside the title of the explainer shown, and only there
     assert live.header_tools.children == (page.bar,) and first.header_tools.children == ()
+    page.source.value = "lecture"
+    assert page.explainer is first and page.body.children == (first.widget,)
+    page.source.value = "live"
+    assert page.explainer is live                   # kept, not rebuilt
     page.sample.value = "shapes scene 2"            # another image: another live explainer
     other = page.explainer
     assert other is not live and other.image is not None and other.source == "live"
     page.source.value = "lecture"
-    assert page.explainer is first and page.body.children == (first.widget,)
-    page.source.value = "live"
-    page.sample.value = "shapes scene 1"
-    assert page.explainer is live                   # kept, not rebuilt
+    assert page.explainer is first                  # the lecture's is always kept
 
 
 def test_a_page_taught_from_ground_truth_offers_only_images_that_have_one():
@@ -88,8 +89,8 @@ def test_another_image_keeps_the_controls_that_do_not_depend_on_the_image():
     assert (other.threshold.value, other.class_aware.value, other.top_n.value) == (0.3, False, 40)
     assert other.state()["iou_threshold"] == 0.3                # drawn with it, not only shown on the control
     other.threshold.value = 0.6
-    page.sample.value = "shapes scene 1"                    # back to a page built before: it follows too
-    assert page.explainer is first and first.threshold.value == 0.6
+    page.sample.value = "shapes scene 1"                    # back to the first image: it follows too
+    assert page.explainer.threshold.value == 0.6
     page.source.value = "lecture"                           # the slide's numbers stay the slide's
     assert page.explainer.threshold.value == 0.5
 
@@ -107,3 +108,50 @@ def test_every_image_free_control_is_a_control_of_its_page():
             for name in cls.image_free:
                 control = getattr(e, name)
                 assert isinstance(control, W.ValueWidget) and control not in (e.step, e.speed), (row.name, name)
+
+
+def test_a_page_keeps_two_live_images_and_lets_go_of_older_ones():
+    """A student who tried every image kept every live explainer built (0.3-0.4 GB each on the
+    unpooling, transposed-convolution and FCN pages). A page keeps the lecture and the last KEEP_LIVE
+    live ones; an older one is closed and collected, and built again (with the controls) if chosen."""
+    import gc
+    import weakref
+
+    from explainers.app.page import KEEP_LIVE
+
+    page = Page(UnpoolingExplainer())
+    page.source.value = "live"
+    first = page.explainer
+    gone = weakref.ref(first)
+    from ipywidgets.widgets.widget import _instances
+
+    ids = [w.model_id for w in (first.step, first.plot, first.mode, first.widget)]
+    first.mode.value = "nearest"
+    names = list(page.sample.options)
+    for name in names[1:KEEP_LIVE + 1]:
+        page.sample.value = name
+    assert len([k for k in page._built if k[0] == "live"]) == KEEP_LIVE and ("lecture", None) in page._built
+    del first
+    gc.collect()
+    assert gone() is None                                   # nothing holds it: its memory is given back
+    assert not set(ids) & set(_instances)                   # its widgets closed (in the browser too)
+    page.sample.value = names[0]                            # chosen again: built again, the control kept
+    again = page.explainer
+    assert again.error_text == "" and again.mode.value == "nearest" and set(marks(again)) == {"✔"}
+
+
+def test_the_tour_keeps_three_pages_and_lets_go_of_older_ones():
+    import gc
+    import weakref
+
+    from explainers.app.tour import KEEP_PAGES, Tour
+
+    tour = Tour()
+    first = weakref.ref(tour._built[tour.pick.value])
+    for name in ("NMSExplainer", "RoIPoolAlignExplainer", "TransposedConvExplainer"):
+        tour.pick.value = name
+    assert len(tour._built) == KEEP_PAGES and list(tour._built)[-1] == "TransposedConvExplainer"
+    gc.collect()
+    assert first() is None
+    tour.pick.value = "UnpoolingExplainer"                  # built again when chosen again
+    assert tour.body.children == (tour._built["UnpoolingExplainer"].widget,) and tour.error.value == ""
