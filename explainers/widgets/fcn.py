@@ -9,9 +9,11 @@ import numpy as np
 from plotly.subplots import make_subplots
 
 from ..models.fcn import (
+    AUTOGRAD_MARGIN,
     STAGES,
     SWITCHES,
     autograd_field,
+    autograd_window,
     capture_stages,
     mask_box,
     own_output_check,
@@ -197,9 +199,12 @@ class FCNExplainer(Explainer):
         if getattr(self, "_grad_key", None) != key:
             # this image and 3 random ones: one image's switches and ReLUs open only some paths; together
             # they reach the whole field (about 0.1 s on 2 CPU cores)
-            self._grad = autograd_field(self._model, cap.image, row, col, n_random=AUTOGRAD_RANDOM)
+            self._grad = autograd_field(self._model, cap.image, row, col, n_random=AUTOGRAD_RANDOM,
+                                        box=self._path[-1].box)
             self._grad_key = key
         out_box = self._path[-1].box
+        wx1, wy1, wx2, wy2 = autograd_window(out_box, cap.size)
+        whole = (wx1, wy1, wx2, wy2) == (0, 0, cap.size[1], cap.size[0])
         x1, y1, x2, y2 = out_box
         inside = np.zeros(tuple(self._grad.shape), dtype=bool)
         inside[y1:y2, x1:x2] = True
@@ -218,7 +223,9 @@ class FCNExplainer(Explainer):
                  if self.source == "lecture" else "the live SegNet on this image")
         self.set_note(
             f"Drawn: {where}, every stage's output as captured by forward hooks. The receptive field is the "
-            f"box of pixels that can change the cell; autograd on the real network (this image) gives "
+            f"box of pixels that can change the cell; autograd on the real network (this image"
+            + ("" if whole else f", a {wx2 - wx1}×{wy2 - wy1} window around the box: {AUTOGRAD_MARGIN} px more "
+                                f"on each side") + ") gives "
             f"non-zero gradients at the output pixel over rows {gbox[1] if gbox else '-'}-"
             f"{gbox[3] - 1 if gbox else '-'}, columns {gbox[0] if gbox else '-'}-{gbox[2] - 1 if gbox else '-'}; "
             f"the box is rows {y1}-{y2 - 1}, columns {x1}-{x2 - 1}.")

@@ -210,3 +210,34 @@ def test_the_switch_window_says_whose_rows_it_shows_and_which_cell_the_outline_i
         k = names.index(next(u for u, p in SWITCHES.items() if p == pool))        # its unpooling: the same cell
         lecture.step.value = k
         assert f"{pool} cell ({r}, {c})" in lecture.fig.layout.annotations[2].text
+
+
+def test_the_autograd_check_runs_on_a_bounded_window_and_still_catches_a_field_too_small():
+    """The receptive-field check ran SegNet with gradients on five whole images (6 GB at 1024 px, again
+    at every pixel move). It runs one image at a time on the field's box and AUTOGRAD_MARGIN pixels
+    more: on a 512-px image it finds the same field as on the whole image, its window does not grow
+    with the image, and a field computed too small is still caught (gradients outside it)."""
+    from explainers.models import get, make_scene
+    from explainers.models.fcn import AUTOGRAD_MARGIN, autograd_field, autograd_window, capture_stages, mask_box
+
+    model = get("segmentation", "shapes")
+    image = make_scene(77, size=(512, 512)).image
+    cap = capture_stages(model, image)
+    row, col = 300, 200
+    box = pixel_path(cap, row, col)[-1].box
+    windowed = autograd_field(model, image, row, col, n_random=3, box=box)
+    whole = autograd_field(model, image, row, col, n_random=3)
+    assert mask_box(windowed) == mask_box(whole) == tuple(box)
+    x1, y1, x2, y2 = autograd_window(box, (512, 512))
+    assert not windowed[:, :x1].any() and not windowed[:y1].any()
+    side = max(box[2] - box[0], box[3] - box[1]) + 2 * AUTOGRAD_MARGIN + 8
+    assert x2 - x1 <= side and y2 - y1 <= side and autograd_window(box, (4096, 4096)) == (x1, y1, x2, y2)
+    small = (box[0] + 10, box[1] + 10, box[2] - 10, box[3] - 10)       # a field computed 10 px too small
+    found = autograd_field(model, image, row, col, n_random=3, box=small)
+    inside = torch.zeros_like(found)
+    inside[small[1]:small[3], small[0]:small[2]] = True
+    assert (found & ~inside).any()
+    # the page says what autograd ran on
+    e = FCNExplainer(source="live", image=image)
+    e.row.value, e.col.value = row, col
+    assert marks(e) == ["✔"] * 5 and f"{AUTOGRAD_MARGIN} px more on each side" in e.note.value
