@@ -33,12 +33,16 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..ops._checks import MAX_ELEMENTS
 from ..ops.selective_search import MAX_SS_PIXELS, SelectiveSearchTrace, selective_search
 from ..ops.sliding_window import _MacCounter
 
 PIPELINES = ("R-CNN", "Fast R-CNN", "Faster R-CNN")
 #: crops R-CNN runs through the network (and times); the rest are extrapolated linearly
 MAX_TIMED_CROPS = 200
+#: R-CNN's proposals per image: selective search's best ~2k (the slide's "~2k per image"); an ordinary
+#: photo gives 6,000-9,000, too many to pool at once
+MAX_PROPOSALS = 2000
 CROP_BATCH = 50
 
 
@@ -93,7 +97,8 @@ class FamilyMeasurement:
     Attributes:
         image: ``(3, H, W)`` float in [0, 1].
         input_size: ``(h, w)`` of the model's input (after its resize).
-        ss_boxes: ``(N, 4)`` selective-search proposals in image coordinates, ranked.
+        ss_boxes: ``(N, 4)`` selective-search proposals in image coordinates, ranked: the best
+            :data:`MAX_PROPOSALS` (R-CNN's ~2k) of the ``ss_found`` that selective search made.
         ss_trace: the :class:`SelectiveSearchTrace`; ``ss_seconds``: its measured wall time
             (the first run on this image; later runs reuse it).
         crop: R-CNN's warp size (pixels); ``timed_crops``: crops run through the network.
@@ -143,6 +148,7 @@ class FamilyMeasurement:
     classes: list[str]
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
+    ss_found: int = 0
 
     def pipeline(self, name: str) -> PipelineRun:
         return {"R-CNN": self.rcnn, "Fast R-CNN": self.fast, "Faster R-CNN": self.faster}[name]
@@ -291,7 +297,12 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
     rh = m.roi_heads
     pool = rh.box_roi_pool
     ph, pw = (tuple(pool.output_size) * 2)[:2] if isinstance(pool.output_size, int) else tuple(pool.output_size)
-    ss_boxes, ss_trace, ss_seconds = cached_selective_search(img, seed)
+    # the proposals R-CNN keeps, decided before anything is pooled: its ~2k, fewer where the pooled
+    # features of 2,000 boxes would pass the size limit (a backbone of many channels)
+    channels = int(getattr(m.backbone, "out_channels", 1) or 1)
+    keep_n = max(1, min(MAX_PROPOSALS, MAX_ELEMENTS // (channels * ph * pw)))
+    ss_all, ss_trace, ss_seconds = cached_selective_search(img, seed)
+    ss_boxes = ss_all[:keep_n]
     N = len(ss_boxes)
     x = img.to(dev)
     with torch.no_grad():
@@ -406,7 +417,7 @@ def measure(image, model=None, max_timed_crops: int = MAX_TIMED_CROPS, score_thr
         rcnn_reference=rcnn_reference, rcnn_crops_diff=rcnn_crops_diff,
         faster_stagewise=stagewise,
         model_output={k: v.detach().cpu() for k, v in own.items()}, classes=list(model.classes), device=str(dev),
-        notes=notes)
+        notes=notes, ss_found=len(ss_all))
 
 
 # ----------------------------------------------------------------------------- checks

@@ -38,7 +38,7 @@ class RCNNFamilyExplainer(Explainer):
     search), measured stage by stage: wall time and multiply-accumulates.
 
     All three use the live shapes detector's network (backbone, RoI pooler, box head). Lecture: a
-    600 x 400 photo from scikit-image (``coffee``) with about 2,500 selective-search proposals; live:
+    600 x 400 photo from scikit-image (``coffee``) with selective search's best 2,000 proposals (of 2,512: R-CNN's ~2k); live:
     a shapes scene. The check line compares Fast R-CNN's pooled features with torchvision's
     ``MultiScaleRoIAlign`` and with :func:`explainers.ops.roi_align_trace`, Fast R-CNN's detections
     with the model's own ``roi_heads`` on the same proposals, R-CNN's detections with crops warped by
@@ -154,7 +154,10 @@ class RCNNFamilyExplainer(Explainer):
         ext = [s for s in mm.rcnn.stages if s.extrapolated]
         how = (f"R-CNN's warp and network measured on {ext[0].measured_on} crops, x {ext[0].count:,}/{ext[0].measured_on}"
                if ext else f"R-CNN's network ran on all {mm.timed_crops} crops")
-        self.set_note(f"Drawn: {html.escape(what)}, {len(mm.ss_boxes):,} selective-search proposals; all three "
+        n = len(mm.ss_boxes)
+        props = (f"{n:,} selective-search proposals" if mm.ss_found <= n else
+                 f"the best {n:,} of {mm.ss_found:,} selective-search proposals (R-CNN's ~2k per image)")
+        self.set_note(f"Drawn: {html.escape(what)}, {props}; all three "
                       f"pipelines use {self._whose('detector')} network (backbone, RoI pooler, box head; its input "
                       f"{mm.input_size[1]}x{mm.input_size[0]}), timed here on {html.escape(mm.device)} with "
                       f"torch.no_grad; {how}; selective search timed once per image.")
@@ -284,8 +287,11 @@ class RCNNFamilyExplainer(Explainer):
         total = f" {run.name} in all: {_secs(run.seconds)}, {_macs(run.macs)} MACs."
         kind = st.kind
         if kind == "proposals":
+            found = mm.ss_found or st.count
+            kept = (f"{st.count:,} boxes" if found <= st.count else
+                    f"{found:,} boxes, of which R-CNN keeps the best {st.count:,},")
             text = (f"selective search groups Felzenszwalb regions by colour, texture, size and fill: "
-                    f"{st.count:,} boxes in {_secs(st.seconds)} (no network: 0 MACs).")
+                    f"{kept} in {_secs(st.seconds)} (no network: 0 MACs).")
         elif kind == "warp":
             text = (f"every one of the {st.count:,} boxes is cut out and stretched to {mm.crop}x{mm.crop} pixels, "
                     f"whatever its shape: {cost}.")

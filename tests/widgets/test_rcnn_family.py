@@ -191,7 +191,7 @@ def test_try_fast_rcnn_backbone_once_selective_search_slowest(lecture):
 def test_try_faster_rcnn_rpn_replaces_selective_search(lecture):
     lecture.pipeline.value = "Faster R-CNN"
     st = lecture.state()
-    assert len(st["proposals"]) == 100 and len(st["selective_search"]) > 2000
+    assert len(st["proposals"]) == 100 and len(st["selective_search"]) == 2000
     kinds = [s["kind"] for s in st["stages"]["Faster R-CNN"]]
     assert "rpn" in kinds and "proposals" not in kinds
     assert st["seconds"]["Faster R-CNN"] < st["seconds"]["Fast R-CNN"] < st["seconds"]["R-CNN"]
@@ -266,7 +266,7 @@ def test_proposals_are_readable_a_few_thin_see_through_boxes_counted_in_words(le
 
 def test_try_proposals_drawn_100_then_300_and_10(lecture):
     """'Set *proposals drawn* to 100, then 300: more of R-CNN's proposals on the photo (the caption says
-    "Showing the top 300 of 2,512 proposals"); 10 leaves only the numbered best ten.'"""
+    "Showing the top 300 of 2,000 proposals"); 10 leaves only the numbered best ten.'"""
     e = lecture
     e.pipeline.value = "R-CNN"
     i0 = e._img0
@@ -276,7 +276,7 @@ def test_try_proposals_drawn_100_then_300_and_10(lecture):
         e.step.value = 0
         counts[n] = list(e.fig.data[i0 + 1].x).count(None)
         if n == 300:
-            assert "Showing the top 300 of 2,512 proposals" in e.caption.value
+            assert "Showing the top 300 of 2,000 proposals" in e.caption.value
     assert counts[10] < counts[100] < counts[300] == 300
     assert list(e.fig.data[i0 + 2].x).count(None) == 10 == counts[10]     # the thin ones are the numbered ones
     e.drawn.value = 30
@@ -330,3 +330,34 @@ def test_detection_labels_do_not_cover_one_another(lecture):
                 covered = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] - 1e-6 and b[1] < a[3] - 1e-6
                 assert not covered or a[1] >= H - 2 * line, (p, a, b)
     lecture.pipeline.value = PIPELINES[0]
+
+
+def test_rcnn_keeps_selective_searchs_best_2000_and_says_so(lecture):
+    """An ordinary photo gives selective search 6,000-9,000 boxes, whose pooled features passed the size
+    limit after seconds of work ("pool fewer boxes at a time", with no control for it). R-CNN keeps the
+    best ~2k (the slide's number): the lecture's photo gives 2,512, the pipelines run on the best 2,000,
+    and the page says so."""
+    from explainers.models.rcnn_family import MAX_PROPOSALS
+
+    mm = lecture._m
+    assert mm.ss_found == 2512 and len(mm.ss_boxes) == MAX_PROPOSALS == 2000
+    from explainers.models.rcnn_family import cached_selective_search
+
+    assert torch.equal(mm.ss_boxes, cached_selective_search(mm.image)[0][:2000])       # the best, in rank order
+    assert "the best 2,000 of 2,512 selective-search proposals" in lecture.note.value
+    lecture.pipeline.value = "R-CNN"
+    assert "2,512 boxes, of which R-CNN keeps the best 2,000," in lecture.frame(0)["caption"]
+
+
+def test_fewer_proposals_where_their_pooled_features_would_pass_the_limit(monkeypatch):
+    """The cap is decided before anything is pooled: a backbone whose 2,000 pooled boxes would pass
+    MAX_ELEMENTS pools as many as fit (here the limit is lowered to 40 boxes' worth), and every
+    check still holds on them."""
+    import explainers.models.rcnn_family as rf
+
+    model = get("detection", "shapes")
+    per_box = model.module.backbone.out_channels * 7 * 7
+    monkeypatch.setattr(rf, "MAX_ELEMENTS", 40 * per_box)
+    e = RCNNFamilyExplainer(source="live")
+    assert e.error_text == "" and len(e._m.ss_boxes) == 40 < e._m.ss_found
+    assert set(marks(e)) == {"✔"}, e.check_text
