@@ -280,7 +280,11 @@ class Explainer:
 
     # ------------------------------------------------------------------ machinery
     def guard(self, fn, *args, **kwargs):
-        """Run a callback; a failure becomes one readable line in the widget."""
+        """Run a callback; a failure becomes one readable line in the widget. A page that could not be
+        built does nothing more: its line says why (a control set in code must not replace it with an
+        internal error about what was never built)."""
+        if getattr(self, "failed", ""):
+            return None
         try:
             out = fn(*args, **kwargs)
         except Exception as exc:  # the widget must keep working whatever happens

@@ -114,6 +114,14 @@ class SlidingWindowExplainer(Explainer):
             loaded = load_image(self.live_image(), max_side=128)  # sliding windows are slow on purpose: keep it small
             img = loaded.tensor
             h, w = img.shape[-2:]
+            rf = self._model.window
+            if min(h, w) < rf:
+                # no window fits: say so once, in words the student can act on (every window the slider
+                # offers would fail, the smaller ones as "too small for this network")
+                shrunk = " (after shrinking it to 128 pixels on its longer side)" if loaded.note else ""
+                raise ValueError(f"this image is {w}x{h} pixels{shrunk}; the patch classifier looks at "
+                                 f"{rf}x{rf}-pixel windows, so not one fits: give an image at least {rf} "
+                                 "pixels wide and high")
             self.set_note(f"Drawn: the image at {w}x{h} pixels" + (f" ({loaded.note}: one window per pixel step is "
                                                                       "slow on purpose)" if loaded.note else "") +
                           f"; the patch classifier's own window {self._model.window} px and stride "

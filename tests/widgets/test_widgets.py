@@ -812,3 +812,24 @@ def test_live_model_segmentation_names_only_the_classes_a_student_can_see():
     e.sample.value = "astronaut"                             # a picture where all three are large
     title = e.fig.layout.annotations[0].text
     assert all(n in title for n in ("circle", "square", "triangle")), title
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (37, 53), (16, 1024)])
+def test_sliding_window_on_an_image_no_window_fits_says_so_once(shape):
+    """Live, on an image smaller than the patch classifier's 38-px window, the page said "use a smaller
+    window" (every smaller one fails as too small for the network), its buttons showed Python's
+    AttributeError, and turning "dense" off cleared the line over an empty plot. One line now, that
+    the buttons and controls keep."""
+    import numpy as np
+
+    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    e = SlidingWindowExplainer(source="live", image=img)
+    line = e.error_text
+    assert "not one fits" in line and "at least 38 pixels" in line and "smaller window" not in line, line
+    if shape == (16, 1024):
+        assert "after shrinking it to 128 pixels" in line
+    e.dense.value = True
+    e.fill.click()
+    e.dense.value = False
+    e.window.value = 50
+    assert e.error_text == line and "Error" not in e.error_text
