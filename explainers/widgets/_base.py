@@ -99,6 +99,9 @@ class Explainer:
     #: image live keeps them as the student left them (:meth:`take_controls`); the others (a pixel,
     #: a cell, a box, a detection) start again on the new image
     image_free: tuple[str, ...] = ()
+    #: whether the lecture's numbers come from a model too (then ``model=`` is used in both sources);
+    #: otherwise a ``model=`` given with ``source="lecture"`` is said to be unused, in the note
+    lecture_uses_model = False
 
     def __init__(self, source: str = "lecture", image=None, model=None):
         if source not in SOURCES:
@@ -145,6 +148,8 @@ class Explainer:
             self._show_error(self.failed)
         else:
             self.guard(self.refresh)
+        if self._model_unused() and not self.note.value:
+            self.set_note("")
         self.plot = PlotView(self.fig)
         if self.error.value:                 # the first refresh failed: no stale or empty picture
             self.plot.layout.visibility = "hidden"
@@ -247,7 +252,15 @@ class Explainer:
         notice = getattr(self.model, "notice", "") if self.source == "live" else ""
         if text and notice:
             text = f"{text} ({html.escape(notice)})"
+        if self._model_unused():
+            text = (f"{text} " if text else "") + ("<b>The model you passed is not used here</b>: the lecture's "
+                                                   "numbers are the slide's; pass <code>source=\"live\"</code> "
+                                                   "with <code>model=</code> to draw your model's.")
         self.note.value = f"<span style='font-size:15px;color:#444'>{text}</span>" if text else ""
+
+    def _model_unused(self) -> bool:
+        """``model=`` given to a lecture page that draws no model."""
+        return self.model is not None and self.source == "lecture" and not self.lecture_uses_model
 
     def frame(self, k: int) -> dict:
         """``{"data": {trace_index: {prop: value}}, "layout": {...}, "caption": html}`` for step ``k``.

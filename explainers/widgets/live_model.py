@@ -52,10 +52,16 @@ class LiveModelExplainer(Explainer):
     """Pick a sample or upload an image; the three models run once per image (cached)."""
 
     title = "The live model: segmentation, detection, instance segmentation"
+    lecture_uses_model = True
     #: one picture, no steps: no room kept for step captions (the three panels take it)
     caption_lines = 0
 
     def _build(self):
+        if self.model is not None and self.model.task not in {t for _, t in TASKS} | {"onestage"}:
+            raise ValueError(f"this page shows segmentation, detection and instance segmentation; a "
+                             f"{type(self.model).__name__} ({self.model.task}) does none of them"
+                             + (": the patch classifier labels one window's centre pixel, which the sliding-"
+                                "window page shows" if self.model.task == "patch" else ""))
         self._samples = sample_images()
         names = list(self._samples)
         self.sample = W.Dropdown(options=names, value=names[0], description="image")
@@ -94,7 +100,8 @@ class LiveModelExplainer(Explainer):
         from ..models import get
 
         if self.model is not None:
-            return {self.model.task: self.model}
+            # a one-stage detector (RetinaNet, FCOS, SSD) draws in the detection panel
+            return {"detection" if self.model.task == "onestage" else self.model.task: self.model}
         return {task: get(task) for _, task in TASKS}
 
     def _pick_sample(self):
@@ -159,7 +166,8 @@ class LiveModelExplainer(Explainer):
                 r = self._results.get(task)
                 if r is None:
                     self.fig.data[i].source = png_uri(np.zeros((4, 4, 3), np.uint8))
-                    titles.append(f"{title}: (no model)")
+                    titles.append(f"{title}: " + ("(not what your model does)" if self.model is not None
+                                                  else "(no model)"))
                     continue
                 if task == "segmentation":
                     # the score threshold does not change a label map: draw it once per image

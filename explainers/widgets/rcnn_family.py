@@ -47,6 +47,7 @@ class RCNNFamilyExplainer(Explainer):
     """
 
     image_free = ('pipeline', 'drawn')
+    lecture_uses_model = True
 
     title = "R-CNN, Fast R-CNN, Faster R-CNN: where the computation goes"
     caption_lines = 3

@@ -52,6 +52,7 @@ class SlidingWindowExplainer(Explainer):
     label map fills in; then one fully convolutional pass of the same network gives the same map."""
 
     image_free = ('window', 'stride_ctl')
+    lecture_uses_model = True
 
     title = "Segmentation by sliding window vs one fully convolutional pass"
     play_interval = 150

@@ -127,6 +127,7 @@ class TrainingTargetsExplainer(Explainer):
     """
 
     image_free = ('view', 'weight', 'box_loss')
+    lecture_uses_model = True
 
     title = "Training targets: how a detector is taught"
     play_interval = 1400

@@ -180,3 +180,33 @@ def test_the_live_model_page_says_a_model_was_converted():
         e = LiveModelExplainer(model=copy.deepcopy(get("detection", "shapes").module).double())
     assert not e.error_text, e.error_text
     assert "float64 weights were converted to float32" in e.info.value
+
+
+def test_a_model_given_to_a_lecture_page_that_draws_none_is_said_to_be_unused():
+    """NMSExplainer(model=m) showed the slide's numbers and said nothing: a notebook user believed the
+    boxes were their model's. The note says the model is not used and how to draw it; live, or on a
+    page whose lecture runs the model (the live model page), nothing is said."""
+    from explainers.models import get
+    from explainers.widgets import LiveModelExplainer, NMSExplainer, UnpoolingExplainer
+
+    det = get("detection", "shapes")
+    lecture = NMSExplainer(model=det)
+    assert "not used here" in lecture.note.value and 'source="live"' in lecture.note.value
+    assert "not used here" in UnpoolingExplainer(model=get("segmentation", "shapes")).note.value
+    assert "not used here" not in NMSExplainer(source="live", model=det).note.value
+    assert "not used here" not in NMSExplainer().note.value
+    assert "not used here" not in LiveModelExplainer(model=det).note.value
+
+
+def test_the_live_model_page_draws_a_one_stage_detector_and_refuses_a_patch_classifier_in_words():
+    """A bundled one-stage model gave three empty "(no model)" panels and no word: it is drawn in the
+    detection panel; the patch classifier is refused with one line naming the page that shows it."""
+    from explainers.models import load
+    from explainers.widgets import LiveModelExplainer
+
+    e = LiveModelExplainer(source="live", model=load("onestage", "shapes"))
+    titles = [a.text for a in e.fig.layout.annotations]
+    assert e.error_text == "" and titles[1].startswith("detection: ") and "object(s)" in titles[1]
+    assert "not what your model does" in titles[0] and e.state()["detection"] is not None
+    p = LiveModelExplainer(source="live", model=load("patch", "shapes"))
+    assert "does none of them" in p.error_text and "sliding-window page" in p.error_text
