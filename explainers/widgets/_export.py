@@ -291,11 +291,22 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
     """The body of :meth:`Explainer.export_html` (see there)."""
     import html as _html
 
-    path = Path(path)
+    import os
+
+    if not isinstance(overwrite, bool):
+        # overwrite="no" is a true string: never replace a user's file on a value that only looks false
+        raise TypeError(f"overwrite must be True or False (got {overwrite!r})")
+    path = Path(path).expanduser()
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory: give a file name for the HTML export")
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"export_html writes a web page: give a name ending in .html (got {path.name})")
+    if path.suffix.lower() not in (".html", ".htm") or not path.stem or path.name.startswith("."):
+        raise ValueError(f"export_html writes a web page: give a name ending in .html, e.g. nms.html "
+                         f"(got {path.name or path})")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: the folder {folder} is not writable")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise FileExistsError(f"{path} already exists and is kept: give another name, or overwrite=True to "
                               "replace it")

@@ -203,7 +203,7 @@ def test_export_never_replaces_a_users_file_unless_asked(tmp_path):
     e = entry("NMSExplainer").load()()
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8 a photo")
-    with pytest.raises(ValueError, match=r"give a name ending in \.html \(got photo\.jpg\)"):
+    with pytest.raises(ValueError, match=r"give a name ending in \.html, e\.g\. nms\.html \(got photo\.jpg\)"):
         e.export_html(photo)
     with pytest.raises(ValueError, match="ending in .html"):
         e.export_html(tmp_path / "notes.txt")
@@ -289,3 +289,31 @@ def test_a_page_that_failed_exports_its_error_line(tmp_path):
     assert page.heading == e.title
     assert "⚠ this model cannot be used here" in "".join(page.text)
     assert "<script" not in text                 # nothing to animate
+
+
+def test_export_says_which_folder_is_missing_or_locked_and_takes_only_a_real_yes(tmp_path, monkeypatch):
+    """A missing or unwritable folder named a hidden temporary file (".n.html.3dwd66om.tmp"); "~" was not
+    expanded; ".html" was "a name ending in .html"; overwrite="no" (a true string) replaced the file."""
+    import os
+
+    e = entry("NMSExplainer").load()()
+    with pytest.raises(FileNotFoundError, match=r"the folder .*nofolder does not exist") as err:
+        e.export_html(tmp_path / "nofolder" / "n.html")
+    assert ".tmp" not in str(err.value)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == os.fspath(locked) else real_access(p, mode))
+    with pytest.raises(PermissionError, match=r"the folder .*locked is not writable"):
+        e.export_html(locked / "n.html")
+    monkeypatch.setattr(os, "access", real_access)
+    with pytest.raises(ValueError, match="e.g. nms.html"):
+        e.export_html(tmp_path / ".html")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert e.export_html("~/home.html") == tmp_path / "home.html" and (tmp_path / "home.html").exists()
+    kept = tmp_path / "kept.html"
+    kept.write_text("mine")
+    for no in ("no", "False", 0, None):
+        with pytest.raises(TypeError, match="overwrite must be True or False"):
+            e.export_html(kept, overwrite=no)
+    assert kept.read_text() == "mine"
