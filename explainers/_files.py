@@ -30,11 +30,12 @@ def publish(tmp: str | os.PathLike, dest: str | os.PathLike, overwrite: bool) ->
         os.unlink(tmp)
 
 
-def default_mode() -> int:
-    """The permissions a new file gets under the process's umask (mkstemp makes 0600 files)."""
+def default_mode(folder: bool = False) -> int:
+    """The permissions a new file (or ``folder``) gets under the process's umask (mkstemp makes 0600
+    files, mkdtemp 0700 folders)."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return (0o777 if folder else 0o666) & ~umask
 
 
 def write_whole(dest: str | os.PathLike, write: Callable[[IO[bytes]], None], overwrite: bool,

@@ -206,6 +206,9 @@ def _export_site(args) -> int:
     except SiteError as exc:
         print(f"explainers export-site: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"explainers export-site: interrupted; nothing was written to {args.directory}", file=sys.stderr)
+        return 130
     size = sum(f.stat().st_size for f in files) / 2**20
     print(f"wrote {len(files)} files ({size:.1f} MB) to {args.directory}; open {files[0]}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from .._files import default_mode
 from ..registry import EXPLAINERS
 
 PLOTLY_FILE = "plotly.min.js"
@@ -46,29 +47,57 @@ class SiteError(ValueError):
 
 def export_site(directory) -> list[Path]:
     """Write ``index.html``, one page per explainer and ``plotly.min.js`` into ``directory``,
-    which must be new or empty (nothing of the user's is overwritten). Returns the files."""
+    which must be new or empty (nothing of the user's is overwritten). Returns the files.
+
+    Whole or not at all: the site is built in a hidden folder beside ``directory`` and renamed into
+    place when complete, so an interrupted or failed run leaves nothing behind (a half-written
+    folder was refused by the next run as "not empty")."""
+    import os
+    import shutil
+    import tempfile
+
     from plotly.offline import get_plotlyjs
 
     from .. import __version__
 
-    out = Path(directory)
+    out = Path(directory).expanduser()
     if out.exists() and not out.is_dir():
         raise SiteError(f"{out} is a file, not a folder: give a new folder for the site")
     if out.is_dir() and any(out.iterdir()):
         raise SiteError(f"{out} is not empty: give a new (or empty) folder, nothing in it is overwritten")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise SiteError(f"cannot write in {out}: the folder is not writable")
+    parent = out.absolute().parent
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
     except OSError as exc:
         raise SiteError(f"cannot create {out}: {exc.strerror or exc}") from None
-    files = [out / PLOTLY_FILE]
-    files[0].write_text(get_plotlyjs(), encoding="utf-8")
-    items = []
-    for e in EXPLAINERS:
-        explainer = e.load()(source="lecture")
-        page = explainer.export_html(out / f"{e.notebook}.html", plotly_src=PLOTLY_FILE)
-        files.append(page)
-        items.append(f"<li><a href='{page.name}'>{html.escape(explainer.title)}</a><br>"
-                     f"<span class='small'>{html.escape(e.blurb)}</span></li>")
-    index = out / "index.html"
-    index.write_text(_INDEX.format(items="\n".join(items), version=__version__), encoding="utf-8")
-    return [index] + files
+    try:
+        (tmp / PLOTLY_FILE).write_text(get_plotlyjs(), encoding="utf-8")
+        items, names = [], [PLOTLY_FILE]
+        for e in EXPLAINERS:
+            explainer = e.load()(source="lecture")
+            page = explainer.export_html(tmp / f"{e.notebook}.html", plotly_src=PLOTLY_FILE)
+            explainer.close()
+            names.append(page.name)
+            items.append(f"<li><a href='{page.name}'>{html.escape(explainer.title)}</a><br>"
+                         f"<span class='small'>{html.escape(e.blurb)}</span></li>")
+        (tmp / "index.html").write_text(_INDEX.format(items="\n".join(items), version=__version__),
+                                        encoding="utf-8")
+        os.chmod(tmp, default_mode(folder=True))  # mkdtemp's folder is private: a web folder is not
+        try:
+            os.replace(tmp, out)                  # onto a new name, or an empty folder (POSIX)
+        except OSError:
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+                os.replace(tmp, out)
+            else:
+                raise
+    except OSError as exc:
+        raise SiteError(f"cannot write the site to {out}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [out / "index.html"] + [out / n for n in names]
+

@@ -43,3 +43,46 @@ def test_cli_one_line_and_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "explainers.cli", "export-site", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("explainers export-site:") and len(r.stderr.splitlines()) == 1
+
+
+def test_an_interrupted_or_failed_site_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Ctrl-C or a failure part-way left plotly.min.js and some pages, and the rerun refused the folder
+    as "not empty" (its own leftovers). The site is built beside the folder and renamed into place."""
+    import explainers.app.site as site_mod
+    from explainers.registry import entry
+
+    class Stop:
+        notebook = "99_stop"
+
+        @staticmethod
+        def load():
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(site_mod, "EXPLAINERS", (entry("NMSExplainer"), Stop))
+    with pytest.raises(KeyboardInterrupt):
+        export_site(tmp_path / "course")
+    assert list(tmp_path.iterdir()) == []                     # no folder, no hidden partial one
+    (tmp_path / "empty").mkdir()
+    Stop.load = staticmethod(lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(SiteError, match="cannot write the site to .*empty: No space left on device"):
+        export_site(tmp_path / "empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
+    monkeypatch.setattr(site_mod, "EXPLAINERS", (entry("NMSExplainer"),))
+    files = export_site(tmp_path / "empty")                    # an empty folder is filled
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == sorted(f.name for f in files)
+    from explainers._files import default_mode
+
+    assert (tmp_path / "empty").stat().st_mode & 0o777 == default_mode(folder=True)   # a web folder, not 0700
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_an_empty_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if os.fspath(p) == os.fspath(locked) else real(p, m))
+    with pytest.raises(SiteError, match="cannot write in .*locked: the folder is not writable"):
+        export_site(locked)
+
