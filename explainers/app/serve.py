@@ -15,15 +15,36 @@ def notebook_names() -> list[str]:
     return sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
 
 
+class ServeError(OSError):
+    """The server cannot listen where asked (one line)."""
+
+
 def _free_port(ip: str, preferred: int) -> int:
+    """``preferred`` if it is free on ``ip``, else any free port (ServeError: ``ip`` cannot be listened
+    on at all, in words: an IPv6 address such as ::1 is bound as IPv6, not as IPv4)."""
+    import errno
+
+    host = "" if ip == "0.0.0.0" else ip
+    try:
+        family = socket.getaddrinfo(host or None, preferred, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+    except socket.gaierror:
+        raise ServeError(f"cannot listen on {ip}: not an address or a name this machine knows "
+                         "(try 127.0.0.1, or 0.0.0.0 for every network)") from None
     for port in (preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             try:
-                s.bind((ip if ip != "0.0.0.0" else "", port))
+                s.bind((host, port))
                 return s.getsockname()[1]
-            except OSError:
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise ServeError(f"cannot listen on {ip}: not an address of this machine (try 127.0.0.1, "
+                                     "or 0.0.0.0 for every network)") from None
+                if exc.errno == errno.EACCES and port:
+                    raise ServeError(f"port {port} needs administrator rights here; give one from 1024 to "
+                                     "65535, e.g. 8866") from None
                 continue
-    raise OSError("no free port")  # pragma: no cover
+    raise ServeError(f"cannot listen on {ip}: no free port")  # pragma: no cover
 
 
 def voila_args(port: int, ip: str = "127.0.0.1", preheat: bool = True, start_page: str = TOUR,
@@ -85,7 +106,11 @@ def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", 
               "(0: any free one)", file=sys.stderr)
         return 2
     wanted = port
-    port = _free_port(ip, port)
+    try:
+        port = _free_port(ip, port)
+    except ServeError as exc:
+        print(f"explainers serve: {exc}", file=sys.stderr)
+        return 2
     if wanted and port != wanted:
         print(f"cv-explainers: port {wanted} is busy (another program, or another explainers serve); "
               f"using {port}", flush=True)

@@ -147,6 +147,31 @@ def test_bad_serve_arguments_are_one_line(tmp_path):
     assert r.returncode == 2 and "--max-kernels" in r.stderr
 
 
+@pytest.mark.parametrize("ip, words", [("10.255.255.254", "not an address of this machine"),
+                                       ("no-such-host.invalid", "not an address or a name")])
+def test_an_address_this_machine_cannot_listen_on_is_one_line(ip, words, capsys):
+    """A wrong --ip ended in a traceback "OSError: no free port" (it is not a port problem)."""
+    assert serve(0, ip=ip) == 2
+    err = capsys.readouterr().err
+    assert f"explainers serve: cannot listen on {ip}: {words}" in err and "Traceback" not in err
+
+
+def test_an_ipv6_address_is_bound_as_ipv6():
+    """--ip ::1 (which serve itself counts as local) was bound as IPv4 and failed as "no free port"."""
+    import socket
+
+    from explainers.app.serve import _free_port
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    assert 0 < _free_port("::1", 0) <= 65535
+
+
 def test_default_cap_follows_memory():
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     n = default_max_kernels()
