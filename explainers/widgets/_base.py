@@ -224,9 +224,11 @@ class Explainer:
         Always present: ``source`` ("lecture" or "live"), ``step`` (the current step) and
         ``n_steps``. A notebook or a test can take what a student sees and compare it with
         anything (the model's own tensors, torchvision, a hand computation). A page that shows an
-        error draws nothing: its ``state()`` raises a ValueError with that error.
+        error in place of its picture draws nothing: its ``state()`` raises a ValueError with that
+        error (an upload refused above a picture still shown leaves that picture's numbers).
         """
-        if self.error_text:
+        hidden = self.plot is None or self.plot.layout.visibility == "hidden"
+        if self.error_text and hidden:
             raise ValueError(f"this page shows an error, so it draws no numbers: {self.error_text.lstrip('⚠ ')}")
         return {"source": self.source, "step": self.step.value, "n_steps": self.n_steps(), **self._state()}
 

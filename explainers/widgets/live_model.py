@@ -7,7 +7,7 @@ import ipywidgets as W
 import numpy as np
 from plotly.subplots import make_subplots
 
-from ._base import Explainer, jpeg_uri, png_uri
+from ._base import VERMILLION, Explainer, jpeg_uri, png_uri
 from ._upload import Upload
 
 #: a segmentation class covering less than this fraction of the pixels is not named (title, legend)
@@ -70,7 +70,7 @@ class LiveModelExplainer(Explainer):
                                        layout=W.Layout(width="300px"))
         self.info = W.HTML()
         self.sample.observe(lambda _: self.guard(self._pick_sample), "value")
-        self.upload.on_upload(lambda name, content, size: self.guard(self._uploaded, name, content, size))
+        self.upload.on_upload(self._on_upload)
         self.threshold.observe(lambda _: self.guard(self._draw), "value")
         self.controls = W.VBox([W.HBox([self.sample, self.upload, self.threshold]), self.info])
         fig = make_subplots(1, 3, subplot_titles=[t for t, _ in TASKS], horizontal_spacing=0.02)
@@ -111,17 +111,40 @@ class LiveModelExplainer(Explainer):
         self._image = self._uploads[v] if v in self._uploads else self._samples[v]()
         self.refresh()
 
-    def _uploaded(self, name: str, content: bytes | None, size: int):
-        """An upload arrived (``content`` is None when the browser found it above the limit)."""
+    def _on_upload(self, name: str, content: bytes | None, size: int) -> None:
+        """An upload that cannot be used is one line above the picture still shown (which stays:
+        hiding it left the student to pick another image and come back to see it again)."""
+        if self.failed:
+            return
+        shown = self.sample.value
+        try:
+            self._check_upload(name, content, size)
+        except Exception as exc:
+            self.error.value = (f"<span style='color:{VERMILLION};font-size:17px'>⚠ "
+                                f"{html.escape(self._error_line(exc))} (still showing {html.escape(shown)})</span>")
+            return
+        self.guard(self._accept, name, content)
+
+    def _check_upload(self, name: str, content: bytes | None, size: int) -> None:
         if content is None or size > MAX_UPLOAD_BYTES:
             raise ValueError(f"{name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
                              "Save it smaller (or as JPEG) and upload it again")
+        if not content:
+            raise ValueError(f"{name} is empty (0 bytes): choose the image file again")
         from ..models import load_image
 
         try:
             load_image(content)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+
+    def _uploaded(self, name: str, content: bytes | None, size: int):
+        """An upload arrived (``content`` is None when the browser found it above the limit)."""
+        self._check_upload(name, content, size)
+        self._accept(name, content)
+
+    def _accept(self, name: str, content: bytes) -> None:
+        """Show a checked upload."""
         # the chooser names what is shown: "uploaded: NAME" (the latest upload only, kept for going back)
         label = f"uploaded: {name}"
         self._uploads = {label: content}

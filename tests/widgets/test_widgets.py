@@ -379,6 +379,11 @@ def test_live_model_samples_and_bad_uploads():
         assert e.fig.layout.annotations[1].text.startswith(f"detection: {int((scores >= t).sum())} object(s)")
     _send_upload(e, "notes.txt", b"hello")
     assert "notes.txt" in e.error_text and "not an image" in e.error_text
+    # the picture still shown stays (it was hidden: the student had to pick another image and come back)
+    assert "(still showing uploaded: scene.png)" in e.error_text and e.plot.layout.visibility != "hidden"
+    assert e.state()["image"] == buf.getvalue() and e.sample.value == "uploaded: scene.png"
+    _send_upload(e, "empty.png", b"")
+    assert "empty.png is empty (0 bytes)" in e.error_text
     e.sample.value = "chelsea (cat)"
     assert e.error_text == ""
     # a file above the limit: the browser sends only its name and size; the page says so and works on
