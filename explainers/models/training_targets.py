@@ -86,14 +86,52 @@ def two_stage_module(model):
     return module
 
 
-def _check_target(module, target: dict) -> None:
-    """A one-line ValueError for ground truth this model cannot be trained on (before any run)."""
-    if not isinstance(target, dict) or len(target.get("boxes", [])) == 0:
+#: the ground truth a training run takes at most (each object is matched against every anchor)
+MAX_OBJECTS = 200
+
+
+def _check_target(module, target: dict, size: tuple[int, int] | None = None) -> None:
+    """A one-line ValueError for ground truth this model cannot be trained on (before any run), in the
+    image's own pixels (``size``: its (H, W)): torchvision's own errors spoke of the model's resized
+    frame, and boxes outside the image, 0-1 boxes and masks of another size passed without a word."""
+    if not isinstance(target, dict):
+        raise ValueError(f"the ground truth is a dict {{'boxes': (G, 4), 'labels': (G,)}}; got a "
+                         f"{type(target).__name__}")
+    if len(target.get("boxes", [])) == 0:
         raise ValueError("training needs ground truth: give at least one object box (with its class)")
     boxes, labels = torch.as_tensor(target["boxes"]), torch.as_tensor(target.get("labels", []))
     if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != (len(boxes),):
         raise ValueError(f"the ground truth needs boxes (G, 4) and labels (G,): got boxes {tuple(boxes.shape)} and "
                          f"labels {tuple(labels.shape)}")
+    if len(boxes) > MAX_OBJECTS:
+        raise ValueError(f"the ground truth has {len(boxes):,} boxes; this page trains on at most {MAX_OBJECTS} "
+                         "objects of one image")
+    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise ValueError(f"labels are class numbers (whole numbers); got {labels.tolist()[:5]}")
+    boxes = boxes.double()
+    if not torch.isfinite(boxes).all():
+        raise ValueError("the ground-truth boxes contain NaN or infinite coordinates")
+    thin = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).nonzero().flatten()
+    if len(thin):
+        i = int(thin[0])
+        raise ValueError(f"box {i} = {[round(float(v), 1) for v in boxes[i]]} has no area: boxes are (x1, y1, x2, y2), "
+                         "the top-left corner first and x2 > x1, y2 > y1 (not x, y, width, height)")
+    if size is not None:
+        H, W = size
+        if float(boxes.max()) <= 1.0 and max(H, W) > 16:
+            raise ValueError(f"the boxes look normalised (all coordinates 0-1); give them in pixels of the "
+                             f"{W}x{H} image")
+        out = ((boxes[:, 0] >= W) | (boxes[:, 1] >= H) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)).nonzero().flatten()
+        if len(out):
+            i = int(out[0])
+            raise ValueError(f"box {i} = {[round(float(v), 1) for v in boxes[i]]} lies outside the {W}x{H} image")
+        if "masks" in target:
+            masks = torch.as_tensor(target["masks"])
+            if tuple(masks.shape) != (len(boxes), H, W):
+                raise ValueError(f"the masks must be (G, H, W) = {(len(boxes), H, W)}, one per box at the image's "
+                                 f"size; got {tuple(masks.shape)}")
+    if module is None:                     # the target alone (the model's checks come with the run)
+        return
     n = module.roi_heads.box_predictor.cls_score.out_features
     bad = [int(v) for v in labels.tolist() if not 1 <= int(v) < n]
     if bad:
@@ -116,7 +154,7 @@ def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> 
     from torchvision.models.detection.rpn import concat_box_prediction_layers
 
     module = two_stage_module(model)
-    _check_target(module, target)
+    _check_target(module, target, tuple(image.shape[-2:]))
     net = copy.deepcopy(module).to("cpu").train()    # the model itself stays as it is
     cap: dict = {}
 
@@ -133,6 +171,7 @@ def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> 
                rh.box_roi_pool.register_forward_pre_hook(lambda mod, inp: cap.__setitem__("pool_in", inp)),
                rh.box_predictor.register_forward_hook(keep("predictor"))]
     tgt = {k: torch.as_tensor(v) for k, v in target.items() if k in ("boxes", "labels", "masks", "keypoints")}
+    tgt["boxes"], tgt["labels"] = tgt["boxes"].float(), tgt["labels"].long()      # what torchvision requires
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -4,6 +4,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -410,3 +411,48 @@ def test_a_caption_does_not_repeat_its_step_title(lecture):
             title, words = re.match(r"<b>\d+\. (.*?)</b>: (.*)", cap).groups()
             assert not words.lower().startswith(title.lower()[:10]), (view, k, cap[:120])
     lecture.view.value = VIEWS[0]
+
+
+@pytest.mark.parametrize("target, words", [
+    ([{"boxes": [[20, 20, 80, 90]], "labels": [1]}], "the ground truth is a dict"),
+    ({"boxes": [[100, 120, 30, 40]], "labels": [1]}, r"box 0 = \[100.0, 120.0, 30.0, 40.0\] has no area.*not x, y, width"),
+    ({"boxes": [[1000, 1000, 1200, 1200]], "labels": [1]}, "lies outside the 160x120 image"),
+    ({"boxes": [[0.1, 0.1, 0.5, 0.6]], "labels": [1]}, "look normalised"),
+    ({"boxes": [[20, 20, 80, 90]], "labels": [1.5]}, "whole numbers"),
+    ({"boxes": [[20, 20, 80, 90]], "labels": [1], "masks": torch.ones(1, 50, 50)}, r"masks must be \(G, H, W\) = \(1, 120, 160\)"),
+    ({"boxes": torch.tensor([[20.0, 20, 80, 90]]).repeat(5000, 1), "labels": torch.ones(5000, dtype=torch.long)},
+     "5,000 boxes; this page trains on at most 200"),
+])
+def test_ground_truth_mistakes_are_one_line_in_the_images_own_pixels(target, words):
+    """A float label leaked torchvision's TypeError, x2 < x1 its AssertionError in the model's resized frame;
+    boxes outside the image, 0-1 boxes and masks of another size trained without a word (the check still ✔)."""
+    from explainers.models import get
+    from explainers.models.training_targets import training_run
+
+    with pytest.raises(ValueError, match=words):
+        training_run(get("detection", "shapes"), torch.rand(3, 120, 160), target)
+
+
+def test_whole_float_labels_are_taken_and_a_downscaled_photos_boxes_shrink_with_it():
+    """Labels 1.0 are class 1; a photo above the size limit is downscaled, and its ground truth (in the
+    photo's pixels) with it: the boxes the page trains on sit on the same objects."""
+    from explainers.models import MAX_SIDE, make_scene
+
+    scene = make_scene(10_000_017)
+    big = np.kron(scene.image, np.ones((8, 8, 1), np.uint8))                 # 8x larger, above MAX_SIDE
+    assert max(big.shape[:2]) > MAX_SIDE
+    t = scene.target()
+    target = {"boxes": torch.as_tensor(t["boxes"]) * 8, "labels": torch.as_tensor(t["labels"]).float(),
+              "masks": torch.as_tensor(t["masks"]).repeat_interleave(8, 1).repeat_interleave(8, 2)}
+    from explainers.models import load_image
+    from explainers.widgets.training_targets import _target_at_scale
+
+    loaded = load_image(big)
+    shrunk = _target_at_scale(target, loaded)
+    assert loaded.scale < 1
+    assert torch.allclose(shrunk["boxes"], torch.as_tensor(t["boxes"]).float() * 8 * loaded.scale)
+    assert shrunk["masks"].shape[-2:] == loaded.tensor.shape[-2:]
+    assert abs(float(shrunk["masks"].float().mean()) - float(torch.as_tensor(t["masks"]).float().mean())) < 0.01
+    e = TrainingTargetsExplainer(source="live", image=big, target=target)
+    e.view.value = VIEWS[1]
+    assert e.error_text == "" and set(marks(e)) == {"✔"}, e.error_text
