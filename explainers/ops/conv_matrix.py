@@ -274,8 +274,9 @@ def conv_transpose_output_shape(kernel_shape, input_shape, stride=1, padding=0, 
                              "rows a strided convolution could have skipped at the end")
         size = (n - 1) * st - 2 * pd + kk + o
         if size < 1:
-            raise ValueError(f"the padding ({pd}) crops the whole output ({(n - 1) * st + kk + o} cells before "
-                             "cropping): use less padding or a larger input")
+            full = (n - 1) * st + kk + o
+            raise ValueError(f"the padding ({pd}) crops the whole output ({full} {'cell' if full == 1 else 'cells'} "
+                             "before cropping): use less padding or a larger input")
         out.append(size)
     return tuple(out)
 

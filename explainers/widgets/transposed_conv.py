@@ -273,11 +273,39 @@ class TransposedConvExplainer(Explainer):
         return out
 
     # ------------------------------------------------------------------ compute
+    @staticmethod
+    def _matrix_side(view: str, k: int, s: int, p: int, op: int, n: int) -> tuple[int, int]:
+        """``(rows, columns)`` per dimension of the matrix X the page draws: the convolution's output
+        cells by its zero-padded input's cells (the transposed view's convolution runs on its output)."""
+        if view == "transposed":
+            return n, (n - 1) * s + k + op
+        return (n + 2 * p - k) // s + 1 if s > 0 else 0, n + 2 * p
+
+    def _check_matrix_fits(self, d: int, view: str, k: int, s: int, p: int, op: int, n: int) -> None:
+        """One line in the page's own terms before anything is built (the operator's own limit named
+        an input shape the student never set and a file of the source)."""
+        from ..ops._checks import MAX_LABELS
+
+        rows, cols = self._matrix_side(view, k, s, p, op, n)
+        if min(rows, cols) <= 0 or (rows * cols) ** d <= MAX_LABELS:
+            return                                 # sizes the operator refuses in its own words
+        fits = [m for m in range(n - 1, 0, -1)
+                if 0 < self._matrix_side(view, k, s, p, op, m)[0] and
+                (self._matrix_side(view, k, s, p, op, m)[0] * self._matrix_side(view, k, s, p, op, m)[1]) ** d
+                <= MAX_LABELS]
+        side = "x".join([str(cols - 2 * p if view == "transposed" else rows)] * d)
+        what = "output" if view == "transposed" else "result"
+        advice = f"use input n ≤ {fits[0]}" if fits else "use a smaller kernel"
+        raise ValueError(f"input {'x'.join([str(n)] * d)}, kernel {k}, stride {s}: the {what} is {side} and the "
+                         f"matrix X would have {rows ** d:,} x {cols ** d:,} entries, too many to draw "
+                         f"(at most {MAX_LABELS:,}): {advice}")
+
     def refresh(self):
         d, view = self.dims.value, self.view.value
         s, p, op, n = self.stride.value, self.padding.value, self.out_pad.value, self.size.value
         kern, names = self._kernel_and_labels()
         shape = (n,) * d
+        self._check_matrix_fits(d, view, int(kern.shape[-1]), s, p, op, n)
         if view == "transposed":
             ops.output_shape(tuple(kern.shape), (1,) * d, s, p) if s < 1 else None   # stride 0: one sentence
             conv_transpose_output_shape(    # checks the sizes first, with a clear error

@@ -260,3 +260,30 @@ def test_a_view_switched_back_and_forth_draws_what_a_fresh_page_draws(source):
         x.step.value = 3
     assert e.fig.to_dict() == fresh.fig.to_dict()
     assert e.plot.fig is e.fig and e.plot.figure == fresh.plot.figure     # the view was sent the same figure
+
+
+def test_a_matrix_too_big_to_draw_is_one_line_in_the_pages_own_terms():
+    """2D, kernel 5, stride 4, input 8 said "the symbolic matrix for input_shape (34, 34) ... (MAX_LABELS in
+    explainers/ops/_checks.py) ... or a larger stride" (the student's input is 8x8; the stride slider was
+    at its maximum). The page says it in its own terms, and the input it suggests draws; no setting of
+    the sliders reaches the operator's own limit message."""
+    import re
+
+    from explainers.widgets import TransposedConvExplainer
+
+    e = TransposedConvExplainer()
+    e.dims.value = 2
+    e.ksize.value, e.stride.value, e.padding.value, e.size.value = 5, 4, 0, 8
+    line = e.error_text
+    assert line.startswith("⚠ input 8x8, kernel 5, stride 4: the output is") and "too many to draw" in line, line
+    assert "_checks" not in line and "input_shape" not in line and "larger stride" not in line
+    e.size.value = int(re.search(r"use input n ≤ (\d+)", line).group(1))
+    assert e.error_text == ""
+    for view in ("transposed", "conv"):
+        e.view.value = view
+        for k in (e.ksize.min, e.ksize.max):
+            for s in range(e.stride.min, e.stride.max + 1):
+                for p in (e.padding.min, e.padding.max):
+                    for n in (e.size.max - 1, e.size.max):
+                        e.ksize.value, e.stride.value, e.padding.value, e.size.value = k, s, p, n
+                        assert "MAX_" not in e.error_text and "_checks.py" not in e.error_text, (view, k, s, p, n)
