@@ -236,10 +236,17 @@ def wrap(module: torch.nn.Module, classes: list[str] | None = None, task: str | 
     from .live import make_live_model
 
     if not isinstance(module, torch.nn.Module):
-        raise ValueError(f"wrap() takes a torch.nn.Module: {SUPPORTED}; got a {type(module).__name__}")
+        hint = (f" (the name {module!r}: pass the model itself, or explainers.models.load('detection'))"
+                if isinstance(module, str) else "")
+        raise ValueError(f"the model must be one of the {SUPPORTED}; got a {type(module).__name__}{hint}")
     kind, serves = _module_kind(module)
     if not kind:
-        raise ValueError(f"wrap() supports {SUPPORTED}; got a {type(module).__name__}")
+        origin = type(module).__module__
+        classifier = origin.startswith("torchvision.models") and ".detection" not in origin and \
+            ".segmentation" not in origin and ".video" not in origin and ".optical_flow" not in origin
+        why = (f": a {type(module).__name__} is an image classifier, one label for the whole image, with no "
+               "boxes or masks to draw" if classifier else f"; got a {type(module).__name__}")
+        raise ValueError(f"the model must be one of the {SUPPORTED}{why}")
     if task is None:
         task = kind
     _check_task(task)

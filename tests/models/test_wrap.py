@@ -359,11 +359,12 @@ def _one_line_value_error(fn, *needles):
 def test_unsupported_modules_are_a_clear_error():
     resnet = torchvision.models.resnet18(weights=None)
     supported = ("Faster R-CNN", "Mask R-CNN", "Keypoint R-CNN", "RetinaNet", "FCOS", "SSD", "FCN", "DeepLabV3",
-                 "LR-ASPP", "got a ResNet")
+                 "LR-ASPP", "a ResNet is an image classifier, one label for the whole image")
     _one_line_value_error(lambda: wrap(resnet), *supported)
     _one_line_value_error(lambda: load("detection", resnet), *supported)
     _one_line_value_error(lambda: get("segmentation", resnet), *supported)
-    _one_line_value_error(lambda: wrap("fasterrcnn"), "torch.nn.Module", "got a str")
+    _one_line_value_error(lambda: wrap(torch.nn.Linear(2, 2)), "got a Linear")
+    _one_line_value_error(lambda: wrap("fasterrcnn"), "got a str (the name 'fasterrcnn': pass the model itself")
     frcnn = _faster_rcnn_without_fpn()
     _one_line_value_error(lambda: load("instance", frcnn), "cannot do 'instance'", "no mask head")
     _one_line_value_error(lambda: load("segmentation", frcnn), "cannot do 'segmentation'", "'detection'")
