@@ -188,7 +188,7 @@ def _train(args) -> int:
     from .models.train import main as train_main
 
     extra = [] if args.steps is None else ["--steps", str(args.steps)]
-    rc = train_main([args.task, "--out", str(out)] + extra)
+    rc = train_main([args.task, "--out", str(out)] + extra + ([] if args.force else ["--keep"]))
     if rc == 0:
         for t in TRAIN_TASKS[args.task]:
             pt = out / f"{FILES[t]}.pt"

@@ -92,7 +92,7 @@ def test_train_never_replaces_the_bundled_weights_or_a_users_files(tmp_path, mon
     assert main(["train", "detection", "--out", str(WEIGHTS_DIR)]) == 2
     assert "bundled weights folder" in capsys.readouterr().err and not calls
     assert main(["train", "detection"]) == 0                                  # ./shapes-weights
-    assert calls[-1] == ["detection", "--out", "shapes-weights"]
+    assert calls[-1] == ["detection", "--out", "shapes-weights", "--keep"]     # a file appearing meanwhile: kept
     out = capsys.readouterr().out
     assert "shapes-weights/mask_rcnn.pt" in out and "explainers detect IMAGE --weights" in out
     (tmp_path / "shapes-weights" / "mask_rcnn.pt").write_bytes(b"mine")

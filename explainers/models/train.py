@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .._files import write_whole
 from .device import default_device
 from .evaluate import evaluate_detector, evaluate_one_stage, evaluate_patch, evaluate_segnet
 from .nets import PatchClassifier, SegNet, small_fcos, small_mask_rcnn
@@ -89,8 +90,11 @@ def _cosine(step: int, total: int, warmup: int, progress: float | None = None) -
 
 
 def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: int = 0, pool: int = 1500,
-          eval_scenes: int = 200, max_minutes: float | None = None, progress: bool = True) -> dict:
-    """Train one model; returns its model card (also written beside the weights)."""
+          eval_scenes: int = 200, max_minutes: float | None = None, progress: bool = True,
+          overwrite: bool = True) -> dict:
+    """Train one model; returns its model card (also written beside the weights). Each file is
+    written whole or not at all (Ctrl-C during the save leaves no truncated ``.pt``); with
+    ``overwrite=False`` a file that appeared during training is kept (FileExistsError)."""
     task = "detection" if task == "instance" else task
     if task not in FILES:
         raise ValueError(f"task must be one of patch, segmentation, detection, instance, onestage; got {task!r}")
@@ -163,7 +167,7 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = FILES[task]
-    torch.save(model.cpu().state_dict(), out / f"{name}.pt")
+    write_whole(out / f"{name}.pt", lambda f: torch.save(model.cpu().state_dict(), f), overwrite)
     card = {
         "model": name, "task": task, "classes": list(CLASSES),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -177,7 +181,7 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
                      "machine": platform.machine()},
         "held_out": metrics,
     }
-    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_whole(out / f"{name}.json", lambda f: f.write((json.dumps(card, indent=2) + "\n").encode()), overwrite)
     return card
 
 
@@ -194,12 +198,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU threads for torch (default: torch's own; 1 is faster on a busy shared machine)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long "
                    "(and end the learning-rate schedule with it); default 18.5 for onestage, else none")
+    p.add_argument("--keep", action="store_true", help="keep a file that appeared in --out while training "
+                   "(explainers train passes it unless --force)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     tasks = ["patch", "segmentation", "detection", "onestage"] if a.task == "all" else [a.task]
     for t in tasks:
-        card = train(t, a.steps, a.out, a.seed, a.pool, a.eval_scenes, a.max_minutes)
+        try:
+            card = train(t, a.steps, a.out, a.seed, a.pool, a.eval_scenes, a.max_minutes, overwrite=not a.keep)
+        except FileExistsError as exc:
+            print(f"explainers train: {exc} appeared in the folder while training and is kept; the new "
+                  f"{t} model is not saved (give another --out, or --force)", file=sys.stderr)
+            return 2
         print(json.dumps({"model": card["model"], "held_out": card["held_out"],
                           "seconds": card["training"]["seconds"]}, indent=None))
     return 0

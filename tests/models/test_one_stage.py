@@ -58,3 +58,23 @@ def test_training_code_runs_two_steps(tmp_path):
     sd = torch.load(tmp_path / "fcos.pt", weights_only=True)
     small_fcos().load_state_dict(sd)            # the file is the bundled architecture
     assert json.loads((tmp_path / "fcos.json").read_text())["training"]["planned_steps"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcos.json", "fcos.pt"]        # no temporary file left
+
+
+def test_training_keeps_a_file_that_appeared_meanwhile_and_saves_whole(tmp_path, monkeypatch):
+    """`explainers train` checks the folder before minutes of training; a file that appeared meanwhile was
+    overwritten, and Ctrl-C in torch.save left a truncated .pt: now kept (one line, exit 2) and whole."""
+    import explainers.models.train as mt
+
+    (tmp_path / "fcos.pt").write_bytes(b"mine")
+    args = ["onestage", "--out", str(tmp_path), "--steps", "1", "--pool", "2", "--eval-scenes", "1", "--keep"]
+    assert mt.main(args) == 2
+    assert (tmp_path / "fcos.pt").read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["fcos.pt"]
+
+    def interrupted(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(mt.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train("onestage", steps=1, out=tmp_path / "new", pool=2, eval_scenes=1, progress=False)
+    assert list((tmp_path / "new").iterdir()) == []
