@@ -1,4 +1,4 @@
-"""The ``explainers`` command line.
+"""The explainers command line.
 
     explainers serve [--port N] [--notebook NAME]   the tour as a Voila page on 127.0.0.1
     explainers detect IMAGE -o out.png              boxes (and masks with --instance)
@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("download", help="download torchvision's COCO weights for a task")
     p.add_argument("task", choices=["segmentation", "detection", "instance"])
     p.set_defaults(func=_download)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:            # named by the command they were given to: "explainers segment: ... --threshold"
+        (sub.choices.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -40,7 +40,7 @@ def test_segment_has_no_threshold_it_would_ignore(capsys):
     """A label map has no scores: segment offers no --threshold (it would change nothing)."""
     with pytest.raises(SystemExit) as exit_:
         main(["segment", "scene.png", "--threshold", "0.9"])
-    assert exit_.value.code == 2 and "unrecognized arguments: --threshold" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "explainers segment: unrecognized arguments: --threshold" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["detect"])

@@ -90,7 +90,11 @@ def serve(port: int = 8866, notebook: str | None = None, ip: str = "127.0.0.1", 
     name = name[:-6] if name.endswith(".ipynb") else name
     if name not in names:
         matches = [n for n in names if name in n]
-        if len(matches) != 1:
+        if len(matches) > 1:
+            print(f"explainers serve: {name!r} matches {len(matches)} notebooks ({', '.join(matches)}); "
+                  "give more of the name", file=sys.stderr)
+            return 2
+        if not matches:
             print(f"explainers serve: no notebook {name!r}; choose from {', '.join(names)}", file=sys.stderr)
             return 2
         name = matches[0]

@@ -142,6 +142,7 @@ def test_bad_serve_arguments_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "explainers.cli", "serve", "--notebook", "nope"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "no notebook 'nope'" in r.stderr
+    assert serve(0, notebook="1") == 2                       # 01, 10, 11 and 12 all contain "1"
     r = subprocess.run([sys.executable, "-m", "explainers.cli", "serve", "--max-kernels", "-3"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--max-kernels" in r.stderr
