@@ -271,6 +271,10 @@ class RoIPoolAlignExplainer(Explainer):
         self.refresh()
 
     def refresh(self):
+        for a, b, across in ((self.x1, self.x2, ("left", "right")), (self.y1, self.y2, ("up", "down"))):
+            if a.value > b.value:        # in the sliders' words (the operator speaks of box[0] and x2 < x1)
+                raise ValueError(f"{a.description} ({a.value:g}) is past {b.description} ({b.value:g}): move "
+                                 f"{a.description} {across[0]} or {b.description} {across[1]}")
         box = torch.tensor([self.x1.value, self.y1.value, self.x2.value, self.y2.value])
         out = self.out_size.value
         if self.source == "live":

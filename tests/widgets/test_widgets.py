@@ -255,7 +255,7 @@ def test_roi_explainer_moves_and_rejects_bad_boxes():
     e.sampling.value = 4
     assert agrees(e)
     e.x2.value = 0.1
-    assert "x2 < x1" in e.error_text
+    assert "x1 (0.2) is past x2 (0.1): move x1 left or x2 right" in e.error_text     # in the sliders' words
     e.x2.value = 6.0
     assert e.error_text == "" and agrees(e)
     # the caption's chosen point is a real sampling point with its four neighbours
