@@ -8,6 +8,23 @@ import torch
 ENV = "EXPLAINERS_DEVICE"
 
 
+def resolve_device(device=None) -> torch.device:
+    """``device`` as a ``torch.device`` (None: :func:`default_device`); a name this machine cannot use is
+    one ValueError in words (torch's own is a RuntimeError deep in the first ``.to()``)."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device name (try cpu, cuda, cuda:0, mps)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or
+                               (dev.index is not None and dev.index >= torch.cuda.device_count())):
+        raise ValueError(f"device={device!r}, but this machine has no such CUDA GPU (use device='cpu')")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device={device!r}, but Apple MPS is not available here (use device='cpu')")
+    return dev
+
+
 def default_device() -> torch.device:
     """CUDA if available, else Apple MPS, else CPU; ``$EXPLAINERS_DEVICE`` overrides (e.g. ``cpu``, ``cuda:1``).
 

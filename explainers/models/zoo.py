@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .device import default_device
+from .device import resolve_device
 from .nets import PatchClassifier, SegNet, small_fcos, small_mask_rcnn
 from .shapes import CLASSES
 
@@ -112,7 +112,8 @@ def _load_coco(task: str, flavour: str):
 
 def _load_checkpoint(task: str, path: Path):
     if not path.exists():
-        raise ModelUnavailable(f"no checkpoint file at {path}")
+        raise ModelUnavailable(f"no checkpoint file at {path} (weights= takes \"auto\", \"shapes\", \"coco\" "
+                               f"(\"voc\" for segmentation), a checkpoint's path or a torch.nn.Module)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -270,7 +271,7 @@ def wrap(module: torch.nn.Module, classes: list[str] | None = None, task: str | 
         if n is not None and len(classes) != n:
             raise ValueError(f"classes has {len(classes)} names but the model predicts {n} classes "
                              "(index 0 is the background)")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     return make_live_model(task, module, classes, f"module:{type(module).__name__}", device)
 
 
@@ -302,7 +303,7 @@ def load(task: str, weights: str | os.PathLike = "auto", device: torch.device | 
             f"a {type(weights).__name__}"
         raise ValueError(f'weights must be "auto", "shapes", "coco" ("voc" for segmentation) or the path of a '
                          f'checkpoint file, or a torch.nn.Module; got {got}')
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     notice = ""
     if isinstance(weights, (str, os.PathLike)) and str(weights) == "auto":
         local = local_weights_path(task)

@@ -162,3 +162,18 @@ def test_a_model_on_a_gpu_turns_tf32_convolutions_off():
         assert torch.backends.cudnn.allow_tf32 is False
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+def test_a_device_or_weights_name_that_cannot_be_used_is_one_line():
+    """device='cuda' on a machine without one was torch's RuntimeError at the first .to(); weights="imagenet"
+    said only "no checkpoint file at imagenet"."""
+    from explainers.models.device import resolve_device
+
+    with pytest.raises(ValueError, match="'gpu' is not a device name"):
+        load("detection", "shapes", device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no such CUDA GPU"):
+            load("detection", "shapes", device="cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ModelUnavailable, match='no checkpoint file at imagenet .*takes "auto", "shapes", "coco"'):
+        load("detection", weights="imagenet")
