@@ -120,6 +120,9 @@ class LiveModelExplainer(Explainer):
         try:
             self._check_upload(name, content, size)
         except Exception as exc:
+            if self.plot is not None and self.plot.layout.visibility == "hidden":
+                self._show_error(self._error_line(exc))       # nothing shown to keep: the line alone
+                return
             self.error.value = (f"<span style='color:{VERMILLION};font-size:17px'>⚠ "
                                 f"{html.escape(self._error_line(exc))} (still showing {html.escape(shown)})</span>")
             return
