@@ -21,7 +21,7 @@ def publish(tmp: str | os.PathLike, dest: str | os.PathLike, overwrite: bool) ->
     try:
         os.link(tmp, dest)
     except FileExistsError:
-        raise
+        raise FileExistsError(str(dest)) from None     # the user's file, not the hidden temporary one
     except OSError:                  # no hard links here (some network or FAT file systems)
         if os.path.lexists(dest):
             raise FileExistsError(str(dest)) from None

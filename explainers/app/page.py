@@ -53,6 +53,7 @@ class Page:
         names = [n for n in self._samples if self._targets is None or n in self._targets]
         self._built = {(first.source, DEFAULT_SAMPLE if first.source == "live" else None): first}
         self._last_live = first if first.source == "live" else None     # whose controls another image takes
+        self._given = first if not isinstance(explainer, type) else None
         self.source = W.ToggleButtons(options=[("the slide's numbers", "lecture"), ("the live model", "live")],
                                       value=first.source, style={"button_width": "170px"},
                                       tooltips=["the lecture's worked example", "real tensors from the running model"])
@@ -106,7 +107,8 @@ class Page:
             self._place_bar(shown)
             self.body.children = [shown.widget]
             self._built[key] = self._built.pop(key)           # the most recently shown last
-            live = [k for k in self._built if k[0] == "live"]
+            # the explainer the page was given is the user's own (their image, their model): never closed
+            live = [k for k in self._built if k[0] == "live" and self._built[k] is not self._given]
             for old in live[:max(0, len(live) - KEEP_LIVE)]:
                 self._built.pop(old).close()
             self.error.value = ""
@@ -116,7 +118,7 @@ class Page:
                                 f"{html.escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}</span>")
 
     def close(self) -> None:
-        """Close every explainer this page built, and the page's own widgets."""
+        """Close the page: every explainer it built or was given, and its own widgets."""
         for built in self._built.values():
             built.close()
         self._built.clear()

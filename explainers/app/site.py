@@ -49,9 +49,9 @@ def export_site(directory) -> list[Path]:
     """Write ``index.html``, one page per explainer and ``plotly.min.js`` into ``directory``,
     which must be new or empty (nothing of the user's is overwritten). Returns the files.
 
-    Whole or not at all: the site is built in a hidden folder beside ``directory`` and renamed into
-    place when complete, so an interrupted or failed run leaves nothing behind (a half-written
-    folder was refused by the next run as "not empty")."""
+    Whole or not at all: the site is built in a hidden folder (beside a new ``directory``, inside an
+    existing empty one) and moved into place when complete, so an interrupted or failed run leaves
+    nothing behind (a half-written folder was refused by the next run as "not empty")."""
     import os
     import shutil
     import tempfile
@@ -67,7 +67,10 @@ def export_site(directory) -> list[Path]:
         raise SiteError(f"{out} is not empty: give a new (or empty) folder, nothing in it is overwritten")
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
         raise SiteError(f"cannot write in {out}: the folder is not writable")
-    parent = out.absolute().parent
+    # a new folder is built beside it and renamed into place; an existing empty one (perhaps a mount
+    # point or a link, which cannot be replaced) gets a hidden folder inside, whose files move up
+    existing = out.is_dir()
+    parent = out if existing else out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
@@ -85,15 +88,12 @@ def export_site(directory) -> list[Path]:
                          f"<span class='small'>{html.escape(e.blurb)}</span></li>")
         (tmp / "index.html").write_text(_INDEX.format(items="\n".join(items), version=__version__),
                                         encoding="utf-8")
-        os.chmod(tmp, default_mode(folder=True))  # mkdtemp's folder is private: a web folder is not
-        try:
-            os.replace(tmp, out)                  # onto a new name, or an empty folder (POSIX)
-        except OSError:
-            if out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
-                os.replace(tmp, out)
-            else:
-                raise
+        if existing:
+            for name in names + ["index.html"]:
+                os.replace(tmp / name, out / name)
+        else:
+            os.chmod(tmp, default_mode(folder=True))  # mkdtemp's folder is private: a web folder is not
+            os.replace(tmp, out)
     except OSError as exc:
         raise SiteError(f"cannot write the site to {out}: {exc.strerror or exc}") from None
     finally:

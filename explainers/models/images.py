@@ -265,7 +265,10 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
     elif hasattr(image, "mode") and hasattr(image, "size"):  # PIL
         w, h = image.size
         _check_shape(w, h)
-        arr, original, note = _upright(_from_pil(image, max_side), (h, w), _orientation(image))
+        # the tag is trusted on an image as opened from a file; rotate(), transpose() and copy() keep
+        # it while the pixels may already be turned (format None), and exif_transpose removes it
+        turn = _orientation(image) if getattr(image, "format", None) else 1
+        arr, original, note = _upright(_from_pil(image, max_side), (h, w), turn)
         arr = _array_to_hwc(arr)
     else:
         raise ImageError(f"cannot read an image from a {type(image).__name__}; give a path, array, PIL image or tensor")

@@ -167,6 +167,10 @@ def train(task: str, steps: int | None = None, out: Path = WEIGHTS_DIR, seed: in
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = FILES[task]
+    if not overwrite:                      # both or neither: never a new .pt beside someone's .json
+        for there in (out / f"{name}.pt", out / f"{name}.json"):
+            if there.exists():
+                raise FileExistsError(str(there))
     write_whole(out / f"{name}.pt", lambda f: torch.save(model.cpu().state_dict(), f), overwrite)
     card = {
         "model": name, "task": task, "classes": list(CLASSES),

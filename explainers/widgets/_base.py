@@ -3,6 +3,7 @@ HTML export, and a projector-friendly look.  Subclasses hold layout and callback
 all numbers come from :mod:`explainers.ops` and :mod:`explainers.models`."""
 from __future__ import annotations
 
+import functools
 import html
 import inspect
 import traceback
@@ -131,7 +132,7 @@ class Explainer:
         self.fig = go.Figure()
         self.fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=40, r=20, t=70, b=40),
                                height=520, showlegend=False)
-        self.controls = W.HBox([])
+        self.controls = placeholder = W.HBox([])
         # the animation controls: shown only when there is more than one step to go through
         self.anim = W.HBox([self.play, self.back, self.forward, self.step, self.step_label, self.speed])
         self.failed = ""
@@ -148,6 +149,9 @@ class Explainer:
             self._show_error(self.failed)
         else:
             self.guard(self.refresh)
+        if self.controls is not placeholder:      # the page's own controls took its place
+            placeholder.layout.close()
+            placeholder.close()
         if self._model_unused() and not self.note.value:
             self.set_note("")
         self.plot = PlotView(self.fig)
@@ -170,7 +174,7 @@ class Explainer:
         # plot (sized to the window by PlotView), then the checks
         # room for the longest caption of the page (1280 px wide), kept while stepping: the plot
         # below never jumps when a caption takes another line
-        self.caption.layout = W.Layout(min_height=f"{self.caption_lines * 26}px")
+        self.caption.layout.min_height = f"{self.caption_lines * 26}px"
         self.widget = W.VBox([header, self.controls, anim, self.error, self.caption, self.plot, self.check,
                               self.note] if not self.failed else [header, self.error, self.note])
 
@@ -186,6 +190,10 @@ class Explainer:
             seen.add(id(w))
             for child in getattr(w, "children", None) or ():
                 walk(child)
+            for part in (getattr(w, "layout", None), getattr(w, "style", None)):
+                if isinstance(part, W.Widget) and id(part) not in seen:    # their own widgets in the kernel
+                    seen.add(id(part))
+                    part.close()
             w.close()
 
         for value in list(vars(self).values()):
@@ -236,6 +244,16 @@ class Explainer:
         """Each explainer's ``state()`` documents its own keys (``help(NMSExplainer.state)``): its
         ``_state`` docstring under the common one."""
         super().__init_subclass__(**kwargs)
+        if "n_steps" in cls.__dict__:
+            counted = cls.__dict__["n_steps"]
+
+            @functools.wraps(counted)
+            def n_steps(self) -> int:
+                if getattr(self, "failed", ""):     # nothing was built to count: the page's own line
+                    raise ValueError(f"this page could not be built: {self.failed}")
+                return counted(self)
+
+            cls.n_steps = n_steps
         if "_state" in cls.__dict__ and "state" not in cls.__dict__ and cls._state.__doc__:
             def state(self) -> dict:
                 return Explainer.state(self)

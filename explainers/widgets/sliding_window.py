@@ -45,6 +45,8 @@ def _grid_lines(nH: int, nW: int) -> tuple[list, list]:
 
 #: the titles of the crop and the scores panels while windows slide (the dense pass changes them)
 WINDOW_TITLES = ("the window", "class scores")
+#: live, the image is shrunk to this many pixels on its longer side (one window per pixel step is slow)
+LIVE_SIDE = 128
 
 
 class SlidingWindowExplainer(Explainer):
@@ -112,17 +114,21 @@ class SlidingWindowExplainer(Explainer):
         if self.source == "lecture":
             img = make_scene(LECTURE_SEED, size=LECTURE_SIZE).tensor()
         else:
-            loaded = load_image(self.live_image(), max_side=128)  # sliding windows are slow on purpose: keep it small
+            loaded = load_image(self.live_image(), max_side=LIVE_SIDE)  # windows are slow on purpose: keep it small
             img = loaded.tensor
             h, w = img.shape[-2:]
             rf = self._model.window
             if min(h, w) < rf:
                 # no window fits: say so once, in words the student can act on (every window the slider
                 # offers would fail, the smaller ones as "too small for this network")
-                shrunk = " (after shrinking it to 128 pixels on its longer side)" if loaded.note else ""
-                raise ValueError(f"this image is {w}x{h} pixels{shrunk}; the patch classifier looks at "
-                                 f"{rf}x{rf}-pixel windows, so not one fits: give an image at least {rf} "
-                                 "pixels wide and high")
+                if max(loaded.original_size) > LIVE_SIDE:     # shrunk: the shape, not the size, is the problem
+                    oh, ow = loaded.original_size
+                    raise ValueError(f"this image is {ow}x{oh} pixels, shrunk to {w}x{h} ({LIVE_SIDE} pixels on its "
+                                     f"longer side); the patch classifier looks at {rf}x{rf}-pixel windows, so not "
+                                     f"one fits: give a less elongated image (its shorter side at least "
+                                     f"{math.ceil(100 * rf / LIVE_SIDE)}% of its longer side)")
+                raise ValueError(f"this image is {w}x{h} pixels; the patch classifier looks at {rf}x{rf}-pixel "
+                                 f"windows, so not one fits: give an image at least {rf} pixels wide and high")
             self.set_note(f"Drawn: the image at {w}x{h} pixels" + (f" ({loaded.note}: one window per pixel step is "
                                                                       "slow on purpose)" if loaded.note else "") +
                           f"; the patch classifier's own window {self._model.window} px and stride "

@@ -86,3 +86,20 @@ def test_an_empty_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatc
     with pytest.raises(SiteError, match="cannot write in .*locked: the folder is not writable"):
         export_site(locked)
 
+
+
+def test_an_existing_empty_folder_reached_through_a_link_is_filled(tmp_path, monkeypatch):
+    """An empty folder that cannot be replaced (a mount point, a link to a folder: an empty Docker volume
+    or web root) failed after the whole build ("Device or resource busy", "Not a directory"): the site
+    is built in a hidden folder inside it and its files moved up."""
+    import explainers.app.site as site_mod
+    from explainers.registry import entry
+
+    monkeypatch.setattr(site_mod, "EXPLAINERS", (entry("NMSExplainer"),))
+    target = tmp_path / "webroot"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    files = export_site(link)
+    assert link.is_symlink() and sorted(p.name for p in target.iterdir()) == sorted(f.name for f in files)
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]

@@ -259,3 +259,21 @@ def test_a_phone_photo_is_turned_upright_as_its_exif_tag_says(tmp_path, orientat
     assert ("EXIF orientation" in loaded.note) == (orientation != 1), loaded.note
     if not big:                                       # a PIL image opened by the user: the same
         assert torch.equal(load_image(Image.open(path)).tensor, loaded.tensor)
+
+
+def test_a_pil_image_the_user_turned_already_is_not_turned_again(tmp_path):
+    """rotate() and transpose() keep the EXIF tag while the pixels are already upright: the tag is
+    trusted only on an image as opened from a file."""
+    from PIL import Image
+
+    from explainers.models.images import EXIF_ORIENTATION
+
+    img = Image.fromarray(np.zeros((40, 60, 3), np.uint8))
+    exif = img.getexif()
+    exif[EXIF_ORIENTATION] = 6
+    img.save(tmp_path / "phone.jpg", exif=exif)
+    opened = Image.open(tmp_path / "phone.jpg")
+    turned = opened.rotate(-90, expand=True)             # the student's own fix
+    assert turned.getexif().get(EXIF_ORIENTATION) == 6 and turned.size == (40, 60)
+    assert load_image(turned).tensor.shape[1:] == (60, 40) and "EXIF" not in load_image(turned).note
+    assert load_image(opened).tensor.shape[1:] == (60, 40) and "EXIF" in load_image(opened).note

@@ -61,15 +61,19 @@ def test_training_code_runs_two_steps(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fcos.json", "fcos.pt"]        # no temporary file left
 
 
-def test_training_keeps_a_file_that_appeared_meanwhile_and_saves_whole(tmp_path, monkeypatch):
+def test_training_keeps_a_file_that_appeared_meanwhile_and_saves_whole(tmp_path, monkeypatch, capsys):
     """`explainers train` checks the folder before minutes of training; a file that appeared meanwhile was
     overwritten, and Ctrl-C in torch.save left a truncated .pt: now kept (one line, exit 2) and whole."""
     import explainers.models.train as mt
 
-    (tmp_path / "fcos.pt").write_bytes(b"mine")
+    (tmp_path / "fcos.json").write_text("my card")
     args = ["onestage", "--out", str(tmp_path), "--steps", "1", "--pool", "2", "--eval-scenes", "1", "--keep"]
     assert mt.main(args) == 2
-    assert (tmp_path / "fcos.pt").read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["fcos.pt"]
+    err = capsys.readouterr().err
+    # the user's file named (not a hidden temporary one), and no new .pt beside the user's .json
+    assert f"explainers train: {tmp_path / 'fcos.json'} appeared in the folder" in err and ".tmp" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fcos.json"]
+    assert (tmp_path / "fcos.json").read_text() == "my card"
 
     def interrupted(obj, f, *a, **k):
         f.write(b"half a checkpoint")
