@@ -71,7 +71,11 @@ class Upload(anywidget.AnyWidget):
         if event not in ("file", "too_large"):
             return
         data = None
-        if event == "file" and buffers:
-            data = bytes(buffers[0])
+        if event == "file":             # a file message without its buffer: an empty file, not a too-large one
+            data = bytes(buffers[0]) if buffers else b""
+        try:
+            size = int(content.get("size", 0))
+        except (TypeError, ValueError):  # only a crafted message: the bytes that arrived count
+            size = len(data or b"")
         for cb in self._callbacks:
-            cb(str(content.get("name", "the file")), data, int(content.get("size", 0)))
+            cb(str(content.get("name", "the file")), data, size)

@@ -384,6 +384,10 @@ def test_live_model_samples_and_bad_uploads():
     assert e.state()["image"] == buf.getvalue() and e.sample.value == "uploaded: scene.png"
     _send_upload(e, "empty.png", b"")
     assert "empty.png is empty (0 bytes)" in e.error_text
+    e.upload._handle(e.upload, {"event": "file", "name": "nobuffer.png", "size": 0}, [])   # no buffer at all
+    assert "nobuffer.png is empty (0 bytes)" in e.error_text and "limit" not in e.error_text
+    e.upload._handle(e.upload, {"event": "file", "name": "odd.png", "size": "x"}, [memoryview(b"hello")])
+    assert "odd.png" in e.error_text and "not an image" in e.error_text
     e.sample.value = "chelsea (cat)"
     assert e.error_text == ""
     # a file above the limit: the browser sends only its name and size; the page says so and works on
