@@ -90,7 +90,7 @@ def two_stage_module(model):
 MAX_OBJECTS = 200
 
 
-def _check_target(module, target: dict, size: tuple[int, int] | None = None) -> None:
+def check_target(module, target: dict, size: tuple[int, int] | None = None) -> None:
     """A one-line ValueError for ground truth this model cannot be trained on (before any run), in the
     image's own pixels (``size``: its (H, W)): torchvision's own errors spoke of the model's resized
     frame, and boxes outside the image, 0-1 boxes and masks of another size passed without a word."""
@@ -154,7 +154,7 @@ def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> 
     from torchvision.models.detection.rpn import concat_box_prediction_layers
 
     module = two_stage_module(model)
-    _check_target(module, target, tuple(image.shape[-2:]))
+    check_target(module, target, tuple(image.shape[-2:]))
     net = copy.deepcopy(module).to("cpu").train()    # the model itself stays as it is
     cap: dict = {}
 

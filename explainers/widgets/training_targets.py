@@ -55,11 +55,11 @@ LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "
 def _target_at_scale(target, loaded):
     """The user's ground truth on the image as loaded: its boxes and masks shrunk with the image
     (a photo above the size limit is downscaled; its boxes, in the photo's pixels, were not)."""
-    from ..models.training_targets import _check_target
+    from ..models.training_targets import check_target
 
     if not isinstance(target, dict) or loaded.scale == 1.0:
         return target
-    _check_target(None, target, loaded.original_size)            # in the user's own pixels first
+    check_target(None, target, loaded.original_size)            # in the user's own pixels first
     out = dict(target)
     out["boxes"] = torch.as_tensor(target["boxes"], dtype=torch.float32) * loaded.scale
     if "masks" in target:

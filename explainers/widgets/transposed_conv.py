@@ -286,16 +286,17 @@ class TransposedConvExplainer(Explainer):
         an input shape the student never set and a file of the source)."""
         from ..ops._checks import MAX_LABELS
 
+        def fits(m: int) -> bool:
+            r, c = self._matrix_side(view, k, s, p, op, m)
+            return (r * c) ** d <= MAX_LABELS
+
         rows, cols = self._matrix_side(view, k, s, p, op, n)
-        if min(rows, cols) <= 0 or (rows * cols) ** d <= MAX_LABELS:
+        if min(rows, cols) <= 0 or fits(n):
             return                                 # sizes the operator refuses in its own words
-        fits = [m for m in range(n - 1, 0, -1)
-                if 0 < self._matrix_side(view, k, s, p, op, m)[0] and
-                (self._matrix_side(view, k, s, p, op, m)[0] * self._matrix_side(view, k, s, p, op, m)[1]) ** d
-                <= MAX_LABELS]
+        smaller = [m for m in range(n - 1, 0, -1) if self._matrix_side(view, k, s, p, op, m)[0] > 0 and fits(m)]
         side = "x".join([str(cols - 2 * p if view == "transposed" else rows)] * d)
         what = "output" if view == "transposed" else "result"
-        advice = f"use input n ≤ {fits[0]}" if fits else "use a smaller kernel"
+        advice = f"use input n ≤ {smaller[0]}" if smaller else "use a smaller kernel"
         raise ValueError(f"input {'x'.join([str(n)] * d)}, kernel {k}, stride {s}: the {what} is {side} and the "
                          f"matrix X would have {rows ** d:,} x {cols ** d:,} entries, too many to draw "
                          f"(at most {MAX_LABELS:,}): {advice}")
