@@ -119,11 +119,12 @@ class Page:
 
     def close(self) -> None:
         """Close the page: every explainer it built or was given, and its own widgets."""
+        from ..widgets._base import close_widgets      # (not at import: the server imports this module)
+
         for built in self._built.values():
             built.close()
         self._built.clear()
-        for w in (self.source, self.sample, self.error, self.bar, self.body, self.widget):
-            w.close()
+        close_widgets([self.widget, self.bar])
 
     def _repr_mimebundle_(self, **kwargs):
         self.explainer.sync_figure()

@@ -79,6 +79,27 @@ def stack_label(placed: list, x: float, y: float, w: float, line: float, max_y: 
     return y
 
 
+def close_widgets(roots) -> None:
+    """Close each widget in ``roots`` (other values are skipped), its children, and their layouts and
+    styles (``Widget.close`` leaves those registered in the kernel)."""
+    seen: set[int] = set()
+
+    def walk(w):
+        if not isinstance(w, W.Widget) or id(w) in seen:
+            return
+        seen.add(id(w))
+        for child in getattr(w, "children", None) or ():
+            walk(child)
+        for part in (getattr(w, "layout", None), getattr(w, "style", None)):
+            if isinstance(part, W.Widget) and id(part) not in seen:
+                seen.add(id(part))
+                part.close()
+        w.close()
+
+    for root in list(roots):
+        walk(root)
+
+
 def fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
 
@@ -182,22 +203,7 @@ class Explainer:
         """Close every widget of this explainer (its controls, plot and the play link), so that the
         kernel lets go of it and of what it holds (a live model's captured tensors): a page that is
         no longer shown is closed and, if asked for again, built again."""
-        seen: set[int] = set()
-
-        def walk(w):
-            if not isinstance(w, W.Widget) or id(w) in seen:
-                return
-            seen.add(id(w))
-            for child in getattr(w, "children", None) or ():
-                walk(child)
-            for part in (getattr(w, "layout", None), getattr(w, "style", None)):
-                if isinstance(part, W.Widget) and id(part) not in seen:    # their own widgets in the kernel
-                    seen.add(id(part))
-                    part.close()
-            w.close()
-
-        for value in list(vars(self).values()):
-            walk(value)
+        close_widgets(vars(self).values())
 
     def take_controls(self, other: "Explainer") -> list[str]:
         """Set this explainer's :attr:`image_free` controls to ``other``'s values (the same page on
