@@ -33,3 +33,14 @@ def release() -> bool:
         return False
     _malloc_trim(0)
     return True
+
+
+def keep_recent(built: dict, key, keep: int, evictable=lambda key, value: True) -> bool:
+    """Mark ``built[key]`` the most recently shown (last), then ``close()`` and drop the oldest
+    ``evictable`` entries beyond ``keep`` of them; True when one was dropped (its memory is then
+    worth giving back: :func:`release`)."""
+    built[key] = built.pop(key)
+    older = [k for k, v in built.items() if evictable(k, v)]
+    for k in older[:max(0, len(older) - keep)]:
+        built.pop(k).close()
+    return len(older) > keep

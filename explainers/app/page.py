@@ -13,7 +13,7 @@ import html
 import ipywidgets as W
 
 from ..registry import entry
-from ._memory import release
+from ._memory import keep_recent, release
 
 #: the image a live page starts with (the bundled scene whose objects it knows)
 DEFAULT_SAMPLE = "shapes scene 1"
@@ -106,11 +106,8 @@ class Page:
             shown.sync_figure()
             self._place_bar(shown)
             self.body.children = [shown.widget]
-            self._built[key] = self._built.pop(key)           # the most recently shown last
             # the explainer the page was given is the user's own (their image, their model): never closed
-            live = [k for k in self._built if k[0] == "live" and self._built[k] is not self._given]
-            for old in live[:max(0, len(live) - KEEP_LIVE)]:
-                self._built.pop(old).close()
+            keep_recent(self._built, key, KEEP_LIVE, lambda k, built: k[0] == "live" and built is not self._given)
             self.error.value = ""
             release()          # the build's temporaries (a live model's activations) go back to the machine
         except Exception as exc:  # keep the page usable whatever one combination does

@@ -6,7 +6,7 @@ import html
 import ipywidgets as W
 
 from ..registry import EXPLAINERS, entry
-from ._memory import release
+from ._memory import keep_recent, release
 from .page import Page
 
 #: the first page shown: quick to build (no model), so the first plot appears fast
@@ -40,11 +40,7 @@ class Tour:
             self._built[name].explainer.sync_figure()
             self.body.children = [self._built[name].widget]
             self.error.value = ""
-            self._built[name] = self._built.pop(name)           # the most recently shown last
-            old = list(self._built)[:max(0, len(self._built) - KEEP_PAGES)]
-            for gone in old:
-                self._built.pop(gone).close()
-            if old:
+            if keep_recent(self._built, name, KEEP_PAGES):
                 release()
         except Exception as exc:  # keep the tour usable whatever one explainer does
             self.error.value = f"<span style='color:#D55E00'>⚠ {html.escape(str(exc) or type(exc).__name__)}</span>"

@@ -129,6 +129,8 @@ class LiveModelExplainer(Explainer):
         self.guard(self._accept, name, content)
 
     def _check_upload(self, name: str, content: bytes | None, size: int) -> None:
+        """A one-line ValueError for an upload that cannot be shown (``content`` is None when the browser
+        found it above the limit)."""
         if content is None or size > MAX_UPLOAD_BYTES:
             raise ValueError(f"{name} is {size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. "
                              "Save it smaller (or as JPEG) and upload it again")
@@ -140,11 +142,6 @@ class LiveModelExplainer(Explainer):
             load_image(content)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-
-    def _uploaded(self, name: str, content: bytes | None, size: int):
-        """An upload arrived (``content`` is None when the browser found it above the limit)."""
-        self._check_upload(name, content, size)
-        self._accept(name, content)
 
     def _accept(self, name: str, content: bytes) -> None:
         """Show a checked upload."""
