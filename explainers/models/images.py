@@ -59,6 +59,7 @@ class LoadedImage:
     original_size: tuple[int, int]  # (H, W) before any downscale
     scale: float                  # size used / original size
     note: str = ""
+    orientation: int = 1          # the EXIF orientation it was turned upright by (1: as stored)
 
 
 def _check_shape(w: int, h: int, name: str = "the image") -> None:
@@ -158,8 +159,8 @@ def _bomb_message(name: str, exc: Exception) -> str:
             f"shrink it (e.g. to {MAX_SIDE} px on the longer side) first")
 
 
-def _read_file(data_or_path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[int, int], str]:
-    """A file -> (array shrunk to ``max_side``, original (H, W), note)."""
+def _read_file(data_or_path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[int, int], str, int]:
+    """A file -> (array shrunk to ``max_side``, original (H, W) upright, note, EXIF orientation)."""
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -195,7 +196,8 @@ def _read_file(data_or_path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tupl
                 if frames > 1 and img.format != "MPO":  # MPO: a camera JPEG with its preview, not an animation
                     notes.append(f"{os.path.basename(name)} has {frames} frames; only the first one is used")
                 arr, (h, w), turned = _upright(_from_pil(img, target=target), (h, w), orientation)
-                return arr, (h, w), "; ".join(notes + [turned] if turned else notes)
+                return (arr, (h, w), "; ".join(notes + [turned] if turned else notes),
+                        orientation if turned else 1)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -249,9 +251,9 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
     """Any image-like input -> :class:`LoadedImage` (RGB float ``(3, H, W)``)."""
     if image is None:
         raise ImageError("no image given")
-    original, note = None, ""
+    original, note, turn = None, "", 1
     if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
-        arr, original, note = _read_file(image, max_side)
+        arr, original, note, turn = _read_file(image, max_side)
         arr = _array_to_hwc(arr)
     elif isinstance(image, torch.Tensor):
         t = image.detach().cpu()
@@ -269,6 +271,7 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
         # it while the pixels may already be turned (format None), and exif_transpose removes it
         turn = _orientation(image) if getattr(image, "format", None) else 1
         arr, original, note = _upright(_from_pil(image, max_side), (h, w), turn)
+        turn = turn if note else 1
         arr = _array_to_hwc(arr)
     else:
         raise ImageError(f"cannot read an image from a {type(image).__name__}; give a path, array, PIL image or tensor")
@@ -287,4 +290,4 @@ def load_image(image, max_side: int = MAX_SIDE) -> LoadedImage:
     if scale < 1:
         nh, nw = t.shape[-2:]
         notes.insert(0, f"downscaled from {ow}x{oh} to {nw}x{nh} (limit {max_side} px per side)")
-    return LoadedImage(t, (oh, ow), scale, "; ".join(notes))
+    return LoadedImage(t, (oh, ow), scale, "; ".join(notes), turn)

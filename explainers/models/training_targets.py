@@ -146,6 +146,32 @@ def check_target(module, target: dict, size: tuple[int, int] | None = None) -> N
                          "(x, y, visible)")
 
 
+def target_for_image(target, loaded):
+    """The user's ground truth on the image as loaded (a :class:`explainers.models.images.LoadedImage`):
+    checked in the photo's own pixels (:func:`check_target`), then its boxes and masks shrunk with the
+    image (a photo above the size limit is downscaled; its boxes, in the photo's pixels, were not). A
+    phone photo turned upright by its EXIF tag is checked at its upright size, and an error says so."""
+    if not isinstance(target, dict):
+        return target
+    try:
+        check_target(None, target, loaded.original_size)
+    except ValueError as exc:
+        if loaded.orientation == 1:
+            raise
+        h, w = loaded.original_size
+        raise ValueError(f"{exc} (the photo was turned upright as its EXIF orientation tag says, to {w}x{h}: give "
+                         "the boxes in the upright picture's pixels, as a photo viewer shows it)") from None
+    if loaded.scale == 1.0:
+        return target
+    out = dict(target)
+    out["boxes"] = torch.as_tensor(target["boxes"], dtype=torch.float32) * loaded.scale
+    if "masks" in target:
+        h, w = loaded.tensor.shape[-2:]
+        masks = torch.as_tensor(target["masks"], dtype=torch.float32)[:, None]
+        out["masks"] = (torch.nn.functional.interpolate(masks, size=(h, w), mode="nearest")[:, 0] > 0.5).to(torch.uint8)
+    return out
+
+
 def training_run(model, image: torch.Tensor, target: dict, seed: int = SEED) -> TrainingRun:
     """Run a training-mode copy of ``model`` (a :class:`explainers.models.live.Detector`, or a
     torchvision ``GeneralizedRCNN``) once on ``image (3, H, W)`` in [0, 1] with ``target``

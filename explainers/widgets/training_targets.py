@@ -52,23 +52,6 @@ LOSS_NAMES = {"loss_objectness": "RPN object?", "loss_rpn_box_reg": "RPN box", "
               "loss_box_reg": "final box"}
 
 
-def _target_at_scale(target, loaded):
-    """The user's ground truth on the image as loaded: its boxes and masks shrunk with the image
-    (a photo above the size limit is downscaled; its boxes, in the photo's pixels, were not)."""
-    from ..models.training_targets import check_target
-
-    if not isinstance(target, dict) or loaded.scale == 1.0:
-        return target
-    check_target(None, target, loaded.original_size)            # in the user's own pixels first
-    out = dict(target)
-    out["boxes"] = torch.as_tensor(target["boxes"], dtype=torch.float32) * loaded.scale
-    if "masks" in target:
-        h, w = loaded.tensor.shape[-2:]
-        masks = torch.as_tensor(target["masks"], dtype=torch.float32)[:, None]
-        out["masks"] = (torch.nn.functional.interpolate(masks, size=(h, w), mode="nearest")[:, 0] > 0.5).to(torch.uint8)
-    return out
-
-
 def lecture_picture() -> np.ndarray:
     """The single-object view's picture, ``LECTURE_IMAGE`` (480, 640, 3) uint8: a light canvas with
     scikit-image's public-domain cat photo (``chelsea``) filling the true box, so that "true box: cat"
@@ -211,12 +194,13 @@ class TrainingTargetsExplainer(Explainer):
         """The image ``(3, H, W)`` and its target (live: the user's, else the held-out scene)."""
         if self.source == "live" and self.image is not None:
             from ..models.images import load_image
+            from ..models.training_targets import target_for_image
 
             loaded = load_image(self.image)              # a missing or broken image says so first
             if self.target is None:
                 raise ValueError("to show what a detector is taught on your image, give its ground truth: "
                                  "target={'boxes': ..., 'labels': ...}")
-            return loaded.tensor, _target_at_scale(self.target, loaded)
+            return loaded.tensor, target_for_image(self.target, loaded)
         if self.source == "live" and self.model is not None and not self.model.is_shapes:
             # the held-out scene's labels are the shapes model's classes, not this model's
             raise ValueError("the shapes scene's ground truth is in the shapes models' classes (circle, square, "

@@ -445,10 +445,10 @@ def test_whole_float_labels_are_taken_and_a_downscaled_photos_boxes_shrink_with_
     target = {"boxes": torch.as_tensor(t["boxes"]) * 8, "labels": torch.as_tensor(t["labels"]).float(),
               "masks": torch.as_tensor(t["masks"]).repeat_interleave(8, 1).repeat_interleave(8, 2)}
     from explainers.models import load_image
-    from explainers.widgets.training_targets import _target_at_scale
+    from explainers.models.training_targets import target_for_image
 
     loaded = load_image(big)
-    shrunk = _target_at_scale(target, loaded)
+    shrunk = target_for_image(target, loaded)
     assert loaded.scale < 1
     assert torch.allclose(shrunk["boxes"], torch.as_tensor(t["boxes"]).float() * 8 * loaded.scale)
     assert shrunk["masks"].shape[-2:] == loaded.tensor.shape[-2:]
@@ -456,3 +456,34 @@ def test_whole_float_labels_are_taken_and_a_downscaled_photos_boxes_shrink_with_
     e = TrainingTargetsExplainer(source="live", image=big, target=target)
     e.view.value = VIEWS[1]
     assert e.error_text == "" and set(marks(e)) == {"✔"}, e.error_text
+
+
+def test_ground_truth_for_a_phone_photo_is_checked_upright_and_the_error_says_it_was_turned(tmp_path):
+    """A phone photo stored sideways (EXIF orientation 6) is shown upright; boxes given in the stored
+    (sideways) pixels fall outside the upright picture, and the error says the photo was turned and in
+    which pixels to give them. Boxes in the upright picture's pixels train as usual."""
+    from PIL import Image
+
+    from explainers.models import load_image
+    from explainers.models.images import EXIF_ORIENTATION
+    from explainers.models.training_targets import target_for_image
+
+    stored = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8))
+    exif = stored.getexif()
+    exif[EXIF_ORIENTATION] = 6                          # upright: 200 high, 120 wide
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif)
+    loaded = load_image(path)
+    assert loaded.orientation == 6 and loaded.original_size == (200, 120)
+    sideways = {"boxes": [[130.0, 10.0, 190.0, 60.0]], "labels": [1]}      # x beyond the upright width
+    with pytest.raises(ValueError, match=r"lies outside the 120x200 image \(the photo was turned upright .*EXIF"):
+        target_for_image(sideways, loaded)
+    upright = {"boxes": [[10.0, 130.0, 60.0, 190.0]], "labels": [1]}
+    assert target_for_image(upright, loaded) is upright
+    e = TrainingTargetsExplainer(source="live", image=path, target=sideways)
+    assert "turned upright" in e.error_text and "EXIF" in e.error_text, e.error_text
+    # a photo as stored (no tag) keeps the plain message
+    plain = tmp_path / "plain.png"
+    stored.save(plain)
+    with pytest.raises(ValueError, match=r"lies outside the 200x120 image$"):
+        target_for_image({"boxes": [[10.0, 130.0, 60.0, 190.0]], "labels": [1]}, load_image(plain))
