@@ -31,6 +31,9 @@ echo "== 3. benchmarks on cuda: students' requests per second"
 timeout 170 $PY -m benchmarks --device cuda --only serve --out "$OUT/results-cuda-serve.json" 2>&1 | tee "$OUT/bench-serve.log" | grep -v "^wrote"
 
 echo "== 4. the ops, models and widgets suites with the live models on the GPU"
-EXPLAINERS_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -p no:cacheprovider -n ${WORKERS:-12} \
+# pytest-xdist comes with the device image (as do pytest, hypothesis, psutil, scikit-image: see
+# gpu_wheels.sh); without it the suites run in one process, slower
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n ${WORKERS:-12}")
+EXPLAINERS_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -p no:cacheprovider $XDIST \
   -m "not browser and not newcomer and not hub" tests/ops tests/models tests/widgets tests/test_cli.py \
   2>&1 | tee "$OUT/suite-cuda.log" | tail -25

@@ -2,6 +2,9 @@
 # Fetch, on a machine that reaches PyPI, the wheels the GPU machine's image lacks for the GPU check
 # (benchmarks/gpu_check.sh installs them from .whl/ into /tmp/site there). Python 3.12, x86-64 Linux:
 # the device image's interpreter. About 26 MB; .whl/ must be git-ignored (.git/info/exclude) and carried.
+# The image already holds torch, torchvision, numpy, pillow, scikit-image, tqdm, pytest, pytest-xdist,
+# hypothesis and psutil (as the lent GPU machine lists its image), so they
+# are not fetched; the list below is what the tests and the pages need beyond them.
 set -eu
 mkdir -p .whl
 PKGS="anywidget psygnal comm ipywidgets widgetsnbextension jupyterlab_widgets plotly ipykernel ipython

@@ -4,7 +4,8 @@ Subpackages:
     explainers.widgets the explainers listed in explainers.registry (also importable from here: `from explainers import NMSExplainer`)
     explainers.models  the live model zoo (bundled shapes models, torchvision COCO models)
     explainers.ops     faithful, traceable operators (unpooling, conv as a matrix, anchors,
-                       RoI Pool / Align, NMS, sliding window vs fully convolutional)
+                       RoI Pool / Align, NMS, sliding window vs fully convolutional, selective
+                       search, training targets and losses, YOLO / SSD, mask pasting, receptive fields)
 """
 __version__ = "0.1.0"
 

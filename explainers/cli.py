@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"the picture to write (default {name}.png): {', '.join(OUTPUT_EXTENSIONS)}; "
                             "never the input image, and an existing file only with --force")
         p.add_argument("--force", action="store_true", help="replace the output file if it exists")
-        p.add_argument("--weights", default="auto", help="auto, shapes, coco (voc) or a checkpoint path")
+        p.add_argument("--weights", default="auto",
+                       help="auto, shapes, coco" + (", voc" if name == "segment" else "") + " or a checkpoint path")
         if name == "detect":      # a label map has no scores to threshold: segment draws every pixel's class
             p.add_argument("--threshold", type=_threshold, default=0.5,
                            help="score threshold for drawing boxes, from 0 to 1 (default 0.5)")

@@ -20,3 +20,28 @@ def test_benchmarks_quick_run_writes_json(tmp_path):
     serve = data["sections"]["serve"]      # two students' processes each answered requests
     assert [row["students asking"] for row in serve] == [1, 2] and all(row["requests/s"] > 0 for row in serve)
     assert "## ops" in r.stdout and "nms_trace" in r.stdout
+
+
+def test_the_voila_section_finds_the_page_kernels_and_measures_them():
+    """``--only voila`` opens the tour in Chromium against ``explainers serve``'s command and reports the
+    page kernel's memory: it must find the kernel (forked from the zygote by default, where a kernel's
+    command line says ``explainers.app.forking``, not ``ipykernel``) and measure a non-zero size."""
+    import os
+
+    import pytest
+    import torch
+
+    if not os.path.exists("/usr/bin/chromium"):
+        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
+            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    pytest.importorskip("psutil")
+    from benchmarks.run import bench_voila
+    from explainers.app.forking import supported
+
+    rows = bench_voila(quick=True, device=torch.device("cpu"))
+    assert [(r["kernels"], r["page"]) for r in rows] == [("forked" if supported() else "plain", "00_tour")], rows
+    row = rows[0]
+    assert row["kernels_running"] >= 1 and row["first_plot_s"] > 0
+    assert 0 < row["largest_kernel_unique_MB"] < row["largest_kernel_resident_MB"], row

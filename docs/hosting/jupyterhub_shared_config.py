@@ -17,7 +17,7 @@ c = get_config()  # noqa: F821  (provided by JupyterHub)
 load_subconfig(os.path.join(os.path.dirname(os.path.abspath(__file__)), "jupyterhub_config.py"))  # noqa: F821
 
 CLASS_USER = "class"
-#: pages (kernels) the class server runs at once: about 0.4 GB each on top of ~1 GB paid once
+#: pages (kernels) the class server runs at once: about 0.4 GB each on top of ~2 GB paid once
 #: (the server and the zygote); a 32 GB machine: (32 - 2) / 0.4 = 75
 CLASS_PAGES = 75
 

@@ -265,6 +265,26 @@ def _serve(listener: socket.socket, path: str, server_pid: int, children: set[in
 # the server's side
 
 
+def page_kernels(server_pid: int) -> list:
+    """The page kernels under a server (a benchmark's or an admin's view; needs psutil): plain
+    ipykernel processes, or forks of its zygote (``explainers.app.forking``; a fork keeps the
+    zygote's command line, so the zygote's children are the kernels). Zombies (exiting) are not
+    counted."""
+    import psutil
+
+    out = []
+    for p in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            line = " ".join(p.cmdline())
+            if "ipykernel" in line or ("explainers.app.forking" in line and p.ppid() != server_pid):
+                out.append(p)
+        except psutil.Error:      # it is exiting
+            pass
+    return out
+
+
 FOLDER_PREFIX = "explainers-zygote-"
 
 

@@ -1,6 +1,8 @@
 """Ports for the tests that start servers (127.0.0.1 only)."""
 import socket
 
+from explainers.app.forking import page_kernels  # noqa: F401 - the tests import it from here
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -20,22 +22,3 @@ def port_free(port: int) -> bool:
             return True
         except OSError:
             return False
-
-
-def page_kernels(server_pid: int) -> list:
-    """The page kernels under a server: plain ipykernel processes, or forks of its zygote
-    (``explainers.app.forking``; a fork keeps the zygote's command line, so the zygote's
-    children are the kernels). Zombies (exiting) are not counted."""
-    import psutil
-
-    out = []
-    for p in psutil.Process(server_pid).children(recursive=True):
-        try:
-            if p.status() == psutil.STATUS_ZOMBIE:
-                continue
-            line = " ".join(p.cmdline())
-            if "ipykernel" in line or ("explainers.app.forking" in line and p.ppid() != server_pid):
-                out.append(p)
-        except psutil.Error:      # it is exiting
-            pass
-    return out

@@ -39,7 +39,8 @@ def test_z2jh_values():
     assert values["cull"]["enabled"] is True
 
 
-def test_plain_jupyterhub_config_runs():
+def _hub_config():
+    """docs/hosting/jupyterhub_config.py run against a stand-in for traitlets' config object."""
     class C(dict):
         def __getattr__(self, k):
             return self.setdefault(k, C())
@@ -50,6 +51,11 @@ def test_plain_jupyterhub_config_runs():
     c = C()
     code = (DOCS / "hosting" / "jupyterhub_config.py").read_text()
     exec(compile(code, "jupyterhub_config.py", "exec"), {"get_config": lambda: c})
+    return c
+
+
+def test_plain_jupyterhub_config_runs():
+    c = _hub_config()
     assert c.Spawner.default_url == "/voila/render/00_tour.ipynb"
     assert c.Spawner.environment["EXPLAINERS_OFFLINE"] == "1"
     check_fails_closed(c.JupyterHub.authenticator_class, c.Authenticator)
@@ -80,3 +86,24 @@ def test_hosting_doc_mentions_the_files_and_a_measured_memory():
     for name in ("z2jh-values.yaml", "jupyterhub_config.py", "Dockerfile"):
         assert name in text
     assert re.search(r"\d+ MB", text)
+
+
+def test_every_path_starts_the_students_server_with_the_same_settings():
+    """The Kubernetes image (Dockerfile CMD and ENV, z2jh extraEnv) starts each student's server as
+    jupyterhub_config.py does: the same Voila and server arguments (uploads up to 20 MB, no MathJax,
+    no tracebacks, idle kernels culled) and the same environment (offline, CPU, fewer malloc arenas)."""
+    import json
+
+    c = _hub_config()
+    docker = (DOCS / "hosting" / "Dockerfile").read_text().replace("\\\n", " ")
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", docker, re.M).group(1))
+    env = dict(re.findall(r"^ENV (\w+)=(\S+)$", docker, re.M))
+    assert cmd[0] == "jupyterhub-singleuser"
+    assert set(c.Spawner.args) <= set(cmd[1:]), set(c.Spawner.args) - set(cmd[1:])
+    extra = yaml.safe_load((DOCS / "hosting" / "z2jh-values.yaml").read_text())["singleuser"]["extraEnv"]
+    for k, v in c.Spawner.environment.items():
+        if k == "JUPYTER_PATH":             # the page template, where each installs the package
+            assert "explainers/app/share/jupyter" in env[k]
+            continue
+        assert extra.get(k) == v, (k, v, extra.get(k))
+    assert env["MALLOC_ARENA_MAX"] == c.Spawner.environment["MALLOC_ARENA_MAX"]
