@@ -14,6 +14,8 @@ from ._upload import Upload
 MIN_SHARE = 0.001
 #: uploads larger than this are refused before decoding
 MAX_UPLOAD_BYTES = 20 * 2**20
+#: images whose models' first measured seconds a page keeps (the samples and the latest uploads)
+MAX_TIMINGS = 32
 TASKS = (("semantic segmentation", "segmentation"), ("detection", "detection"),
          ("instance segmentation", "instance"))
 
@@ -95,6 +97,12 @@ class LiveModelExplainer(Explainer):
         self._image = self.image if self.image is not None else self._samples[names[0]]()
         if self.source == "lecture" and self.image is None:
             self._image = self._samples[names[0]]()
+        #: which image is shown: ("given",), ("sample", name) or ("upload", n) (the n-th upload)
+        self._key: tuple = ("given",) if self.image is not None else ("sample", names[0])
+        self._n_uploads = 0
+        #: each image's models' seconds as first measured, so the titles read the same when a student
+        #: comes back to an image (the models run again; what is drawn does not change with the path)
+        self._seconds: dict = {}
 
     def _models(self):
         from ..models import get
@@ -109,6 +117,7 @@ class LiveModelExplainer(Explainer):
             return
         v = self.sample.value
         self._image = self._uploads[v] if v in self._uploads else self._samples[v]()
+        self._key = ("upload", self._n_uploads) if v in self._uploads else ("sample", v)
         self.refresh()
 
     def _on_upload(self, name: str, content: bytes | None, size: int) -> None:
@@ -155,6 +164,8 @@ class LiveModelExplainer(Explainer):
         finally:
             self._quiet = False
         self._image = content
+        self._n_uploads += 1
+        self._key = ("upload", self._n_uploads)
         self.refresh()
 
     def refresh(self):
@@ -162,13 +173,20 @@ class LiveModelExplainer(Explainer):
 
         img = load_image(self._image)                        # fails early, with a clear line
         self._image_note = img.note
-        key = id(self._image)
+        key = self._key
         if key not in self._cache:
             self._cache.clear()
             self._cache[key] = {task: m(img.tensor) for task, m in self._models().items()}
         self._results = self._cache[key]
+        self._seconds.setdefault(key, {task: r.seconds for task, r in self._results.items() if r is not None})
+        while len(self._seconds) > MAX_TIMINGS:             # a few numbers an image, bounded all the same
+            self._seconds.pop(next(iter(self._seconds)))
         self._seg_image = None
         self._draw()
+
+    def _ms(self, task: str) -> str:
+        """The model's time on the image shown, as first measured on it."""
+        return f"{self._seconds[self._key][task] * 1e3:.0f} ms"
 
     def _state(self) -> dict:
         """``image``: what the models ran on; ``threshold``: the score threshold drawn; one entry
@@ -212,10 +230,10 @@ class LiveModelExplainer(Explainer):
                     legend.setdefault(item, None)
                 if hasattr(r, "boxes"):
                     n = int((r.scores >= self.threshold.value).sum())
-                    titles.append(f"{title}: {n} object(s), {r.seconds * 1e3:.0f} ms")
+                    titles.append(f"{title}: {n} object(s), {self._ms(task)}")
                 else:
                     names = ", ".join(r.classes[i] if i < len(r.classes) else str(i) for i in seen)
-                    titles.append(f"{title}: {names or 'background'}, {r.seconds * 1e3:.0f} ms")
+                    titles.append(f"{title}: {names or 'background'}, {self._ms(task)}")
             for ann, t in zip(self.fig.layout.annotations, titles):
                 ann.text = t
             self.fig.layout.annotations[3].text = (" &nbsp; ".join(legend) if legend

@@ -497,6 +497,32 @@ def test_unpooling_shows_no_empty_panel():
     assert e.fig.layout.annotations[0].visible and e.fig.data[7].visible is True
 
 
+def test_live_model_titles_are_the_same_when_a_student_comes_back_to_an_image():
+    """A frame is a function of what is shown: the panel titles' times are each image's first
+    measurement, so picking another image and coming back (the models run again) reads the same;
+    a second upload of the same name is a new image, measured anew."""
+    import io
+
+    from PIL import Image
+
+    from explainers.models import make_scene
+
+    e = LiveModelExplainer()
+    first = [a.text for a in e.fig.layout.annotations[:3]]
+    assert all(t.endswith(" ms") for t in first), first
+    e.sample.value = "shapes scene 2"
+    e.sample.value = "shapes scene 1"
+    assert [a.text for a in e.fig.layout.annotations[:3]] == first
+    assert e.error_text == ""
+    for seed in (10_000_017, 10_000_029):
+        buf = io.BytesIO()
+        Image.fromarray(make_scene(seed).image).save(buf, "PNG")
+        _send_upload(e, "scene.png", buf.getvalue())
+        assert e.error_text == "" and e._key == ("upload", e._n_uploads)
+    assert e._n_uploads == 2 and set(e._seconds) == {("sample", "shapes scene 1"), ("sample", "shapes scene 2"),
+                                                      ("upload", 1), ("upload", 2)}
+
+
 def test_live_model_things_to_try_are_true():
     """notebooks/07_live_model.ipynb: the shapes scenes and the cat; an upload (test above); a lower min score."""
     e = LiveModelExplainer(source="live")
