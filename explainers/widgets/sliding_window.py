@@ -161,11 +161,14 @@ class SlidingWindowExplainer(Explainer):
         rf, total = self._model.window, self._model.stride
         if (w, s) == (rf, total):
             dl, ds, cost = ops.dense_predict(net, self._img)
+            # timed here, once per image, window and stride (the best of three runs, as the windows'
+            # pass is timed once): switching "fully convolutional" on again shows the same figures
+            seconds = min([cost.seconds] + [ops.dense_predict(net, self._img)[2].seconds for _ in range(2)])
             same = torch.equal(dl, labels)
             d = float((ds - tr.scores).abs().max())       # the scores drawn as bars, not only the labels
             self.set_check("the fully convolutional map (labels identical: " + ("yes" if same else "no") + ")",
                            d, same and d <= CHECK_TOLERANCE)
-            self._dense = (dl, cost)
+            self._dense = (dl, cost, seconds)
         else:
             self._dense = None
             self.check.value = (f"<span style='font-size:16px'>the fully convolutional map has one label per "
@@ -202,25 +205,24 @@ class SlidingWindowExplainer(Explainer):
         self.step.value = self.n_steps() - 1
 
     def _toggle_dense(self):
-        """On: time the fully convolutional pass once; the page is then one step, the whole map at
-        once (:meth:`frame` draws it, so the export shows it too). Off: the windows again."""
+        """On: the fully convolutional pass (run and timed by :meth:`refresh`); the page is then one
+        step, the whole map at once (:meth:`frame` draws it, so the export shows it too). Off: the
+        windows again."""
         if not self.dense.value:
             if self._dense_caption is not None:
                 self._dense_caption = None
                 # the titles the dense frame changed (the window frames leave them: 1,764 of them
                 # would each carry the list), then the whole figure is sent again
                 self.fig.layout.annotations = self._titles(*WINDOW_TITLES)
-                self.fig.layout.xaxis4.visible = self.fig.layout.yaxis4.visible = True
+                self.fig.layout.xaxis4.visible = self.fig.layout.yaxis4.visible = None   # as built
                 self._reset_steps()
             return
         if self._dense is None:
             self.dense.value = False
             raise ValueError(f"set window {self._model.window} and stride {self._model.stride} "
                              "(the network's receptive field and stride) to run it fully convolutionally")
-        dl, cost = self._dense
+        dl, cost, t_dense = self._dense
         slide = self._tr.cost
-        # time both the same way, here and now
-        t_dense = min(ops.dense_predict(self._model.module, self._img)[2].seconds for _ in range(3))
         t_slide = slide.seconds
         self._dense_caption = (
             f"fully convolutional, the whole image at once: {t_dense * 1e3:.1f} ms and "

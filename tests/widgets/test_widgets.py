@@ -299,9 +299,18 @@ def test_sliding_window_fills_and_switches_to_dense():
     e.step.value = 10
     filled = sum(v is not None for row in e.fig.data[4].z for v in row)
     assert filled == 11
+    fresh = e.fig.to_plotly_json()["layout"]
     e.dense.value = True
     assert "faster" in e.caption.value and "same map" in e.caption.value
     assert all(v is not None for row in e.fig.data[4].z for v in row)
+    caption = e.caption.value
+    # off and on again: the same frame (timed once per image, window and stride, not at each switch),
+    # and off leaves the figure as it was before (no axis property it did not have)
+    e.dense.value = False
+    assert {k: fresh.get(k) for k in ("xaxis4", "yaxis4")} == {k: e.fig.to_plotly_json()["layout"].get(k)
+                                                             for k in ("xaxis4", "yaxis4")}
+    e.dense.value = True
+    assert e.caption.value == caption
     e.window.value = 12
     assert "a window of 12x12 pixels is too small for this network" in e.error_text
     e.window.value = e._model.window + 8
