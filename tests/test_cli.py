@@ -11,6 +11,14 @@ from explainers.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_the_readmes_table_lists_the_registry():
+    """README's table of explainers is the registry's list, in its order (the registry is the one
+    list: a new explainer added there and not here, or one renamed, fails here)."""
+    text = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+Explainer)` \|", text, re.M)
+    assert rows == [e.name for e in EXPLAINERS]
+
+
 def test_readme_has_exactly_two_setup_commands():
     text = (ROOT / "README.md").read_text()
     setup = text.split("## Set up", 1)[1]

@@ -420,7 +420,16 @@ class OneStageTrace(_FinalNMS):
 
 @dataclass
 class SegmentationTrace:
-    """Internals of a segmentation run (for :class:`SegNet`: the switches and the learned kernel)."""
+    """Internals of a segmentation run (for :class:`SegNet`: the switches and the learned kernel).
+
+    Attributes:
+        result: the :class:`SegmentationResult` (the label map of the image).
+        logits: ``(K, H, W)`` the network's class scores at the image's size, before the arg-max.
+        captured: for SegNet, what its forward hooks caught, each ``(1, C, h, w)``: the encoder,
+            pooled, unpooled and decoder features per stage, the pooling switches
+            (``pool_indices``), the bottleneck and the transposed convolution's input and output;
+            empty for other networks.
+    """
 
     result: SegmentationResult
     logits: torch.Tensor

@@ -179,6 +179,7 @@ class ConvTransposeTrace:
             the output.  Their sum is the output.
         partial_sums: running sums of ``contributions`` (step ``k`` = after
             adding copies ``0..k``); the last one is the output.
+        output: ``out_shape``, the transposed convolution's result (``X.T @ y`` reshaped).
         output_padding: what ``F.conv_transpose*d`` needs to give the same shape.
     """
 
@@ -360,7 +361,7 @@ class StridedConvTrace:
     moves ``stride`` pixels in the input for each pixel of the output.
 
     Attributes (``n``: input shape, ``o``: output shape, ``k``: kernel shape):
-        x: the input ``n``; padded: ``x`` with ``padding`` zeros around it.
+        x: the input ``n``; padded: ``n + 2 * padding``, ``x`` with ``padding`` zeros around it.
         kernel: ``k``.
         matrix: ``X``, ``(prod(o), prod(n))``; ``output.flatten() == X @ x.flatten()``.
         windows: ``(prod(o), ndim)`` top-left corner of each output pixel's window in ``padded``

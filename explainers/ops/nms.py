@@ -51,7 +51,7 @@ class NMSTrace:
         suppressed_by: ``(N,)`` index of the box that suppressed each box, ``-1`` if kept.
         suppressed_at: ``(N,)`` step at which each box was suppressed, ``-1`` if kept.
         iou_threshold: the threshold used.
-        labels: class of each box for the class-aware variant, else None.
+        labels: ``(N,)`` class of each box for the class-aware variant, else None.
         detailed_steps: how many leading steps carry their full IoU row (all
             candidates); they hold at most ``MAX_TRACE_ENTRIES`` (candidate, IoU)
             pairs together, the later steps only their suppressed boxes.  Every

@@ -35,7 +35,7 @@ class RoIAlignTrace:
     Shapes use ``(ph, pw)`` bins and a ``(gh, gw)`` grid of samples per bin.
 
     Attributes:
-        box, scaled_box: the box in image and in feature coordinates (the latter
+        box, scaled_box: ``(4,)`` each, the box in image and in feature coordinates (the latter
             after the half-cell shift of ``aligned=True``).
         bin_size: ``(bin_h, bin_w)`` in feature cells.
         grid: ``(gh, gw)`` samples per bin.

@@ -26,8 +26,8 @@ class RoIPoolTrace:
     """Everything RoI Pool decided.
 
     Attributes:
-        box: the box in image coordinates ``(x1, y1, x2, y2)``.
-        scaled_box: the box on the feature map, before snapping (float).
+        box: ``(4,)`` the box in image coordinates ``(x1, y1, x2, y2)``.
+        scaled_box: ``(4,)`` the box on the feature map, before snapping (float).
         snapped_box: ``(x1, y1, x2, y2)`` whole cells after rounding; the region
             covers cells ``x1..x2`` and ``y1..y2`` inclusive.
         bins: ``(ph, pw, 4)`` integer cell range of each bin as
@@ -107,3 +107,13 @@ def roi_pool_trace(features, box, output_size, spatial_scale: float = 1.0) -> tu
                         we[None, :].expand(ph, pw), he[:, None].expand(ph, pw)], -1)
     trace = RoIPoolTrace(b, scaled, (sx1, sy1, sx2, sy2), bins, argmax, out, (H, W))
     return out, trace
+
+
+def overlapping_bins(bins: torch.Tensor) -> tuple[list, list]:
+    """The cell rows and columns that two neighbouring RoI Pool bins share (``bins (ph, pw, 4)``,
+    ends exclusive): torchvision's bins run from floor(i * size / n) to ceil((i + 1) * size / n), so
+    a region that does not divide evenly gives a row or column to both bins."""
+    b = bins.tolist()
+    rows = sorted({y for i in range(len(b) - 1) for y in range(b[i + 1][0][1], b[i][0][3])})
+    cols = sorted({x for j in range(len(b[0]) - 1) for x in range(b[0][j + 1][0], b[0][j][2])})
+    return rows, cols

@@ -62,6 +62,11 @@ class SlidingWindowTrace:
     stride: tuple[int, int]
     cost: Cost
 
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """``(K, nH, nW)`` each window's class probabilities: the softmax of its scores over K."""
+        return self.scores.softmax(0)
+
 
 def _as_chw(image) -> torch.Tensor:
     t = as_tensor(image, "image")

@@ -30,16 +30,6 @@ def lecture_features() -> torch.Tensor:
     return f
 
 
-def overlapping_bins(bins: torch.Tensor) -> tuple[list, list]:
-    """The cell rows and columns that two neighbouring RoI Pool bins share (``bins (ph, pw, 4)``,
-    ends exclusive): torchvision's bins run from floor(i * size / n) to ceil((i + 1) * size / n), so
-    a region that does not divide evenly gives a row or column to both bins."""
-    b = bins.tolist()
-    rows = sorted({y for i in range(len(b) - 1) for y in range(b[i + 1][0][1], b[i][0][3])})
-    cols = sorted({x for j in range(len(b[0]) - 1) for x in range(b[0][j + 1][0], b[0][j][2])})
-    return rows, cols
-
-
 def _listing(what: str, values: list, total: int) -> str:
     """"row 3", "rows 3, 4 and 7", or "every row of the region" (when ``values`` are all ``total``)."""
     if len(values) == total > 1:
@@ -294,7 +284,7 @@ class RoIPoolAlignExplainer(Explainer):
             checks.append((f"the model's own pooled features (box_features[{model['proposal']}], all channels)",
                            model["diff"]))
         self.set_check("torchvision.ops.roi_pool", float((p_out - p_ref).abs().max()), more=checks)
-        rows, cols = overlapping_bins(pt.bins)
+        rows, cols = ops.overlapping_bins(pt.bins)
         sx1, sy1, sx2, sy2 = pt.snapped_box
         n_rows, n_cols = sy2 - sy1 + 1, sx2 - sx1 + 1
         parts = [_listing(what, v, n) for what, v, n in (("row", rows, n_rows), ("column", cols, n_cols)) if v]

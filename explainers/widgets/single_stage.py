@@ -286,7 +286,7 @@ class SingleStageExplainer(Explainer):
                       "the blank strip), before its score threshold "
                       f"({tr.score_threshold:g}) and NMS (IoU {tr.nms_threshold:g}); dot colour = best class score "
                       "sqrt(sigmoid(class) · sigmoid(centre-ness)).")
-        order = torch.argsort(dense.best_score, descending=True)
+        order = torch.argsort(dense.best_score, descending=True, stable=True)   # ties: the same order everywhere
         self._dense = (boxes, dense, order[:min(DENSE_STEPS, len(order))])
         self._fig_common("", dense.best_label[dense.best_score >= 0.3])
         self.fig.update_xaxes(range=[-0.5, wp - 0.5], row=1, col=1)

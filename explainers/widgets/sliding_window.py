@@ -157,7 +157,7 @@ class SlidingWindowExplainer(Explainer):
         w, s = self.window.value, self.stride_ctl.value
         labels, tr = ops.sliding_window_predict(net, self._img, w, s, batch_size=256)
         self._labels, self._tr = labels, tr
-        self._probs = tr.scores.softmax(0)
+        self._probs = tr.probabilities
         rf, total = self._model.window, self._model.stride
         if (w, s) == (rf, total):
             dl, ds, cost = ops.dense_predict(net, self._img)

@@ -10,7 +10,8 @@ from explainers import ops
 from explainers.models import get, make_scene
 from explainers.models.live import Detector
 from explainers.widgets import RoIPoolAlignExplainer
-from explainers.widgets.roi import LECTURE_BOX, LECTURE_FEATURES, lecture_features, overlapping_bins
+from explainers.ops import overlapping_bins
+from explainers.widgets.roi import LECTURE_BOX, LECTURE_FEATURES, lecture_features
 from tests.widgets.checks import marks
 
 MODEL_CHECK = "the model's own pooled features"

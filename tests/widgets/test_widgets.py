@@ -1,4 +1,5 @@
-"""Headless tests of the seven explainers: controls, figure data, check lines, errors, export."""
+"""Headless tests of the first seven explainers (the others have a test file each): controls, figure data,
+check lines, errors, export."""
 import html
 import json
 import re
