@@ -444,9 +444,10 @@ class Explainer:
         Each step is drawn as on the page: its :meth:`frame` merged onto the base figure, then
         ``Plotly.react`` (axes, ranges and colour ranges as on the page). A step stores only what
         changed since the one before it (a small patch), and image crops of a figure image are
-        cut from it in the browser, so long animations stay small. The same page exports the same
-        bytes (the R-CNN family page's captions carry the seconds it measured, which differ from one
-        build to the next). ``path`` must end
+        cut from it in the browser, so long animations stay small. The same page with the same
+        parameters exports the same bytes at whichever step it is, but for the step shown first (the
+        R-CNN family, sliding window and live model pages show times they measured, which differ
+        from one build to the next). ``path`` must end
         in ``.html``; an existing file is kept (FileExistsError) unless ``overwrite=True``, and a
         directory is refused; the file is written whole or not at all. A page that shows an error
         (its picture hidden) is not exported (ValueError), except a page that could not be built at

@@ -164,6 +164,21 @@ def _export_json(obj):
     return json.loads(pjson.to_json_plotly(obj))
 
 
+def _figure_at_step_0(explainer, frame0: dict) -> dict:
+    """The page's figure with step 0 drawn on a copy (the page itself is left as it is): the export's
+    base, so that an export does not depend on the step the page was at when it was made."""
+    import plotly.graph_objects as go
+
+    from ._plotview import update_layout
+
+    fig = go.Figure(explainer.fig)
+    for i, props in (frame0.get("data") or {}).items():
+        fig.data[int(i)].update(props)
+    if frame0.get("layout"):
+        update_layout(fig, frame0["layout"])
+    return fig.to_plotly_json()
+
+
 def _export_contents(frames: list, base: dict) -> list:
     """Each step's trace props and layout, complete: a prop that some step sets and this one does
     not keeps the value of the last step before that set it (as when the page plays from step 0),
@@ -314,11 +329,11 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
         # the page hides its picture while it shows an error: an export would show a stale one
         raise ValueError(f"the page shows an error ({explainer.error_text.lstrip('⚠ ')}): change the parameters "
                          "until it draws, then export")
-    base = _export_json(explainer.fig.to_plotly_json())
-    base.setdefault("data", [])
-    base.setdefault("layout", {})
     n = 0 if explainer.failed else max(1, explainer.n_steps())
     frames = [_export_json(explainer.frame(k)) for k in range(n)]
+    base = _export_json(_figure_at_step_0(explainer, explainer.frame(0) if n else {}))
+    base.setdefault("data", [])
+    base.setdefault("layout", {})
     captions = [str(fr.get("caption", "") or "") for fr in frames]
     contents = _export_contents(frames, base)
     crops = _export_crops(contents, base)

@@ -311,7 +311,7 @@ class FCNExplainer(Explainer):
             qx, qy = rect_path([(bc - 0.5, br - 0.5, bc + 1.5, br + 1.5)])
             data[15] = {"x": qx, "y": qy}
             n = 2 * WINDOW
-            layout.update({"xaxis4": {"range": [c0 - 0.5, c0 + n - 0.5], "autorange": False, "title": None,
+            layout.update({"xaxis4": {"range": [c0 - 0.5, c0 + n - 0.5], "autorange": False,
                                       "tickmode": "auto", "tickvals": None, "type": "linear"},
                            "yaxis4": {"range": [r0 + n - 0.5, r0 - 0.5], "autorange": False}})
             pool = name if name in POOL_OF else SWITCHES[name]
@@ -326,7 +326,7 @@ class FCNExplainer(Explainer):
                        else [VERMILLION if i == ch else SKY for i in range(C)])
             xs = cap.classes[:C] if name == "scores" else list(range(C))
             data[12] = {"x": xs, "y": v.tolist(), "marker": {"color": colours}}
-            data[13] = {"z": [[None]]}
+            data[13] = {"z": [[None]], "x0": None, "y0": None, "zmin": None, "zmax": None}   # as built
             data[14] = {"x": [], "y": []}
             data[15] = {"x": [], "y": []}
             lo, hi = float(min(0.0, v.min())), float(max(0.0, v.max()))

@@ -82,7 +82,7 @@ def _row_ticks(rows) -> dict:
     """Every row of a short read-out labelled (no label skipped, whatever the plot's height); a long
     map (step 0) keeps plotly's automatic ticks."""
     if rows is None or len(rows) > 12:
-        return {"yaxis2": {"tickmode": "auto"}}
+        return {"yaxis2": {"tickmode": "auto", "tickvals": None, "ticktext": None}}   # a short one's, gone
     return {"yaxis2": {"tickmode": "array", "tickvals": list(rows), "ticktext": list(rows)}}
 
 

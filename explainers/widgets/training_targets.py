@@ -346,8 +346,12 @@ class TrainingTargetsExplainer(Explainer):
     def _empty(self) -> dict:
         e = {"x": [], "y": []}
         return {i: dict(e) for i in range(1, 9)} | {8: {"x": [], "y": [], "text": [], "textposition": "bottom right"},
-                                                     9: {"x": [], "y": [], "text": [], "showlegend": False},
-                                                     10: {"x": [], "y": [], "text": [], "showlegend": False}}
+                                                     # the bars as built (a step that draws none leaves
+                                                     # nothing of another's: a frame is its step's alone)
+                                                     9: {"x": [], "y": [], "text": [], "showlegend": False,
+                                                         "name": "this page (ops)", "marker": {"color": SKY}},
+                                                     10: {"x": [], "y": [], "text": [], "showlegend": False,
+                                                          "name": ""}}
 
     def _bars(self, data, names, ours, theirs=None, their_name="", fmt_=None, colours=None):
         """Bars of this page's numbers (trace 9; ``colours``: one per bar, e.g. the classes' own, else

@@ -154,6 +154,13 @@ def test_export_keeps_the_teaching(name, source, tmp_path, record_property):
         for key, value in (want.get("layout") or {}).items():
             assert got["layout"][key] == value, (k, key)
 
+    # the same page exported at its last step: the same file but for the step shown first (the base
+    # figure is the page's at step 0, whatever step the page is at)
+    e.step.value = n - 1
+    again = payload_of(e.export_html(tmp_path / f"{name}-last.html").read_text(encoding="utf-8"))
+    assert again["active"] == n - 1
+    assert {k: v for k, v in again.items() if k != "active"} == {k: v for k, v in payload.items() if k != "active"}
+
 
 def test_unpooling_export_keeps_the_reversed_axes_and_colour_ranges(tmp_path):
     for source in ("lecture", "live"):

@@ -408,6 +408,33 @@ def test_live_model_samples_and_bad_uploads():
     assert "object(s)" in e.fig.layout.annotations[1].text
 
 
+def _figure_json(e) -> dict:
+    import plotly.io.json as pjson
+
+    return json.loads(pjson.to_json_plotly(e.fig.to_plotly_json()))
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_the_figure_at_a_step_does_not_depend_on_the_steps_seen_before(cls):
+    """A frame is a function of the step and the parameters: after walking the steps (the first 16
+    and the last) and coming back to step 0, the figure is the one first drawn, in every view; no
+    step leaves a property behind (a trace's name, a colour, a heatmap's origin, an axis's ticks)
+    that a later step, or an export taken then, would carry."""
+    e = cls()
+    views = [o[1] if isinstance(o, tuple) else o for o in e.view.options] if hasattr(e, "view") else [None]
+    for view in views:
+        if view is not None:
+            e.view.value = view
+        e.step.value = 0
+        first = _figure_json(e)
+        n = e.n_steps()
+        for k in list(range(min(n, 16))) + [n - 1]:
+            e.step.value = k
+        e.step.value = 0
+        assert _figure_json(e) == first, (view, [k for k in first["layout"] if first["layout"][k] !=
+                                                 _figure_json(e)["layout"].get(k)])
+
+
 @pytest.mark.parametrize("cls", [c for c in ALL if c.__name__ != "LiveModelExplainer"])
 def test_frames_are_pure_functions_of_the_step(cls, tmp_path):
     """frame(k) changes nothing (caption, figure, attributes) and gives the same answer twice."""
