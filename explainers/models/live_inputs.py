@@ -145,6 +145,11 @@ class AnchorLevel:
     sizes: tuple
     ratios: tuple
 
+    @property
+    def objectness_prob(self) -> torch.Tensor | None:
+        """``(A,)`` the objectness as the RPN ranks it, a probability: sigmoid of the logits."""
+        return None if self.objectness is None else torch.sigmoid(self.objectness)
+
 
 def anchor_level(trace, level: int = 0) -> AnchorLevel:
     """The anchors, objectness and corrections of one level (with an FPN, level 0 is the finest).

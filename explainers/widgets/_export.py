@@ -167,11 +167,13 @@ def _export_json(obj):
 def _figure_at_step_0(explainer, frame0: dict) -> dict:
     """The page's figure with step 0 drawn on a copy (the page itself is left as it is): the export's
     base, so that an export does not depend on the step the page was at when it was made."""
+    import copy
+
     import plotly.graph_objects as go
 
     from ._plotview import update_layout
 
-    fig = go.Figure(explainer.fig)
+    fig = go.Figure(copy.deepcopy(explainer.fig.to_dict()))     # nothing shared with the page's figure
     for i, props in (frame0.get("data") or {}).items():
         fig.data[int(i)].update(props)
     if frame0.get("layout"):

@@ -191,7 +191,7 @@ class AnchorsExplainer(Explainer):
                 self._settings = dict(top_k=st.pre_nms_top_n, nms=st.nms_threshold, post=st.post_nms_top_n,
                                       min_size=st.min_size, score=st.score_threshold, divisible=st.size_divisible,
                                       levels=st.levels)
-                self._rpn = dict(scores=torch.sigmoid(lv.objectness), deltas=lv.deltas, proposals=tr.proposals)
+                self._rpn = dict(scores=lv.objectness_prob, deltas=lv.deltas, proposals=tr.proposals)
         Hf, Wf = self._feature_size
         K = len(self._sizes) * len(self._ratios)
         self.row.max, self.col.max = Hf - 1, Wf - 1
