@@ -302,6 +302,25 @@ class Explainer:
                                height=height, showlegend=False)
         return self.fig
 
+    def _keep_as_built(self) -> None:
+        """Remember the figure as built (traces and layout), for :meth:`_restore_as_built`."""
+        import copy
+
+        self._as_built = copy.deepcopy(self.fig.to_plotly_json())
+
+    def _restore_as_built(self) -> None:
+        """The figure as built, every trace's styles included: a page with several views draws each
+        from nothing of another's (a view may restyle a trace another draws differently)."""
+        import copy
+
+        built = copy.deepcopy(self._as_built)
+        with self.fig.batch_update():
+            for trace, props in zip(self.fig.data, built["data"]):
+                props.pop("type", None)
+                trace.update({k: None for k in trace.to_plotly_json() if k not in props and k != "type"})
+                trace.update(props, overwrite=True)
+            self.fig.layout = built["layout"]
+
     def _whose(self, what: str) -> str:
         """Whose model a live page draws, for its note: "the shapes <what>'s" (the bundled model) or
         "your model's"."""

@@ -137,6 +137,7 @@ class AnchorsExplainer(Explainer):
         dom = self.fig.layout.xaxis2.domain
         self.fig.data[14].colorbar.x = dom[1] + 0.005
         self.fig.data[0].source = png_uri(self._img)
+        self._keep_as_built()
 
     def _load(self):
         """Everything that depends on the image and the model (not on the controls)."""
@@ -205,6 +206,7 @@ class AnchorsExplainer(Explainer):
 
     # ------------------------------------------------------------------ recomputing
     def refresh(self):
+        self._restore_as_built()        # the proposals view fills traces the cell view leaves hidden
         # only the controls the chosen view uses: row and col pick the cell, top k the proposals
         cell = self.view.value == "cell"
         for w, shown in ((self.row, cell), (self.col, cell), (self.top_k, not cell)):

@@ -133,6 +133,7 @@ class SingleStageExplainer(Explainer):
         self.fig.update_layout(margin=dict(l=40, r=20, t=80, b=30))
         self.fig.add_annotation(text="", x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                                 yshift=30, showarrow=False, font=dict(size=17), align="left")
+        self._keep_as_built()
         self._load()
 
     # ------------------------------------------------------------------ data
@@ -161,6 +162,7 @@ class SingleStageExplainer(Explainer):
         self._gt = (det.boxes[keep].clone(), det.labels[keep].clone())
 
     def refresh(self):
+        self._restore_as_built()               # each view restyles traces its own way: none keeps another's
         v = self.view.value
         self.S.layout.display = self.B.layout.display = None if v == "YOLO grid" else "none"
         self.fig.data[3].marker.showscale = v == "dense predictions"
@@ -416,7 +418,9 @@ class SingleStageExplainer(Explainer):
             Hf, Wf = tr.feature_sizes[0]
             grid = dense.best_score[:Hf * Wf].reshape(Hf, Wf)        # the finest map (the first level)
             which = "" if len(tr.feature_sizes) == 1 else f"the finest of its {len(tr.feature_sizes)} maps, "
-            data.update({5: {"x": [], "y": []}, 7: {"x": [], "y": [], "text": []},
+            # traces 5 and 6 as built (the later steps colour the box and draw the point as a marker)
+            data.update({5: {"x": [], "y": [], "line": {"color": NO_CLASS, "width": MAIN_WIDTH}},
+                         6: {"x": [], "y": [], "mode": "lines", "marker": None}, 7: {"x": [], "y": [], "text": []},
                          8: self._heat([[round(float(x), 2) for x in row] for row in grid.tolist()],
                                        [str(c) for c in range(grid.shape[1])], [str(r) for r in range(grid.shape[0])],
                                        "best score", scores=True)})

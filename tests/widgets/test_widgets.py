@@ -414,25 +414,70 @@ def _figure_json(e) -> dict:
     return json.loads(pjson.to_json_plotly(e.fig.to_plotly_json()))
 
 
+def _walk(e, view) -> None:
+    """Walk ``view``'s steps (the first 16 and the last): each step's figure reached going forward is
+    the one reached by jumping to it from the last step, and step 0 comes back as first drawn."""
+    e.step.value = 0
+    first = _figure_json(e)
+    n = e.n_steps()
+    steps = list(range(min(n, 16))) + [n - 1]
+    forward = {}
+    for k in steps:
+        e.step.value = k
+        forward[k] = _figure_json(e)
+    for k in steps[::-1]:
+        e.step.value = n - 1
+        e.step.value = k
+        got = _figure_json(e)
+        assert got == forward[k], (view, k, [p for p in got["layout"] if got["layout"][p] != forward[k]["layout"].get(p)])
+    e.step.value = 0
+    assert _figure_json(e) == first, view
+
+
+def _views(e) -> list:
+    return [o[1] if isinstance(o, tuple) else o for o in e.view.options] if hasattr(e, "view") else [None]
+
+
 @pytest.mark.parametrize("cls", ALL)
 def test_the_figure_at_a_step_does_not_depend_on_the_steps_seen_before(cls):
-    """A frame is a function of the step and the parameters: after walking the steps (the first 16
-    and the last) and coming back to step 0, the figure is the one first drawn, in every view; no
-    step leaves a property behind (a trace's name, a colour, a heatmap's origin, an axis's ticks)
-    that a later step, or an export taken then, would carry."""
+    """A frame is a function of the step and the parameters: a step's figure is the same whether it
+    was reached going forward or by a jump back, and step 0 comes back as first drawn; no step leaves
+    a property behind (a trace's name, a colour, a heatmap's origin, an axis's ticks) that a later
+    step, or an export taken then, would carry."""
     e = cls()
-    views = [o[1] if isinstance(o, tuple) else o for o in e.view.options] if hasattr(e, "view") else [None]
-    for view in views:
+    for view in _views(e):
         if view is not None:
             e.view.value = view
+        _walk(e, view)
+
+
+VIEWED = [c for c in ALL if c.__name__ in ("AnchorsExplainer", "SingleStageExplainer", "TrainingTargetsExplainer",
+                                         "TransposedConvExplainer")]
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+@pytest.mark.parametrize("cls", VIEWED)
+def test_a_view_is_drawn_as_on_a_fresh_page_whatever_view_was_seen_before(cls, source):
+    """A page with several views: each, reached after all the others (forward, then back), is the
+    figure a fresh page draws when that view is chosen first; nothing of another view's styles
+    (a trace drawn as markers there and as a line here, a colour scale's middle) stays."""
+    fresh = {}
+    e = cls(source=source)
+    views = _views(e)
+    assert len(views) > 1
+    for view in views:
+        page = cls(source=source)
+        page.view.value = view
+        fresh[view] = _figure_json(page)
+        page.close()
+    for view in views + views[::-1]:
+        e.view.value = view
         e.step.value = 0
-        first = _figure_json(e)
-        n = e.n_steps()
-        for k in list(range(min(n, 16))) + [n - 1]:
-            e.step.value = k
-        e.step.value = 0
-        assert _figure_json(e) == first, (view, [k for k in first["layout"] if first["layout"][k] !=
-                                                 _figure_json(e)["layout"].get(k)])
+        got = _figure_json(e)
+        assert got == fresh[view], (view, [i for i, (a, b) in enumerate(zip(got["data"], fresh[view]["data"]))
+                                           if a != b], [p for p in got["layout"] if got["layout"][p] !=
+                                                        fresh[view]["layout"].get(p)])
+        _walk(e, view)
 
 
 @pytest.mark.parametrize("cls", [c for c in ALL if c.__name__ != "LiveModelExplainer"])
