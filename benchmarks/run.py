@@ -317,6 +317,7 @@ def _voila_run(quick: bool, fork: bool) -> list[dict]:
     import subprocess
     from urllib.request import urlopen
 
+    import psutil
     from playwright.sync_api import sync_playwright
 
     from explainers.app.forking import page_kernels
@@ -350,7 +351,12 @@ def _voila_run(quick: bool, fork: bool) -> list[dict]:
                 page.wait_for_selector(".explainers-plot .main-svg", timeout=180_000)
                 secs = time.perf_counter() - t0
                 kernels = page_kernels(proc.pid)      # plain ipykernels or forks of the zygote
-                mem = [k.memory_full_info() for k in kernels]
+                mem = []
+                for k in kernels:
+                    try:
+                        mem.append(k.memory_full_info())
+                    except psutil.Error:              # a kernel that exited meanwhile (a page closed)
+                        pass
                 label = "cold (first open)" if i == 0 else ("warm" if nb == "00_tour" else "first open")
                 rows.append({"kernels": "forked" if fork else "plain", "page": nb, "when": label,
                              "first_plot_s": secs,

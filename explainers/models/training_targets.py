@@ -150,17 +150,23 @@ def target_for_image(target, loaded):
     """The user's ground truth on the image as loaded (a :class:`explainers.models.images.LoadedImage`):
     checked in the photo's own pixels (:func:`check_target`), then its boxes and masks shrunk with the
     image (a photo above the size limit is downscaled; its boxes, in the photo's pixels, were not). A
-    phone photo turned upright by its EXIF tag is checked at its upright size, and an error says so."""
+    phone photo turned upright by its EXIF tag is checked at its upright size, and a box outside it
+    (or masks of another size) says the photo was turned (boxes given in the stored pixels of a photo
+    turned 180° or mirrored fit the picture and cannot be told apart)."""
+    from .images import _ORIENT_WORDS
+
     if not isinstance(target, dict):
         return target
     try:
         check_target(None, target, loaded.original_size)
     except ValueError as exc:
-        if loaded.orientation == 1:
+        # where the turn can be the cause: a box outside the upright picture, masks not of its size
+        if loaded.orientation == 1 or not ("lies outside" in str(exc) or "masks must be" in str(exc)):
             raise
         h, w = loaded.original_size
-        raise ValueError(f"{exc} (the photo was turned upright as its EXIF orientation tag says, to {w}x{h}: give "
-                         "the boxes in the upright picture's pixels, as a photo viewer shows it)") from None
+        raise ValueError(f"{exc} (the photo is shown as its EXIF orientation tag says, {_ORIENT_WORDS[loaded.orientation]}, "
+                         f"at {w}x{h}: give the ground truth in the pixels of the picture as a photo viewer "
+                         "shows it)") from None
     if loaded.scale == 1.0:
         return target
     out = dict(target)
@@ -169,6 +175,10 @@ def target_for_image(target, loaded):
         h, w = loaded.tensor.shape[-2:]
         masks = torch.as_tensor(target["masks"], dtype=torch.float32)[:, None]
         out["masks"] = (torch.nn.functional.interpolate(masks, size=(h, w), mode="nearest")[:, 0] > 0.5).to(torch.uint8)
+    if "keypoints" in target:                     # (G, K, 3) as (x, y, visible): the positions shrink too
+        kp = torch.as_tensor(target["keypoints"], dtype=torch.float32).clone()
+        kp[..., :2] *= loaded.scale
+        out["keypoints"] = kp
     return out
 
 

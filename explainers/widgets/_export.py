@@ -167,13 +167,11 @@ def _export_json(obj):
 def _figure_at_step_0(explainer, frame0: dict) -> dict:
     """The page's figure with step 0 drawn on a copy (the page itself is left as it is): the export's
     base, so that an export does not depend on the step the page was at when it was made."""
-    import copy
-
     import plotly.graph_objects as go
 
     from ._plotview import update_layout
 
-    fig = go.Figure(copy.deepcopy(explainer.fig.to_dict()))     # nothing shared with the page's figure
+    fig = go.Figure(explainer.fig.to_dict())     # a copy (go.Figure(fig) would share the page's dicts)
     for i, props in (frame0.get("data") or {}).items():
         fig.data[int(i)].update(props)
     if frame0.get("layout"):
@@ -332,8 +330,9 @@ def write_export(explainer, path, plotly_src: str | None = None, overwrite: bool
         raise ValueError(f"the page shows an error ({explainer.error_text.lstrip('⚠ ')}): change the parameters "
                          "until it draws, then export")
     n = 0 if explainer.failed else max(1, explainer.n_steps())
-    frames = [_export_json(explainer.frame(k)) for k in range(n)]
-    base = _export_json(_figure_at_step_0(explainer, explainer.frame(0) if n else {}))
+    first = explainer.frame(0) if n else {}
+    frames = [_export_json(first)] + [_export_json(explainer.frame(k)) for k in range(1, n)] if n else []
+    base = _export_json(_figure_at_step_0(explainer, first))
     base.setdefault("data", [])
     base.setdefault("layout", {})
     captions = [str(fr.get("caption", "") or "") for fr in frames]

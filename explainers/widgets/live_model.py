@@ -14,8 +14,6 @@ from ._upload import Upload
 MIN_SHARE = 0.001
 #: uploads larger than this are refused before decoding
 MAX_UPLOAD_BYTES = 20 * 2**20
-#: images whose models' first measured seconds a page keeps (the samples and the latest uploads)
-MAX_TIMINGS = 32
 TASKS = (("semantic segmentation", "segmentation"), ("detection", "detection"),
          ("instance segmentation", "instance"))
 
@@ -164,6 +162,8 @@ class LiveModelExplainer(Explainer):
         finally:
             self._quiet = False
         self._image = content
+        # only the latest upload can be shown again: the one before it is forgotten with its times
+        self._seconds.pop(("upload", self._n_uploads), None)
         self._n_uploads += 1
         self._key = ("upload", self._n_uploads)
         self.refresh()
@@ -178,15 +178,15 @@ class LiveModelExplainer(Explainer):
             self._cache.clear()
             self._cache[key] = {task: m(img.tensor) for task, m in self._models().items()}
         self._results = self._cache[key]
+        # (the samples and the latest upload: a few numbers each)
         self._seconds.setdefault(key, {task: r.seconds for task, r in self._results.items() if r is not None})
-        while len(self._seconds) > MAX_TIMINGS:             # a few numbers an image, bounded all the same
-            self._seconds.pop(next(iter(self._seconds)))
+        self._shown = key
         self._seg_image = None
         self._draw()
 
     def _ms(self, task: str) -> str:
         """The model's time on the image shown, as first measured on it."""
-        return f"{self._seconds[self._key][task] * 1e3:.0f} ms"
+        return f"{self._seconds[self._shown][task] * 1e3:.0f} ms"
 
     def _state(self) -> dict:
         """``image``: what the models ran on; ``threshold``: the score threshold drawn; one entry

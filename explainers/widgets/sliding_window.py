@@ -161,8 +161,9 @@ class SlidingWindowExplainer(Explainer):
         rf, total = self._model.window, self._model.stride
         if (w, s) == (rf, total):
             dl, ds, cost = ops.dense_predict(net, self._img)
-            # timed here, once per image, window and stride (the best of three runs, as the windows'
-            # pass is timed once): switching "fully convolutional" on again shows the same figures
+            # timed here, once per image, window and stride, so that switching "fully convolutional" on
+            # again shows the same figures: the best of three runs (one pass is a few milliseconds, and
+            # the first pays one-time costs); the windows' pass, hundreds of forward calls, is timed once
             seconds = min([cost.seconds] + [ops.dense_predict(net, self._img)[2].seconds for _ in range(2)])
             same = torch.equal(dl, labels)
             d = float((ds - tr.scores).abs().max())       # the scores drawn as bars, not only the labels

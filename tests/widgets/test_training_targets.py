@@ -452,6 +452,9 @@ def test_whole_float_labels_are_taken_and_a_downscaled_photos_boxes_shrink_with_
     assert loaded.scale < 1
     assert torch.allclose(shrunk["boxes"], torch.as_tensor(t["boxes"]).float() * 8 * loaded.scale)
     assert shrunk["masks"].shape[-2:] == loaded.tensor.shape[-2:]
+    keypoints = torch.tensor([[[80.0, 40.0, 1.0]]]).repeat(len(t["boxes"]), 1, 1)       # (x, y, visible)
+    kp = target_for_image({**target, "keypoints": keypoints}, loaded)["keypoints"]
+    assert torch.allclose(kp[..., :2], keypoints[..., :2] * loaded.scale) and torch.equal(kp[..., 2], keypoints[..., 2])
     assert abs(float(shrunk["masks"].float().mean()) - float(torch.as_tensor(t["masks"]).float().mean())) < 0.01
     e = TrainingTargetsExplainer(source="live", image=big, target=target)
     e.view.value = VIEWS[1]
@@ -476,12 +479,16 @@ def test_ground_truth_for_a_phone_photo_is_checked_upright_and_the_error_says_it
     loaded = load_image(path)
     assert loaded.orientation == 6 and loaded.original_size == (200, 120)
     sideways = {"boxes": [[130.0, 10.0, 190.0, 60.0]], "labels": [1]}      # x beyond the upright width
-    with pytest.raises(ValueError, match=r"lies outside the 120x200 image \(the photo was turned upright .*EXIF"):
+    with pytest.raises(ValueError, match=r"lies outside the 120x200 image \(the photo is shown as its EXIF orientation "
+                                         r"tag says, 90° clockwise, at 120x200"):
         target_for_image(sideways, loaded)
+    # an error the turn cannot cause says nothing of it
+    with pytest.raises(ValueError, match=r"labels are class numbers \(whole numbers\); got \[1.5\]$"):
+        target_for_image({"boxes": [[10.0, 130.0, 60.0, 190.0]], "labels": [1.5]}, loaded)
     upright = {"boxes": [[10.0, 130.0, 60.0, 190.0]], "labels": [1]}
     assert target_for_image(upright, loaded) is upright
     e = TrainingTargetsExplainer(source="live", image=path, target=sideways)
-    assert "turned upright" in e.error_text and "EXIF" in e.error_text, e.error_text
+    assert "EXIF orientation tag" in e.error_text and "120x200" in e.error_text, e.error_text
     # a photo as stored (no tag) keeps the plain message
     plain = tmp_path / "plain.png"
     stored.save(plain)
