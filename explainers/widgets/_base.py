@@ -308,18 +308,28 @@ class Explainer:
 
         self._as_built = copy.deepcopy(self.fig.to_plotly_json())
 
+    def _start_view(self, view) -> None:
+        """Before a refresh draws ``view``: the figure as built if another view was drawn last (a
+        control of the same view redraws it over itself, and costs no restore)."""
+        if getattr(self, "_view_drawn", view) != view:
+            self._restore_as_built()
+        self._view_drawn = view
+
     def _restore_as_built(self) -> None:
         """The figure as built, every trace's styles included: a page with several views draws each
         from nothing of another's (a view may restyle a trace another draws differently)."""
         import copy
 
-        built = copy.deepcopy(self._as_built)
-        with self.fig.batch_update():
-            for trace, props in zip(self.fig.data, built["data"]):
-                props.pop("type", None)
-                trace.update({k: None for k in trace.to_plotly_json() if k not in props and k != "type"})
-                trace.update(props, overwrite=True)
-            self.fig.layout = built["layout"]
+        built, now = self._as_built, self.fig.to_plotly_json()
+        with self.fig.batch_update():     # only the properties that differ (plotly validates each set)
+            for trace, props, current in zip(self.fig.data, built["data"], now["data"]):
+                for k in (set(props) | set(current)) - {"type"}:
+                    if props.get(k) != current.get(k):
+                        trace[k] = copy.deepcopy(props.get(k))
+            layout, current = built["layout"], now["layout"]
+            for k in set(layout) | set(current):
+                if layout.get(k) != current.get(k):
+                    self.fig.layout[k] = copy.deepcopy(layout.get(k))
 
     def _whose(self, what: str) -> str:
         """Whose model a live page draws, for its note: "the shapes <what>'s" (the bundled model) or

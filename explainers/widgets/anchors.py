@@ -206,7 +206,7 @@ class AnchorsExplainer(Explainer):
 
     # ------------------------------------------------------------------ recomputing
     def refresh(self):
-        self._restore_as_built()        # the proposals view fills traces the cell view leaves hidden
+        self._start_view(self.view.value)   # the proposals view fills traces the cell view leaves hidden
         # only the controls the chosen view uses: row and col pick the cell, top k the proposals
         cell = self.view.value == "cell"
         for w, shown in ((self.row, cell), (self.col, cell), (self.top_k, not cell)):

@@ -162,8 +162,8 @@ class SingleStageExplainer(Explainer):
         self._gt = (det.boxes[keep].clone(), det.labels[keep].clone())
 
     def refresh(self):
-        self._restore_as_built()               # each view restyles traces its own way: none keeps another's
         v = self.view.value
+        self._start_view(v)                    # each view restyles traces its own way: none keeps another's
         self.S.layout.display = self.B.layout.display = None if v == "YOLO grid" else "none"
         self.fig.data[3].marker.showscale = v == "dense predictions"
         if v == "YOLO grid":
