@@ -16,7 +16,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-from ._plotview import PlotView, update_layout
+from ._plotview import PlotView, update_figure
 from ..models.live import LiveModel
 
 #: Okabe-Ito colour-blind-safe palette
@@ -436,11 +436,7 @@ class Explainer:
         if self.plot is not None:
             self.plot.apply(data, layout)
             return
-        with self.fig.batch_update():
-            for i, props in (data or {}).items():
-                self.fig.data[i].update(props)
-            if layout:
-                update_layout(self.fig, layout)
+        update_figure(self.fig, data, layout)
 
     def show_step(self, k: int) -> None:
         self.step_label.value = f"<span style='font-size:15px;white-space:nowrap'>{k + 1} of {self.step.max + 1}</span>"

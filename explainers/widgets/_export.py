@@ -169,13 +169,10 @@ def _figure_at_step_0(explainer, frame0: dict) -> dict:
     base, so that an export does not depend on the step the page was at when it was made."""
     import plotly.graph_objects as go
 
-    from ._plotview import update_layout
+    from ._plotview import update_figure
 
     fig = go.Figure(explainer.fig.to_dict())     # a copy (go.Figure(fig) would share the page's dicts)
-    for i, props in (frame0.get("data") or {}).items():
-        fig.data[int(i)].update(props)
-    if frame0.get("layout"):
-        update_layout(fig, frame0["layout"])
+    update_figure(fig, frame0.get("data"), frame0.get("layout"))
     return fig.to_plotly_json()
 
 

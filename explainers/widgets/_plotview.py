@@ -284,6 +284,16 @@ def update_layout(fig, layout: dict) -> None:
         fig.layout.update(rest)
 
 
+def update_figure(fig, data: dict | None = None, layout: dict | None = None) -> None:
+    """A frame's traces ``{index: props}`` and layout applied to ``fig`` in place (what a page
+    does at each step, and what its export draws step 0 with)."""
+    with fig.batch_update():
+        for i, props in (data or {}).items():
+            fig.data[int(i)].update(props)
+        if layout:
+            update_layout(fig, layout)
+
+
 class PlotView(anywidget.AnyWidget):
     """Shows a ``go.Figure``; :meth:`apply` updates traces/layout in place (no re-creation)."""
 
@@ -306,11 +316,7 @@ class PlotView(anywidget.AnyWidget):
     def apply(self, data: dict | None = None, layout: dict | None = None) -> None:
         """Update traces ``{index: props}`` and layout keys, in Python and in every open view."""
         data = data or {}
-        with self.fig.batch_update():
-            for i, props in data.items():
-                self.fig.data[i].update(props)
-            if layout:
-                update_layout(self.fig, layout)
+        update_figure(self.fig, data, layout)
         self._n += 1
         payload = {str(i): _changed(self.fig.data[i], props) for i, props in data.items()}
         lay = _changed(self.fig.layout, layout or {})      # a list (shapes, ...) is sent whole
