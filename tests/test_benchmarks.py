@@ -26,16 +26,12 @@ def test_the_voila_section_finds_the_page_kernels_and_measures_them():
     """``--only voila`` opens the tour in Chromium against ``explainers serve``'s command and reports the
     page kernel's memory: it must find the kernel (forked from the zygote by default, where a kernel's
     command line says ``explainers.app.forking``, not ``ipykernel``) and measure a non-zero size."""
-    import os
-
     import pytest
     import torch
 
-    if not os.path.exists("/usr/bin/chromium"):
-        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
-            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    from tests.chromium import require_chromium
+
+    require_chromium()
     pytest.importorskip("psutil")
     from benchmarks.run import bench_voila
     from explainers.app.forking import supported

@@ -3,7 +3,6 @@
 Selected with ``-m browser``; skipped when Chromium or playwright is missing (CI installs both).
 Screenshots go to ``test-artifacts/screenshots/`` for a person to look at.
 """
-import os
 import socket
 import subprocess
 import time
@@ -16,7 +15,7 @@ from explainers.app.serve import notebook_names, voila_command, voila_env
 from explainers.registry import EXPLAINERS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
+from tests.chromium import CHROMIUM, require_chromium
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
@@ -33,11 +32,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
-            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    require_chromium()
     port = _free_port()
     log = open(tmp_path_factory.mktemp("voila") / "voila.log", "w")
     env = voila_env()

@@ -5,7 +5,6 @@ plotly.js drew (axis types, ranges, bars).
 Its own module: one playwright instance at a time (the Voila pages' tests hold theirs for their
 module). Selected with ``-m browser``; skipped when Chromium or playwright is missing.
 """
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from explainers.registry import EXPLAINERS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
+from tests.chromium import CHROMIUM, require_chromium
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
 
@@ -21,11 +20,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 @pytest.fixture(scope="module")
 def bare_browser():
     """Chromium without a server: the plot view's JavaScript alone (see :func:`view_page`)."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("EXPLAINERS_REQUIRE_BROWSER"):
-            pytest.fail("Debian's chromium is not installed at /usr/bin/chromium")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

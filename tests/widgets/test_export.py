@@ -13,12 +13,12 @@ import re
 from html.parser import HTMLParser
 
 import numpy as np
-import plotly.io.json as pjson
 import pytest
 from PIL import Image
 
 from explainers.registry import EXPLAINERS, entry
 from explainers.widgets._base import Explainer
+from tests.widgets.checks import jsonable
 
 MAX_BYTES = 8 * 2**20            # plotly.js alone is ~4.8 MB
 SIZES: dict = {}                 # what each export weighs (printed at the end of the module)
@@ -28,10 +28,6 @@ CASES = [(e.name, "lecture") for e in EXPLAINERS] + [("UnpoolingExplainer", "liv
 def plain(fragment: str) -> str:
     """HTML as the text a reader sees (tags dropped, entities decoded, spaces collapsed)."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", fragment or "")).split())
-
-
-def jsonable(obj):
-    return json.loads(pjson.to_json_plotly(obj))
 
 
 def payload_of(text: str) -> dict:

@@ -16,6 +16,7 @@ from explainers.widgets.nms import LECTURE_BOXES, LECTURE_LABELS, LECTURE_SCORES
 
 from explainers.registry import EXPLAINERS, move_control
 from explainers.widgets._plotview import _jsonable
+from tests.widgets.checks import jsonable
 
 ALL = [e.load() for e in EXPLAINERS]
 
@@ -409,9 +410,7 @@ def test_live_model_samples_and_bad_uploads():
 
 
 def _figure_json(e) -> dict:
-    import plotly.io.json as pjson
-
-    return json.loads(pjson.to_json_plotly(e.fig.to_plotly_json()))
+    return jsonable(e.fig.to_plotly_json())
 
 
 def _walk(e, view) -> None:
