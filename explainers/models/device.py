@@ -13,16 +13,7 @@ def resolve_device(device=None) -> torch.device:
     one ValueError in words (torch's own is a RuntimeError deep in the first ``.to()``)."""
     if device is None:
         return default_device()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is not a device name (try cpu, cuda, cuda:0, mps)") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or
-                               (dev.index is not None and dev.index >= torch.cuda.device_count())):
-        raise ValueError(f"device={device!r}, but this machine has no such CUDA GPU (use device='cpu')")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={device!r}, but Apple MPS is not available here (use device='cpu')")
-    return dev
+    return _usable(device, f"device={device!r}")
 
 
 def default_device() -> torch.device:
@@ -32,20 +23,28 @@ def default_device() -> torch.device:
     """
     want = os.environ.get(ENV, "").strip()
     if want:
-        try:
-            device = torch.device(want)
-        except RuntimeError:
-            raise ValueError(f"{ENV}={want!r} is not a device name (try cpu, cuda, cuda:0, mps)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"{ENV}={want!r} but this machine has no usable CUDA GPU")
-        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError(f"{ENV}={want!r} but Apple MPS is not available here")
-        return device
+        return _usable(want, f"{ENV}={want!r}")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _usable(name, said: str) -> torch.device:
+    """``name`` as a ``torch.device`` this machine has, or a ValueError that starts with ``said``."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{said} is not a device name (try cpu, cuda, cuda:0, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{said}, but this machine has no usable CUDA GPU (use device='cpu')")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{said}, but this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         f"numbered from 0 (use cuda:0)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{said}, but Apple MPS is not available here (use device='cpu')")
+    return dev
 
 
 def exact_float32(device) -> None:

@@ -24,6 +24,10 @@ def test_device_choice(monkeypatch):
         monkeypatch.setenv("EXPLAINERS_DEVICE", "cuda")
         with pytest.raises(ValueError, match="no usable CUDA"):
             default_device()
+    else:   # the override is checked as device= is: a GPU number this machine lacks is one line
+        monkeypatch.setenv("EXPLAINERS_DEVICE", "cuda:99")
+        with pytest.raises(ValueError, match=r"EXPLAINERS_DEVICE='cuda:99', but this machine has \d+ CUDA GPU"):
+            default_device()
 
 
 def test_bundled_weights_are_small_and_present():
@@ -172,8 +176,11 @@ def test_a_device_or_weights_name_that_cannot_be_used_is_one_line():
     with pytest.raises(ValueError, match="'gpu' is not a device name"):
         load("detection", "shapes", device="gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no such CUDA GPU"):
+        with pytest.raises(ValueError, match="no usable CUDA GPU"):
             load("detection", "shapes", device="cuda")
+    else:   # a GPU number this machine lacks is said, not torch's "invalid device ordinal" at the first .to()
+        with pytest.raises(ValueError, match=r"'cuda:99', but this machine has \d+ CUDA GPU\(s\), numbered from 0"):
+            load("detection", "shapes", device="cuda:99")
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ModelUnavailable, match='no checkpoint file at imagenet .*takes "auto", "shapes", "coco"'):
         load("detection", weights="imagenet")
