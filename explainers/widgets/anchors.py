@@ -56,6 +56,15 @@ def lecture_image() -> np.ndarray:
     return np.asarray(Image.fromarray(im[:, x0:x0 + cw]).resize((640, 480), Image.LANCZOS))
 
 
+def _slide_tensors(image_size, feature_size, n_anchors: int) -> str:
+    """The slide's RPN tensors for this image, written as the slide writes them (width first)."""
+    (H, W), (Hf, Wf) = image_size, feature_size
+    K = n_anchors // (Hf * Wf)
+    return (f"The slide's tensors for this {W} x {H} image (width first there): features 512 x {Wf} x {Hf}, "
+            f"'is object?' 1 x {Wf} x {Hf} and corrections 4 x {Wf} x {Hf} for each of the K = {K} anchor "
+            f"shapes, so K*{Wf}*{Hf} = {n_anchors} anchors; the page counts rows first ({K} x {Hf} x {Wf}).")
+
+
 class AnchorsExplainer(Explainer):
     """The feature-map grid laid over the image; the K anchors of a chosen cell with their objectness
     and corrections; the RPN's selection: top-k by objectness, corrected, NMS, the proposals."""
@@ -158,7 +167,8 @@ class AnchorsExplainer(Explainer):
             self._model_anchors = None
             self._note = ("No network in lecture mode: objectness = the RPN's training target, each anchor's IoU "
                           "with the best of 3 hand-boxed objects; corrections = the targets onto that object. "
-                          "Photo: scikit-image's public-domain 'coffee'.")
+                          "Photo: scikit-image's public-domain 'coffee'. " + _slide_tensors(
+                              self._image_size, self._feature_size, anchors.shape[0]))
         else:
             tr = detector_trace(self.model, self.live_image(), "the anchors page")
             self._trace = tr

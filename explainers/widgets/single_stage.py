@@ -207,8 +207,8 @@ class SingleStageExplainer(Explainer):
                if self.source == "lecture"
                else f"the live model's {len(boxes)} detections with score ≥ {YOLO_LIVE_SCORE}")
         self.set_note(f"The tensor drawn is the training target for {src}: what a perfect YOLO would output. "
-                      "Box numbers: (dx, dy, dw, dh) move the base box (cx + dx·w, w·exp(dw)); conf = 1 in the "
-                      "responsible box only." + (f" {dropped} object(s) share a cell slot with an earlier one and "
+                      "Box numbers: (dx, dy, dw, dh) move the base box (cx + dx·w, w·exp(dw)); the slide lists dh "
+                      "before dw, the same five numbers. conf = 1 in the responsible box only." + (f" {dropped} object(s) share a cell slot with an earlier one and "
                                                  "are not in the tensor (one slot, one object)." if dropped else ""))
         self._yolo = (tr, enc)
         self._fig_common(f"{S} x {S} grid, B = {B}, C = {C}: tensor {S} x {S} x {5 * B + C}", self._gt[1])

@@ -259,7 +259,9 @@ class TrainingTargetsExplainer(Explainer):
                                                           "F.smooth_l1_loss"), diff)
         self.set_note("The slide's numbers: scores for cat, dog and car and a box (x, y, w, h) as fractions of the "
                       "image's width and height. The cat: scikit-image's public-domain photo 'chelsea', placed in "
-                      "its true box.")
+                      "its true box. One object is 4 box numbers; dog, dog and cat would be 12, and each image a "
+                      "different count, which one fixed output cannot be: a detector predicts a box at every anchor "
+                      "and is taught only where an anchor matches an object (the Faster R-CNN view).")
 
     def _refresh_model(self):
         from ..models.training_targets import recompute

@@ -370,3 +370,17 @@ def test_the_cell_views_anchors_have_a_light_casing_on_a_dark_photo():
     assert list(e.fig.data[19].x) == []                     # the pipeline's hundreds of boxes: no casing
     e.view.value = "cell"
     e.row.value, e.col.value = 7, 9
+
+
+def test_lecture_names_the_slides_rpn_tensors():
+    """lecture.md: "image 3x640x480 -> features 512x20x15 ... 'is object?' (1x20x15) ... box corrections
+    (4x20x15) ... sort the K*20*15 boxes": written on the page as the slide writes them (width first)."""
+    import html
+
+    e = AnchorsExplainer(source="lecture")
+    st = e.state()
+    assert st["image_size"] == (480, 640) and st["feature_size"] == (15, 20) and len(st["anchors"]) == 9 * 20 * 15
+    note = html.unescape(e.note.value)
+    for said in ("640 x 480 image", "features 512 x 20 x 15", "'is object?' 1 x 20 x 15",
+                 "corrections 4 x 20 x 15", "K = 9", "K*20*15 = 2700 anchors", "(9 x 15 x 20)"):
+        assert said in note, said

@@ -75,8 +75,12 @@ def test_try_pick_another_detection():
     assert marks(e) == ["✔", "✔", "✔", "✔"]
     lec = MaskHeadExplainer(source="lecture")
     assert [lec._classes[k] for k in lec._example["labels"].tolist()] == ["circle", "square", "triangle"]
-    lec.detection.value = 2
-    assert lec.state()["name"] == "triangle" and marks(lec) == ["✔", "✔", "✔"]
+    a = lec.state()
+    lec.detection.value = 2          # the notebook's own mode: box, 14 x 14 features and pasted mask follow too
+    b = lec.state()
+    assert b["name"] == "triangle" and marks(lec) == ["✔", "✔", "✔"]
+    assert not torch.equal(a["box"], b["box"]) and not torch.equal(a["pasted"], b["pasted"])
+    assert not torch.equal(a["roi_features"], b["roi_features"]) and b["roi_features"].shape[-2:] == (14, 14)
 
 
 def test_try_raise_the_threshold_to_0_9():

@@ -18,6 +18,13 @@ def live():
     return SingleStageExplainer(source="live")
 
 
+def test_the_page_opens_on_the_slides_yolo_7_x_7_x_19():
+    """lecture.md: "7 x 7 grid ... B = 3 ... 7 x 7 x (5B + C)" with C = 4: the page as it opens, untouched."""
+    e = SingleStageExplainer(source="lecture")
+    assert (e.view.value, e.S.value, e.B.value) == ("YOLO grid", 7, 3)
+    assert e.state()["tensor"].shape == (7, 7, 19) and "output 7 x 7 x 19" in e.caption.value
+
+
 def test_lecture_yolo_reads_the_tensor_cell_by_cell(lecture):
     e = lecture
     e.view.value, e.S.value, e.B.value = "YOLO grid", 7, 3

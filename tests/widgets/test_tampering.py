@@ -62,6 +62,26 @@ def test_sliding_window_scores_drawn_as_bars_are_checked_not_only_labels(monkeyp
     assert marks(e) == ["✘"], e.check_text
 
 
+def test_sliding_window_at_a_coarser_stride_is_checked_against_the_dense_map_taken_every_k_cells(monkeypatch):
+    """Stride 8 = every 4th cell of the fully convolutional map (stride 2): windows shifted by one dense
+    cell (2 pixels) are labelled by a real forward pass, yet are not the windows drawn, so ✘."""
+    import torch
+
+    import explainers.widgets.sliding_window as sw
+
+    e = SlidingWindowExplainer(source="lecture")
+    e.stride_ctl.value = 4 * e._model.stride
+    assert marks(e) == ["✔"] and "taken every 4 cells" in e.check_text
+    real = ops.sliding_window_predict
+
+    def shifted(net, image, *a, **k):       # the windows one dense cell to the right
+        return real(net, torch.roll(torch.as_tensor(image), -e._model.stride, dims=-1), *a, **k)
+
+    monkeypatch.setattr(sw.ops, "sliding_window_predict", shifted)
+    e.refresh()
+    assert marks(e) == ["✘"], e.check_text
+
+
 def test_mask_head_checks_the_sigmoid_and_the_features_it_draws(monkeypatch):
     """Lecture: the probabilities (panel 4) and the RoI Align features (panel 2) are each compared
     with torchvision; inverting one or scaling the other turns its check ✘."""

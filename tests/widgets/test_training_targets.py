@@ -115,6 +115,15 @@ def test_live_with_an_image_needs_its_ground_truth():
 
 
 # ----------------------------------------------------------------------------- Things to try
+def test_lecture_says_why_a_fixed_output_cannot_hold_a_varying_number_of_objects():
+    """lecture.md: "each image needs a different number of outputs (one cat: 4 numbers; dog, dog, cat:
+    12 numbers)"."""
+    e = TrainingTargetsExplainer()
+    assert e.view.value == VIEWS[0] and len(e.state()["box_true"]) == 4
+    assert "One object is 4 box numbers; dog, dog and cat would be 12" in e.note.value
+    assert "the Faster R-CNN view" in e.note.value
+
+
 def test_notebook_is_four_line_style_without_outputs():
     nb = json.loads(NOTEBOOK.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]

@@ -133,6 +133,16 @@ def test_2d_downsampling_view_moves_the_filter_two_pixels_in_the_input():
     assert "fw11+gw12+hw13+jw21+kw22+lw23+nw31+ow32+pw33" in e.caption.value
 
 
+def test_2d_conv_stride_1_padding_1_keeps_4x4_as_the_slide_says():
+    """lecture.md: "3x3 conv stride 1 pad 1 on 4x4 -> 4x4" (then stride 2 gives 2x2), on the page."""
+    e = TransposedConvExplainer()
+    e.dims.value, e.view.value, e.stride.value = 2, "conv", 1
+    assert e.error_text == "" and "F.conv2d (stride 1, padding 1)" in e.check_text and marks(e) == ["✔"]
+    assert e.state()["input"].shape == (4, 4) and e.state()["output"].shape == (4, 4) and e.n_steps() == 16
+    e.stride.value = 2
+    assert e.state()["output"].shape == (2, 2) and e.n_steps() == 4
+
+
 def test_steps_are_pure_and_all_views_have_integer_ticks_and_16px_text():
     e = TransposedConvExplainer()
     for d in (1, 2):

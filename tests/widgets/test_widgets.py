@@ -133,11 +133,13 @@ def test_unpooling_things_to_try_are_true():
     assert all("goes back to the remembered position (switch)" in c for c in seen[5:9])
     assert [list(r) for r in e.fig.data[7].z] == [[5, 6], [7, 8]]
     assert [list(r) for r in e.fig.data[2].z] == [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]]
-    # the values land exactly on the switches of the pooling (6 at (0, 3), 5 at (1, 1), 7 at (3, 0), 8 at (3, 3))
+    # the values land exactly on the switches of the pooling (6 at (0, 2), 5 at (1, 1), 7 at (3, 0), 8 at (3, 3))
     out = e.state()["output"]
     nonzero = {(r, c) for r in range(4) for c in range(4) if out[r, c] != 0}
     switches = {(y, x) for x, y in zip(e.fig.data[6].x, e.fig.data[6].y)}
     assert nonzero == switches == {(0, 2), (1, 1), (3, 0), (3, 3)}
+    # the map pooled is the slide's (lecture.md: max pooling of [[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]])
+    assert e.state()["pool_input"].tolist() == [[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]
     # live: one channel of SegNet's real feature map and its real switches, equal to the decoder's own unpooling
     live = UnpoolingExplainer(source="live")
     st = live.state()
@@ -343,10 +345,17 @@ def test_sliding_window_things_to_try_are_true():
         assert (over.x[c], over.y[r]) == (cx, cy)
         x1, y1, x2, y2 = st["windows"][k].tolist()
         assert (cx, cy) == (x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)
-    # "Change the stride to 8: fewer windows, a coarser map, and the dense pass no longer matches"
-    n4 = e.n_steps()
+    # "Change the stride to 8: 121 windows instead of 1,764 and a coarser map, yet each label is still the fully
+    # convolutional map's, taken every 4 cells (the check line says so); at stride 5 the windows fall between
+    # its cells and nothing is compared."
+    assert e.n_steps() == 1764
+    dense_labels = ops.dense_predict(e._model.module, e._img)[0]
     e.stride_ctl.value = 8
-    assert e.n_steps() < n4 / 3 and "✔" not in e.check_text and "to compare them cell by cell" in e.check_text
+    assert e.n_steps() == 121 and e.state()["labels"].shape == (11, 11)
+    assert torch.equal(e.state()["labels"], dense_labels[::4, ::4])
+    assert e.check_text.startswith("✔") and "taken every 4 cells (labels identical: yes)" in e.check_text
+    e.stride_ctl.value = 5
+    assert "✔" not in e.check_text and "a stride that is a multiple of 2 to compare them" in e.check_text
     # "Set the window below 38 pixels: the network cannot classify it (its receptive field is 38)"
     e.stride_ctl.value = e._model.stride
     e.window.value = 36
