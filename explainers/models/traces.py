@@ -283,7 +283,8 @@ class OneStageTrace(_FinalNMS):
         score_threshold, topk_candidates (per level, or per class for SSD), nms_threshold,
         detections_per_img: the module's own postprocessing constants.
         boxes_pre_nms / scores_pre_nms / labels_pre_nms / anchor_index_pre_nms /
-            levels_pre_nms: the candidates the final NMS receives (``(N, 4)``, ``(N,)`` ...).
+            levels_pre_nms: the candidates the final NMS receives (``(N, 4)``, ``(N,)`` ...);
+            ``candidates_by_the_model``: the same from the model's own ``postprocess_detections``.
         detections: the plain model output, on the original image.
         anchor_sizes / anchor_ratios: per level, for an ``AnchorGenerator``; ``()`` for SSD.
     """
@@ -409,6 +410,33 @@ class OneStageTrace(_FinalNMS):
                 acc.append(v)
         b, s, lab, idx = (torch.cat(v, dim=0) for v in out)
         return b, s, lab, idx, self.anchor_levels[idx]
+
+    @cached_property
+    def candidates_by_the_model(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The candidates the final NMS receives, from the model's own ``postprocess_detections``
+        (not a transcription): run on the head outputs with its NMS off (IoU threshold 1.0: no box
+        overlaps another by more) and no cap on detections. ``(boxes (N, 4)`` in the model's input
+        frame, ``scores (N,)`` by ``score_rule``, ``labels (N,))``: each a (location, class) the
+        model keeps (score above ``score_threshold``, its ``topk_candidates``), highest score first.
+
+        The module's own ``nms_thresh`` and ``detections_per_img`` are set for the call and put back.
+        """
+        m, (h, w) = self._model, self._input_size
+        n = list(self.anchors_per_level)
+        total = sum(n) * self.class_logits.shape[-1]
+        if self.architecture == "SSD":       # SSD.postprocess_detections takes the whole head output
+            head, anchors = self._head, [self.anchors]
+        else:                                # RetinaNet and FCOS: split per level, as their forward does
+            head = {k: list(v.split(n, dim=1)) for k, v in self._head.items()}
+            anchors = [list(self.anchors.split(n))]
+        saved = m.nms_thresh, m.detections_per_img
+        try:
+            m.nms_thresh, m.detections_per_img = 1.0, total
+            with torch.inference_mode():
+                out = m.postprocess_detections(head, anchors, [(h, w)])[0]
+        finally:
+            m.nms_thresh, m.detections_per_img = saved
+        return out["boxes"], out["scores"], out["labels"]
 
     boxes_pre_nms = property(lambda self: self._pre_nms[0])
     scores_pre_nms = property(lambda self: self._pre_nms[1])

@@ -14,7 +14,7 @@ from .conv_matrix import (ConvTransposeTrace, conv_matrix, conv_matrix_labels, c
 from .nms import NMSStep, NMSTrace, batched_nms_trace, nms_trace
 from .reference import (reference_anchors, reference_conv, reference_conv_transpose, reference_decode_boxes,
                         reference_max_pool, reference_nms, reference_nms_per_class, reference_roi_align,
-                        reference_roi_pool, reference_rpn_choice_is_valid, reference_rpn_proposals, reference_top_k,
+                        reference_roi_pool, reference_roi_pool_argmax, reference_rpn_choice_is_valid, reference_rpn_proposals, reference_top_k,
                         reference_unpool)
 from .roi_align import RoIAlignTrace, bilinear_weight, roi_align_trace
 from .roi_pool import RoIPoolTrace, overlapping_bins, roi_pool_trace
@@ -36,7 +36,7 @@ __all__ = [
     "symbolic_matvec", "transpose_labels",
     "NMSStep", "NMSTrace", "batched_nms_trace", "nms_trace",
     "reference_anchors", "reference_conv", "reference_conv_transpose", "reference_decode_boxes", "reference_nms", "reference_nms_per_class",
-    "overlapping_bins", "reference_max_pool", "reference_roi_align", "reference_roi_pool", "reference_rpn_choice_is_valid", "reference_rpn_proposals",
+    "overlapping_bins", "reference_max_pool", "reference_roi_align", "reference_roi_pool", "reference_roi_pool_argmax", "reference_rpn_choice_is_valid", "reference_rpn_proposals",
     "reference_top_k", "reference_unpool",
     "RoIAlignTrace", "bilinear_weight", "roi_align_trace",
     "RoIPoolTrace", "roi_pool_trace",

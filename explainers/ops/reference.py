@@ -140,6 +140,17 @@ def reference_roi_pool(features, box, output_size, spatial_scale: float = 1.0) -
     return torchvision.ops.roi_pool(features[None], [check_boxes(box)], output_size, spatial_scale)[0]
 
 
+def reference_roi_pool_argmax(features, box, output_size, spatial_scale: float = 1.0) -> torch.Tensor:
+    """The cell each bin of ``torchvision.ops.roi_pool`` took: ``(C, out_h, out_w)`` flat indices
+    ``y * W + x`` into the ``(H, W)`` map, -1 for an empty bin (torchvision's own operator returns
+    them beside the output; ``torchvision.ops.roi_pool`` drops them)."""
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    rois = torch.cat([torch.zeros(1, 1, dtype=features.dtype), check_boxes(box).to(features.dtype)], dim=1)
+    return torch.ops.torchvision.roi_pool(features[None], rois, float(spatial_scale), int(oh), int(ow))[1][0]
+
+
 def reference_roi_align(features, box, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
                         aligned: bool = False) -> torch.Tensor:
     """``torchvision.ops.roi_align`` of one box on ``(C, H, W)`` features: ``(C, out_h, out_w)``."""

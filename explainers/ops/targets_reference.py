@@ -14,6 +14,14 @@ from ._checks import as_tensor, check_boxes
 from .boxes import FASTER_RCNN_WEIGHTS, RPN_WEIGHTS
 
 
+def reference_box_iou(boxes1, boxes2) -> torch.Tensor:
+    """``torchvision.ops.box_iou``: ``(N, M)`` IoU of every box of ``boxes1 (N, 4)`` with every box of
+    ``boxes2 (M, 4)`` (what the RPN's and the box head's matchers are given)."""
+    from torchvision.ops import box_iou as tv_box_iou
+
+    return tv_box_iou(boxes1, boxes2)
+
+
 def reference_match(iou, high: float, low: float, allow_low_quality_matches: bool = False) -> torch.Tensor:
     """``torchvision.models.detection._utils.Matcher(high, low, allow)(iou)``: ``(N,)`` int64."""
     from torchvision.models.detection._utils import Matcher
@@ -99,5 +107,5 @@ def reference_multitask_loss(scores, true_class: int, box_pred, box_true, weight
     return ce, box, ce + float(weight) * box
 
 
-__all__ = ["RPN_WEIGHTS", "FASTER_RCNN_WEIGHTS", "reference_match", "reference_sample", "reference_encode",
+__all__ = ["RPN_WEIGHTS", "FASTER_RCNN_WEIGHTS", "reference_box_iou", "reference_match", "reference_sample", "reference_encode",
            "reference_rpn_compute_loss", "reference_select_training_samples", "reference_fastrcnn_loss", "reference_multitask_loss"]

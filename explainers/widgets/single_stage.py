@@ -267,13 +267,16 @@ class SingleStageExplainer(Explainer):
         h, w = tr.input_image.shape[-2:]
         hp, wp = tr.input_tensor.shape[-2:]
         boxes, dense = fcos_dense(tr.class_logits, tr.box_regression, tr.centerness, tr.anchors, (h, w))
-        model_scores = tr.class_scores
         cand = tr.anchor_index_pre_nms
         d_boxes = float((boxes[cand] - tr.boxes_pre_nms).abs().max()) if len(cand) else 0.0
+        # the model's own postprocess_detections (NMS off) picks its candidates from the head outputs:
+        # each must be a drawn prediction, its score and box (the score rule is checked there, not retyped)
+        c_boxes, c_scores, c_labels = tr.candidates_by_the_model
+        d_cand, found_c = match_detections(boxes, dense.scores, c_boxes, c_scores, c_labels, (1.0, 1.0))
         det = tr.detections
         diff, found = match_detections(boxes, dense.scores, det.boxes, det.scores, det.labels, tr.scale)
-        self.set_check("FCOS's score rule on the model's own head outputs (transcribed from torchvision's fcos.py)",
-                       float((dense.scores - model_scores).abs().max()),
+        self.set_check(f"the {len(c_scores)} candidates of the model's own postprocess_detections with its NMS off "
+                       "(each one a drawn prediction: score and box)", d_cand, found_c and d_cand <= CHECK_TOLERANCE,
                        more=[(f"the model's box coder at its {len(cand)} candidates before NMS", d_boxes),
                              (f"the model's {len(det.scores)} detections (each one a drawn prediction)", diff,
                               found and diff <= 1e-3)])

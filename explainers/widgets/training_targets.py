@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from ..models.render import class_hex, legend_html, to_uint8
 from ..ops.reference import reference_decode_boxes
 from ..ops.targets import BOX_LOSSES, multitask_loss
-from ..ops.targets_reference import (reference_encode, reference_fastrcnn_loss, reference_match,
+from ..ops.targets_reference import (reference_box_iou, reference_encode, reference_fastrcnn_loss, reference_match,
                                      reference_multitask_loss, reference_rpn_compute_loss, reference_sample)
 from ._base import GREEN, GREY, ORANGE, SKY, VERMILLION, YELLOW, Explainer, fmt, halo, png_uri, rect_path
 
@@ -306,12 +306,16 @@ class TrainingTargetsExplainer(Explainer):
         run, rec = self._run, self._rec
         rs = run.rpn_settings
         # torchvision, on the same inputs and random states
-        ref_match = reference_match(rec.rpn.match.iou, rs["high"], rs["low"], True)
+        # torchvision's box_iou -> Matcher, from the ground truth and the anchors (not given the page's IoU),
+        # and the boxes it matched -> BoxCoder.encode (not given the page's matches)
+        ref_iou = reference_box_iou(run.gt_boxes, run.anchors)
+        ref_match = reference_match(ref_iou, rs["high"], rs["low"], True)
         match_diff = float((ref_match != rec.rpn.match.matches).sum())
+        iou_diff = float((ref_iou - rec.rpn.match.iou).abs().max())
         ref_pos, ref_neg = reference_sample(rec.rpn.labels, rs["batch"], rs["fraction"], run.rng_rpn)
         st = rec.rpn_sample
         sample_diff = float((ref_pos != st.pos_mask).sum() + (ref_neg != st.neg_mask).sum())
-        enc = reference_encode(rec.rpn.matched_gt_boxes, run.anchors, rs["weights"])
+        enc = reference_encode(run.gt_boxes[ref_match.clamp(min=0)], run.anchors, rs["weights"])
         enc_diff = float((enc - rec.rpn.regression_targets).abs().max())
         r_obj, r_box = reference_rpn_compute_loss(run.objectness, run.deltas, rec.rpn.labels,
                                                   rec.rpn.regression_targets, run.rng_rpn, rs["batch"], rs["fraction"])
@@ -324,7 +328,8 @@ class TrainingTargetsExplainer(Explainer):
         from ..models.training_targets import loss_diff, sampled_proposals_diff
 
         model_diff = max(loss_diff(rec, run), sampled_proposals_diff(rec, run))
-        self.set_check("torchvision's Matcher", match_diff, match_diff == 0, more=[
+        self.set_check("torchvision's box_iou", iou_diff, more=[
+            ("torchvision's Matcher on it", match_diff, match_diff == 0),
             ("the sampler (same seed)", sample_diff, sample_diff == 0),
             ("BoxCoder.encode", enc_diff),
             ("torchvision's loss functions", loss_diff_tv),

@@ -232,6 +232,27 @@ def test_one_stage_wrap_call_equals_trace(one_stage, image):
     assert torch.equal(tr.scores_pre_nms, tr.class_scores[tr.anchor_index_pre_nms, tr.labels_pre_nms])
 
 
+def test_one_stage_candidates_by_the_model_are_the_transcribed_ones_and_leave_the_model_as_it_was(one_stage):
+    """The model's own postprocess_detections with its NMS off gives the candidates its NMS receives:
+    the same (box, score, label) triples as the transcription of the lines before batched_nms, and
+    the module's nms_thresh and detections_per_img are put back."""
+    module, _, _, tr = one_stage
+    before = (module.nms_thresh, module.detections_per_img)
+    boxes, scores, labels = tr.candidates_by_the_model
+    assert (module.nms_thresh, module.detections_per_img) == before
+    N = len(tr.scores_pre_nms)
+    assert boxes.shape == (N, 4) and scores.shape == labels.shape == (N,)
+
+    def rows(b, s, lab):                 # one row per candidate, in one order (score, label, box)
+        t = torch.cat([s[:, None], lab[:, None].to(s.dtype), b], dim=1)
+        for col in reversed(range(t.shape[1])):
+            t = t[torch.argsort(t[:, col], stable=True)]
+        return t
+
+    torch.testing.assert_close(rows(boxes, scores, labels),
+                               rows(tr.boxes_pre_nms, tr.scores_pre_nms, tr.labels_pre_nms), rtol=0, atol=1e-5)
+
+
 def test_one_stage_anchors(one_stage):
     module, _, _, tr = one_stage
     gen = module.anchor_generator

@@ -65,6 +65,42 @@ def test_class_aware_equals_batched_nms(n, seed, thr, classes):
         assert (labels[step.suppressed] == labels[step.kept]).all()
 
 
+@st.composite
+def tied_case(draw):
+    """Boxes on a small integer grid and scores from three values: equal scores (which of them NMS
+    takes first) and IoUs exactly at the threshold (1/2 and 1/4, exact in float32) happen often."""
+    n = draw(st.integers(0, 30))
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.randint(0, 4, (n, 2), generator=g).float()
+    wh = torch.randint(1, 4, (n, 2), generator=g).float()
+    scores = torch.tensor([0.25, 0.5, 0.75])[torch.randint(0, 3, (n,), generator=g)]
+    labels = torch.randint(0, 2, (n,), generator=g)
+    return torch.cat([xy, xy + wh], 1), scores, labels, draw(st.sampled_from([0.5, 0.25, 0.0, 1.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=tied_case())
+def test_ties_and_ious_exactly_at_the_threshold_equal_torchvision(case):
+    boxes, scores, labels, thr = case
+    keep, tr = nms_trace(boxes, scores, thr)
+    assert torch.equal(keep, torchvision.ops.nms(boxes, scores, thr))
+    assert [s.kept for s in tr.steps] == keep.tolist()
+    keep, _ = batched_nms_trace(boxes, scores, labels, thr)
+    assert torch.equal(keep, torchvision.ops.batched_nms(boxes, scores, labels, thr))
+
+
+def test_the_tied_strategy_reaches_ties_and_exact_thresholds():
+    """The strategy above is not vacuous: it draws equal scores and IoUs equal to a threshold."""
+    boxes = torch.tensor([[0.0, 0, 2, 1], [0, 0, 1, 1], [1, 0, 3, 1]])
+    assert torchvision.ops.box_iou(boxes, boxes)[0, :2].tolist() == [1.0, 0.5]
+    scores = torch.tensor([0.5, 0.5, 0.5])                 # all tied: the first index is taken first
+    # IoU = threshold is not suppressed (strictly greater), just below it is
+    for thr, kept in ((0.5, [0, 1, 2]), (0.4999, [0, 2]), (0.25, [0])):
+        keep, _ = nms_trace(boxes, scores, thr)
+        assert keep.tolist() == kept == torchvision.ops.nms(boxes, scores, thr).tolist()
+
+
 def test_large_inputs_use_the_row_path():
     boxes, scores, g = random_boxes(3000, 7, spread=800.0)
     keep, _ = nms_trace(boxes, scores, 0.5)

@@ -3,7 +3,7 @@ import torch
 import torchvision
 from hypothesis import given, settings, strategies as st
 
-from explainers.ops import bilinear_weight, roi_align_trace, roi_pool_trace
+from explainers.ops import bilinear_weight, reference_roi_pool_argmax, roi_align_trace, roi_pool_trace
 
 # the lecture's picture: a feature map and a region whose corners fall between cells
 LECTURE_FEATURES = torch.arange(64, dtype=torch.float32).reshape(1, 8, 8).sin()
@@ -70,6 +70,8 @@ def roi_case(draw):
     out = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     seed = draw(st.integers(0, 2**16))
     f = torch.randn(C, H, W, generator=torch.Generator().manual_seed(seed))
+    if draw(st.booleans()):      # ties, as ReLU features have (many zeros): which equal cell a bin takes
+        f = f.clamp(min=0).round()
     return f, torch.tensor([x1, y1, x1 + w, y1 + h], dtype=torch.float32), out, scale
 
 
@@ -79,7 +81,8 @@ def test_roi_pool_equals_torchvision(case):
     f, box, out_size, scale = case
     out, tr = roi_pool_trace(f, box, out_size, scale)
     assert torch.equal(out, tv_pool(f, box, out_size, scale))
-    assert tr.argmax.shape == out.shape
+    # the cell each bin took (drawn as "the maximum"), ties included: torchvision's own, -1 for an empty bin
+    assert torch.equal(tr.argmax, reference_roi_pool_argmax(f, box, out_size, scale))
 
 
 @settings(max_examples=150, deadline=None)
@@ -91,6 +94,24 @@ def test_roi_align_equals_torchvision(case, sr, aligned):
     # the output is the mean of the recorded samples
     if tr.grid[0] * tr.grid[1]:
         torch.testing.assert_close(tr.samples.mean((-1, -2)), out, atol=1e-5, rtol=1e-5)
+    # the bins drawn hold their own samples, at the centres of a gh x gw split of the bin, and tile the
+    # (shifted, with aligned) box: a bin drawn half a cell off would leave its points outside it
+    gh, gw = tr.grid
+    x1, y1, x2, y2 = tr.bins.unbind(-1)                                   # (ph, pw) each
+    px, py = tr.points[..., 0], tr.points[..., 1]                         # (ph, pw, gh, gw)
+    ix = (torch.arange(gw) + 0.5) / max(gw, 1)
+    iy = (torch.arange(gh) + 0.5) / max(gh, 1)
+    torch.testing.assert_close(px, (x1[..., None, None] + ix * (x2 - x1)[..., None, None]).expand_as(px),
+                               atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(py, (y1[..., None, None] + iy[:, None] * (y2 - y1)[..., None, None]).expand_as(py),
+                               atol=1e-4, rtol=1e-5)
+    # the bins start at the (shifted) box's corner and follow each other, each bin_size wide and high
+    # (without aligned, torchvision makes a box at least one cell wide and high, so they may reach past it)
+    torch.testing.assert_close(tr.bins[0, 0, :2], tr.scaled_box[:2], atol=1e-5, rtol=0)
+    bin_h, bin_w = tr.bin_size
+    torch.testing.assert_close(x2 - x1, torch.full_like(x1, bin_w), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(y2 - y1, torch.full_like(y1, bin_h), atol=1e-4, rtol=1e-5)
+    assert torch.equal(x1[:, 1:], x2[:, :-1]) and torch.equal(y1[1:], y2[:-1])
 
 
 def test_real_sized_map_all_settings():

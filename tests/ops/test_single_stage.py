@@ -23,6 +23,7 @@ def test_ssd300_default_boxes_equal_torchvision():
     K = 6
     start = sum(tr.per_level[:k]) + (r * 19 + c) * K
     assert torch.equal(tr.location(k, r, c), boxes[start:start + K])
+    _centres_are_the_boxes_centres(boxes, tr, 300, 300)
 
 
 @settings(max_examples=40, deadline=None)
@@ -38,6 +39,16 @@ def test_default_boxes_equal_torchvision(H, W, levels, lo, hi, clip, use_steps):
     ref = reference_default_boxes((H, W), sizes, ratios, lo, hi, steps=steps, clip=clip)
     assert ours.shape == ref.shape and torch.equal(ours, ref)
     assert sum(tr.per_level) == len(ours)
+    # the centres drawn (one dot per location) are the centres of torchvision's boxes at that location
+    _centres_are_the_boxes_centres(ref, tr, H, W)
+
+
+def _centres_are_the_boxes_centres(boxes, tr, H, W):
+    mid = ((boxes[:, :2] + boxes[:, 2:]) / 2 / torch.tensor([W, H])).split(tr.per_level)
+    for m, c, (fh, fw) in zip(mid, tr.centres, tr.feature_sizes):
+        assert c.shape == (fh * fw, 2)
+        torch.testing.assert_close(m.reshape(fh * fw, -1, 2), c[:, None].expand(fh * fw, m.shape[0] // (fh * fw), 2),
+                                   atol=1e-5, rtol=0)
 
 
 def test_default_boxes_with_explicit_scales_and_errors():

@@ -304,3 +304,25 @@ def test_ssd_default_boxes_drawn_are_checked_against_torchvision(monkeypatch):
     monkeypatch.setattr(page, "ssd_default_boxes", _shifted(page.ssd_default_boxes, 0, 0.01))
     e.refresh()
     assert marks(e) == ["✘"], e.check_text
+
+
+def test_roi_pool_checks_which_of_equal_cells_each_bin_took(monkeypatch):
+    """Live ReLU features have many tied maxima; the cell drawn as "the maximum" is torchvision's own
+    choice (the first in row-major order). Taking the last of equal cells keeps every value, yet ✘."""
+    import explainers.ops.roi_pool as rp
+    from explainers.widgets import RoIPoolAlignExplainer
+
+    e = RoIPoolAlignExplainer(source="live")
+    assert marks(e)[0] == "✔"
+    real_argmax = torch.Tensor.argmax
+
+    def last_of_equal(t, dim=None, keepdim=False):
+        if dim != 1:
+            return real_argmax(t, dim, keepdim)
+        return t.shape[1] - 1 - real_argmax(t.flip(1), 1, keepdim)
+
+    monkeypatch.setattr(rp.torch.Tensor, "argmax", last_of_equal)
+    e.refresh()
+    monkeypatch.undo()
+    assert marks(e)[0] == "✘" and "the cell taken differs in" in e.check_text, e.check_text
+    assert "max |diff| = 0" in e.check_text.split("✔")[0]        # the values themselves are equal

@@ -84,13 +84,27 @@ def test_the_model_is_left_as_it_was(live):
     assert all(torch.equal(before[k], v) for k, v in m.module.state_dict().items())
 
 
+def test_the_iou_the_matcher_and_the_encoder_are_checked_from_the_ground_truth_not_from_the_pages_own(monkeypatch):
+    """torchvision's box_iou, Matcher and BoxCoder.encode are given the ground truth and the anchors,
+    not the page's IoU matrix or matches: a wrong IoU in the page's targets turns the first two ✘."""
+    import explainers.ops.targets as ot
+
+    e = TrainingTargetsExplainer(source="lecture")
+    e.view.value = VIEWS[1]
+    assert marks(e) == ["✔"] * 6 and e.check_text.startswith("✔ equals torchvision's box_iou")
+    real = ot.box_iou
+    monkeypatch.setattr(ot, "box_iou", lambda a, b: real(a, b) * 1.2)      # the page's targets' IoU, wrong
+    e.refresh()
+    assert marks(e)[:2] == ["✘", "✘"], e.check_text
+
+
 def test_tampering_the_models_loss_dict_flips_the_live_check():
     e = TrainingTargetsExplainer(source="live")
     e.view.value = VIEWS[1]
-    assert marks(e) == ["✔"] * 5 and "the model's own loss dict" in e.check_text
+    assert marks(e) == ["✔"] * 6 and "the model's own loss dict" in e.check_text
     e._run.losses["loss_rpn_box_reg"] += 0.01
     e.refresh()
-    assert marks(e) == ["✔"] * 4 + ["✘"]
+    assert marks(e) == ["✔"] * 5 + ["✘"]
     e._run.losses["loss_rpn_box_reg"] -= 0.01
     e._run.sampled_proposals[0, 0] += 1.0        # the box head pooled other RoIs than the page drew
     e.refresh()
@@ -195,7 +209,7 @@ def test_try_faster_view_counts(lecture):
     assert first["x"] == ["dx", "dy", "dw", "dh"] and f"#1: ({', '.join(first['text'])})" in lecture.frame(3)["caption"]
     roi = st["roi_labels"]
     assert lecture.frame(5)["data"][9]["y"] == [int((roi > 0).sum()), int((roi == 0).sum())]
-    assert marks(lecture) == ["✔"] * 5
+    assert marks(lecture) == ["✔"] * 6
     caps = [lecture.frame(k)["caption"] for k in range(lecture.n_steps())]
     assert "2 positives" in caps[2] and "254 random negatives" in caps[2]
     lecture.view.value = VIEWS[0]
