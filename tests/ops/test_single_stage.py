@@ -125,6 +125,13 @@ def test_yolo_two_objects_in_one_slot_keep_the_first():
     t, tr = yolo_encode(boxes, [1, 2], 7, 1, 3, (224, 224))
     assert tr.kept.tolist() == [True, False]
     assert t[1, 1, 5:].tolist() == [0.0, 1.0, 0.0]
+    # a wide and a tall object in one cell take two base boxes (both kept); the cell has one set of
+    # class scores: the first object's
+    boxes = torch.tensor([[20., 50., 140., 90.], [60., 10., 100., 130.]])
+    t, tr = yolo_encode(boxes, [1, 2], 7, 3, 3, (224, 224))
+    assert tr.kept.tolist() == [True, True] and tr.cells.tolist() == [[2, 2], [2, 2]]
+    assert tr.responsible[0] != tr.responsible[1] and t[2, 2, 4:15:5].sum() == 2
+    assert t[2, 2, 15:].tolist() == [0.0, 1.0, 0.0]
 
 
 @pytest.mark.parametrize("kwargs, msg", [
