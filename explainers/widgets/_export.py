@@ -53,7 +53,9 @@ _EXPORT_JS = TIED_AXES_JS + FIT_JS + r"""
   // as the page: objects merge key by key, anything else (arrays too) replaces
   function merge(target, src) {
     for (var k in src) {
-      if (isObject(src[k]) && isObject(target[k])) merge(target[k], src[k]);
+      // null: back to plotly's default, as None does in Python (plotly.js fails on a null container)
+      if (src[k] === null) delete target[k];
+      else if (isObject(src[k]) && isObject(target[k])) merge(target[k], src[k]);
       else target[k] = src[k];
     }
     return target;

@@ -55,6 +55,8 @@ function fittedHeight(el, figHeight) {
 _JS = TIED_AXES_JS + FIT_JS + r"""
 function merge(target, src) {
   for (const [k, v] of Object.entries(src)) {
+    // null: back to plotly's default, as None does in Python (plotly.js fails on a null container)
+    if (v === null) { delete target[k]; continue; }
     // objects merge key by key, except a typed array ({dtype, bdata, shape}), which is one value
     if (v && typeof v === "object" && !Array.isArray(v) && !("bdata" in v) && target[k]
         && typeof target[k] === "object" && !Array.isArray(target[k]) && !("bdata" in target[k])) {
@@ -250,14 +252,18 @@ def _changed(obj, props: dict) -> dict:
 
     The view merges it into what it holds (objects key by key, anything else replaced), so this
     equals sending the whole object, without copying and sending the parts that did not change
-    (a heatmap's z, an image's data). A value set to None is sent as null: plotly.js then uses
-    its default, as the Python figure does (sending the whole object would leave the old value).
+    (a heatmap's z, an image's data). A value set to None is sent as null, which the view drops so
+    that plotly.js uses its default, as the Python figure does (a reset ``marker`` read back from
+    Python is an empty object, which merged would leave the old one; null itself as a container's
+    value makes plotly.js fail).
     """
     out: dict = {}
     for key, value in props.items():
         path = _str_to_dict_path_full(key)[0] if isinstance(key, str) else tuple(key)
         now = obj[key]
-        if isinstance(value, dict) and value and isinstance(now, BasePlotlyType):
+        if value is None:                          # reset: the view drops it, plotly.js uses its default
+            piece = None
+        elif isinstance(value, dict) and value and isinstance(now, BasePlotlyType):
             piece = _changed(now, value)           # plotly merged the dict: send its keys only
         else:
             piece = _as_json(now)

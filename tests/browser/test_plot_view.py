@@ -212,3 +212,74 @@ def test_the_view_follows_its_width_when_the_page_widens_it(bare_browser, tmp_pa
         page.wait_for_function(f"() => Math.abs(({width})() - 1100) < 3", timeout=10_000)
     finally:
         page.close()
+
+
+def _view_values(e, entry) -> list:
+    """(control, value) for every choice of the page's views: its ``view`` control and the
+    registry's switch when it names views (strings), each option in turn; [(None, None)] if none."""
+    import ipywidgets as W
+
+    out = []
+    for name in dict.fromkeys(["view", entry.control]):
+        ctl = getattr(e, name, None)
+        if isinstance(ctl, (W.ToggleButtons, W.Dropdown, W.RadioButtons)) and all(
+                isinstance(v, str) for v in entry.values if name == entry.control):
+            out += [(ctl, v) for v in ctl.options if not isinstance(v, tuple)]
+            out += [(ctl, v[1]) for v in ctl.options if isinstance(v, tuple)]
+    return out or [(None, None)]
+
+
+@pytest.mark.parametrize("source", ["lecture", "live"])
+@pytest.mark.parametrize("entry", EXPLAINERS, ids=[e.name for e in EXPLAINERS])
+def test_every_view_steps_without_a_browser_error_in_the_page_and_in_its_export(bare_browser, tmp_path, entry,
+                                                                                 source):
+    """Every view of every page, in both sources: its steps (first, middle, last) drawn by the
+    plot view from the kernel's patches, and its export opened from disk and stepped, with no
+    page error. (A frame that reset a trace's marker to None was sent as `"marker": null`: the
+    export of the single-stage page's live dense view never drew.)"""
+    e = entry.load()(source=source)
+    assert e.error_text == "", e.error_text
+    checked = []
+    for k, (ctl, value) in enumerate(_view_values(e, entry)):
+        if ctl is not None:
+            ctl.value = value
+        assert e.error_text == "", (value, e.error_text)
+        n = e.n_steps()
+        steps = sorted({0, n // 2, n - 1})
+        # the page: its plot view, fed the figure and each step's patch as the kernel sends them
+        figure = e.plot.figure
+        patches = []
+        for s in steps:
+            e.show_step(s)
+            patches.append(e.plot.patch)
+        page = view_page(bare_browser, tmp_path, figure)
+        errors = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        try:
+            for p in patches:
+                page.evaluate("(p) => window.applyPatch(p)", p)
+            page.wait_for_selector(".explainers-plot .main-svg", timeout=30_000)
+        finally:
+            page.close()
+        assert not errors, (value, "page", errors[:3])
+        # its export, from disk, each of those steps shown by the slider
+        path = e.export_html(tmp_path / f"export{k}.html")
+        page = bare_browser.new_page(viewport={"width": 1280, "height": 720})
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        try:
+            page.goto(path.as_uri(), timeout=60_000)
+            try:
+                page.wait_for_selector("#explainer[data-ready='1']", state="attached", timeout=30_000)
+            except Exception:               # never ready: say why (the page error), not only "timeout"
+                raise AssertionError((value, "export never ready", errors[:3])) from None
+            for s in steps:
+                page.eval_on_selector("#explainer-step", "(el, s) => { el.value = String(s);"
+                                      " el.dispatchEvent(new Event('input')); }", s)
+                page.wait_for_function("(s) => document.getElementById('explainer').dataset.step === String(s)",
+                                       arg=s, timeout=10_000)
+            page.wait_for_selector(".main-svg", timeout=30_000)
+        finally:
+            page.close()
+        assert not errors, (value, "export", errors[:3])
+        checked.append(value)
+    assert checked
