@@ -7,6 +7,7 @@
     explainers download TASK                        fetch torchvision's COCO weights once
     explainers export-site DIR                      every lecture animation as a static web site
     explainers list                                 the explainers
+    explainers --version                            its version, torch's and torchvision's
 """
 from __future__ import annotations
 
@@ -226,9 +227,29 @@ def _download(args) -> int:
     return 0
 
 
+def _versions() -> str:
+    """``cv-explainers X (torch Y, torchvision Z, Python V)``, read from the installed packages'
+    metadata (nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def of(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"cv-explainers {__version__} (torch {of('torch')}, torchvision {of('torchvision')}, "
+            f"Python {platform.python_version()})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="explainers", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_versions(),
+                        help="the versions of cv-explainers, torch and torchvision (for a bug report)")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="open the tour of all explainers as a Voila page on 127.0.0.1")
     p.add_argument("--port", type=int, default=8866, help="port (a free one is taken if it is busy)")

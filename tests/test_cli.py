@@ -126,3 +126,17 @@ def test_train_steps_must_be_at_least_one(capsys, steps, says):
     with pytest.raises(ValueError, match="at least 1"):
         train("patch", steps=-1, out=Path("never-written"))
     assert not Path("never-written").exists()
+
+
+def test_version_names_the_package_torch_and_torchvision(capsys):
+    from importlib.metadata import version
+
+    import explainers
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    out = capsys.readouterr().out.strip()
+    assert exit_.value.code == 0
+    assert out.startswith(f"cv-explainers {explainers.__version__} (torch {version('torch')}, "
+                          f"torchvision {version('torchvision')}, Python ")
+    assert explainers.__version__ == version("cv-explainers")      # the module says what pip installed
