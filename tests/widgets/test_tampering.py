@@ -268,7 +268,7 @@ def test_training_targets_faster_view_checks_each_stage_it_draws(monkeypatch, so
 
     e = TrainingTargetsExplainer(source=source)
     e.view.value = VIEWS[1]
-    assert marks(e) == ["✔"] * 5, e.check_text
+    assert marks(e) == ["✔"] * 6, e.check_text
     real = tt.recompute
 
     def tampered(what):
@@ -285,13 +285,13 @@ def test_training_targets_faster_view_checks_each_stage_it_draws(monkeypatch, so
             return rec
         return wrong
 
-    for what, index in (("match", 0), ("sample", 1), ("encode", 2)):
+    for what, index in (("match", 1), ("sample", 2), ("encode", 3)):   # 0: the IoU itself
         monkeypatch.setattr(tt, "recompute", tampered(what))
         e.refresh()
         assert marks(e)[index] == "✘", (what, e.check_text)
     monkeypatch.setattr(tt, "recompute", real)
     e.refresh()
-    assert marks(e) == ["✔"] * 5
+    assert marks(e) == ["✔"] * 6
 
 
 def test_ssd_default_boxes_drawn_are_checked_against_torchvision(monkeypatch):
