@@ -32,10 +32,20 @@ def _cell_text(v: float, live: bool) -> str:
     return s.replace("0.", ".", 1) if s.startswith(("0.", "-0.")) else s
 
 
-def _cells(points):
-    xs = [c for _, c in points]
-    ys = [r for r, _ in points]
-    return xs, ys
+#: half the side of a cell's outline, in cells: the orange frame just inside the cell (around its
+#: number, never across it), the red switch inside that
+FRAME, SWITCH = 0.44, 0.34
+
+
+def _cells(points, half: float = FRAME) -> dict:
+    """Outlines of the cells ``(row, col)`` as one line trace, in data units: they scale with the
+    plot (a marker of a fixed pixel size overflowed its cell on a smaller plot and was clipped)."""
+    xs, ys = [], []
+    for r, c in points:      # from the middle of the top edge round to it: every corner a joint
+        x1, y1, x2, y2 = c - half, r - half, c + half, r + half
+        xs += [c, x2, x2, x1, x1, c, None]
+        ys += [y1, y1, y2, y2, y1, y1, None]
+    return {"x": xs, "y": ys}
 
 
 class UnpoolingExplainer(Explainer):
@@ -60,14 +70,14 @@ class UnpoolingExplainer(Explainer):
         for col in (1, 3, 4):                                                             # 0, 1, 2
             fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),
                             colorscale=CELL_SCALE, showscale=False, xgap=2, ygap=2, row=1, col=col, zmin=0, zmax=1)
-        # open squares around the cells (wider than a cell's number: they frame it, never cross it)
+        # outlines of the cells (in data units, so they frame a cell's number at any plot size)
         for col, colour in ((1, ORANGE), (3, ORANGE), (4, ORANGE), (1, VERMILLION)):      # 3, 4, 5, 6
-            fig.add_scatter(x=[], y=[], mode="markers", row=1, col=col, hoverinfo="skip",
-                            marker=dict(symbol="square-open", size=54, color=colour, line=dict(width=4)))
+            fig.add_scatter(x=[], y=[], mode="lines", row=1, col=col, hoverinfo="skip",
+                            line=dict(color=colour, width=4))
         fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=17),     # 7 pooled
                         colorscale=CELL_SCALE, showscale=False, xgap=2, ygap=2, row=1, col=2, zmin=0, zmax=1)
-        fig.add_scatter(x=[], y=[], mode="markers", row=1, col=2, hoverinfo="skip",                # 8
-                        marker=dict(symbol="square-open", size=54, color=ORANGE, line=dict(width=4)))
+        fig.add_scatter(x=[], y=[], mode="lines", row=1, col=2, hoverinfo="skip",                  # 8
+                        line=dict(color=ORANGE, width=4))
         fig.update_yaxes(showgrid=False, zeroline=False, tickmode="array")
         fig.update_xaxes(showgrid=False, zeroline=False, tickmode="array", constrain="domain")
         for c in (1, 2, 3, 4):                 # square cells in every panel
@@ -244,7 +254,7 @@ class UnpoolingExplainer(Explainer):
             sw = self._switches.numpy().reshape(-1)
             Wp = self._pin.shape[1]
             done = min(k + 1, self._pool_steps)
-            data[6] = {"x": (sw[:done] % Wp).tolist(), "y": (sw[:done] // Wp).tolist()}
+            data[6] = _cells([(int(v) // Wp, int(v) % Wp) for v in sw[:done]], SWITCH)
             pooled = self._pooled.numpy()
             data[7] = {"text": [[_cell_text(float(v), live) if r * pooled.shape[1] + c < done else ""
                                  for c, v in enumerate(row)] for r, row in enumerate(pooled)]}
@@ -253,9 +263,8 @@ class UnpoolingExplainer(Explainer):
         if k < self._pool_steps:
             r, c = divmod(k, self._pooled.shape[1])
             block = [(2 * r + a, 2 * c + b) for a in range(2) for b in range(2)]
-            xs, ys = _cells(block)
-            data[3] = {"x": xs, "y": ys}
-            data[8] = {"x": [c], "y": [r]}
+            data[3] = _cells(block)
+            data[8] = _cells([(r, c)])
             caption = (f"max pooling, block ({r}, {c}): the maximum {fmt(self._pooled[r, c].item())} goes to the "
                        f"pooled map, and its position in the block is remembered (the switch, red)")
             if float(self._pin[2 * r:2 * r + 2, 2 * c:2 * c + 2].abs().max()) == 0:
@@ -267,10 +276,9 @@ class UnpoolingExplainer(Explainer):
                           "the map in the middle") + " and puts each value back at its block's switch")
         elif j < h * w:
             r, c = divmod(j, w)
-            data[4] = {"x": [c], "y": [r]}
+            data[4] = _cells([(r, c)])
             targets = tr.targets(r, c)
-            xs, ys = _cells(targets)
-            data[5] = {"x": xs, "y": ys}
+            data[5] = _cells(targets)
             mode = self.mode.value
             verb = {"nearest": "is copied into", "bed_of_nails": "goes to the top-left of",
                     "max": "goes back to the remembered position (switch) in", "bilinear":

@@ -16,7 +16,7 @@ from explainers.widgets.nms import LECTURE_BOXES, LECTURE_LABELS, LECTURE_SCORES
 
 from explainers.registry import EXPLAINERS, move_control
 from explainers.widgets._plotview import _jsonable
-from tests.widgets.checks import jsonable
+from tests.widgets.checks import jsonable, outlined_cells
 
 ALL = [e.load() for e in EXPLAINERS]
 
@@ -108,7 +108,7 @@ def test_unpooling_lecture_modes():
     e.mode.value = "max"
     assert e.n_steps() == 4 + 1 + 4 + 1
     e.step.value = 3
-    assert sorted(zip(e.fig.data[6].x, e.fig.data[6].y)) == [(0, 3), (1, 1), (2, 0), (3, 3)]
+    assert sorted(outlined_cells(e.fig.data[6])) == [(0, 2), (1, 1), (3, 0), (3, 3)]       # (row, col)
     assert [list(r) for r in e.fig.data[7].z] == [[5, 6], [7, 8]]
     assert [list(r) for r in e.fig.data[7].text] == [["5", "6"], ["7", "8"]]
     assert list(e.fig.data[1].z[0]) == [1, 2]
@@ -116,7 +116,7 @@ def test_unpooling_lecture_modes():
     assert "rest of the network" in e.caption.value and e.fig.layout.annotations[4].visible
     # step 5: input cell (0, 0) = 1 goes to its switch (1, 1); nothing else filled yet
     e.step.value = 5
-    assert list(e.fig.data[5].x) == [1] and list(e.fig.data[5].y) == [1]
+    assert outlined_cells(e.fig.data[5]) == [(1, 1)]
     assert sum(v is not None for row in e.fig.data[2].z for v in row) == 1
 
 
@@ -136,7 +136,7 @@ def test_unpooling_things_to_try_are_true():
     # the values land exactly on the switches of the pooling (6 at (0, 2), 5 at (1, 1), 7 at (3, 0), 8 at (3, 3))
     out = e.state()["output"]
     nonzero = {(r, c) for r in range(4) for c in range(4) if out[r, c] != 0}
-    switches = {(y, x) for x, y in zip(e.fig.data[6].x, e.fig.data[6].y)}
+    switches = set(outlined_cells(e.fig.data[6]))
     assert nonzero == switches == {(0, 2), (1, 1), (3, 0), (3, 3)}
     # the map pooled is the slide's (lecture.md: max pooling of [[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]])
     assert e.state()["pool_input"].tolist() == [[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]]
@@ -962,3 +962,21 @@ def test_sliding_window_on_an_image_no_window_fits_says_so_once(shape):
     assert e.error_text == line and "Error" not in e.error_text
     with pytest.raises(ValueError, match="this page could not be built: .*not one fits"):
         e.n_steps()                                         # not Python's AttributeError
+
+
+def test_unpooling_outlines_stay_inside_their_cells_at_any_plot_size():
+    """The tour draws a page at 300 px high: outlines of a fixed pixel size (54 px markers) were larger
+    than a cell there and were clipped into L shapes. Now they are paths in data units, inside the cell."""
+    e = UnpoolingExplainer()
+    e.mode.value = "max"
+    for k in range(e.n_steps()):
+        e.step.value = k
+        for i in (3, 4, 5, 6, 8):
+            t = e.fig.data[i]
+            assert t.mode == "lines"
+            xs = [v for v in (t.x or []) if v is not None]
+            ys = [v for v in (t.y or []) if v is not None]
+            cells = outlined_cells(t)
+            assert len(xs) == 6 * len(cells)
+            for x, y in zip(xs, ys):           # each corner within half a cell of a framed cell's centre
+                assert any(abs(x - c) < 0.5 and abs(y - r) < 0.5 for r, c in cells)
