@@ -138,7 +138,7 @@ class RoIPoolAlignExplainer(Explainer):
                             column_widths=[0.39, 0.39, 0.22], horizontal_spacing=0.07, vertical_spacing=0.16,
                             subplot_titles=("RoI Pool: snapped to cells", "RoI Align: exact bins, bilinear samples",
                                             "RoI Pool output (max)", "RoI Align output (mean)",
-                                            "Align − Pool"))
+                                            "Align (a mean) − Pool (a max)"))
         # the outputs in the map's colours and range: the same colour is the same number everywhere
         for r, c in ((1, 1), (1, 2), (1, 3), (2, 3), (3, 3)):
             fig.add_heatmap(z=[[0]], text=[[""]], texttemplate="%{text}", textfont=dict(size=16),
@@ -308,7 +308,9 @@ class RoIPoolAlignExplainer(Explainer):
             C = f.shape[0]
             self.set_note(f"The slide's example: a {C}-channel feature map; RoI Pool snaps the box to a {C} x "
                           f"{sy2 - sy1 + 1} x {sx2 - sx1 + 1} region and pools it to {C} x {out} x {out}, every channel "
-                          f"the same way (the channel slider shows one).{overlap}")
+                          f"the same way (the channel slider shows one). Align − Pool (bottom right) is mostly a mean "
+                          f"against a max, not the snapping; the snapping shows in where the bins lie (move x1 and "
+                          f"watch them).{overlap}")
         c = self.channel.value
         self._drawn = dict(box=box, level=level, scale=scale, out=out, sampling_ratio=int(self.sampling.value),
                            aligned=bool(self.aligned.value), channel=c, p_out=p_out, a_out=a_out, model=model)

@@ -165,3 +165,12 @@ def test_weight_labels_stay_on_the_map_clear_of_the_tick_labels():
                 assert (y - 0.5 >= -0.5) if v == "top" else (y + 0.5 <= H - 0.5), (y, pos)
                 checked += 1
     assert checked > 50
+
+
+def test_the_difference_panel_says_it_compares_a_mean_with_a_max():
+    """Review s12c: "Align − Pool" read as the effect of snapping; most of it is a mean against a max."""
+    from explainers.widgets import RoIPoolAlignExplainer
+
+    e = RoIPoolAlignExplainer(source="lecture")
+    assert "Align (a mean) − Pool (a max)" in [a.text for a in e.fig.layout.annotations]
+    assert "mostly a mean against a max, not the snapping" in e.note.value
