@@ -32,7 +32,8 @@ c.Spawner.args = ["--VoilaConfiguration.template=explainers", "--VoilaConfigurat
                   "--VoilaConfiguration.show_tracebacks=False",
                   # 64 MiB websocket messages (uploads up to 20 MB); no MathJax from a CDN (pages need none)
                   '--ServerApp.tornado_settings={"websocket_max_message_size": 67108864, "mathjax_url": None, "mathjax_config": None}',
-                  # a tab left open without the page being closed: its kernel stops after 15 min
+                  # a page whose connection was lost without it being left (a laptop put to sleep): its
+                  # kernel stops after 15 idle min (an open tab keeps it; leaving a page shuts it down)
                   "--MappingKernelManager.cull_interval=60", "--MappingKernelManager.cull_idle_timeout=900"]
 c.Spawner.environment = {"EXPLAINERS_OFFLINE": "1", "EXPLAINERS_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
                          # fewer malloc arenas: less memory held per kernel, nothing slower here

@@ -46,7 +46,8 @@ FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv
 <body style="font-family:sans-serif;font-size:22px;max-width:40em;margin:3em auto;line-height:1.5">
 <h1 style="font-size:30px">The server is full, try again in a minute</h1>
 <p>{n} pages are open, the most this server runs at once. This page tries again by itself every
-minute. Closing a tab of these pages you no longer use frees a place.</p></body></html>"""
+minute. Leaving or closing a tab of these pages you no longer use frees its place at once; a page
+whose connection was lost without that (a laptop put to sleep) frees it after 15 idle minutes.</p></body></html>"""
 
 
 def default_max_kernels(forked: bool = False) -> int:
