@@ -146,8 +146,11 @@ class TrainingTargetsExplainer(Explainer):
                                     style={"description_width": "initial"}, layout=W.Layout(width="300px"))
         self.box_loss = W.Dropdown(options=BOX_LOSSES, value="L2", description="box loss",
                                    layout=W.Layout(width="200px"))
-        for c in (self.view, self.weight, self.box_loss):
-            c.observe(lambda _: self.guard(self.refresh), "value")
+        self.view.observe(lambda _: self.guard(self.refresh), "value")
+        # the weight and the box loss change the numbers, not the steps: the step shown stays (raising
+        # the weight at the total's step shows the total change at once)
+        for c in (self.weight, self.box_loss):
+            c.observe(lambda _: self.guard(self.refresh, keep_step=True), "value")
         self.controls = W.HBox([self.view, self.weight, self.box_loss])
         if self.source == "live" and self.model is not None:   # a model this page cannot use: say so at once
             from ..models.training_targets import two_stage_module
@@ -225,7 +228,7 @@ class TrainingTargetsExplainer(Explainer):
         self._run_picture = (img, png_uri(img))        # encoded once per run, not at every control change
 
     # ------------------------------------------------------------------ refresh
-    def refresh(self):
+    def refresh(self, keep_step: bool = False):
         single = self.view.value == VIEWS[0]
         self.fig.layout.annotations[0].text = SINGLE_IMAGE_TITLE if single else "image"
         self.weight.layout.display = self.box_loss.layout.display = None if single else "none"
@@ -238,7 +241,7 @@ class TrainingTargetsExplainer(Explainer):
                 self._refresh_live_single()
             else:
                 self._refresh_faster()
-        self._reset_steps()
+        self._reset_steps(keep=keep_step)
 
     def _single(self, scores, true_class, box_pred, box_true):
         tr = multitask_loss(scores, true_class, box_pred, box_true, self.weight.value, self.box_loss.value)

@@ -157,6 +157,17 @@ def test_try_box_weight_10_makes_the_box_term_tenfold():
     assert ten["total"] - one["total"] == pytest.approx(9 * (one["total"] - one["class_loss"]))   # the same amount
     assert ten["class_loss"] == pytest.approx(one["class_loss"])                                   # the class term stays
     assert set(marks(e)) == {"✔"}
+    # seen at once: at the total's step, a new weight redraws that step (review s12c: it went back to step 1)
+    last = e.n_steps() - 1
+    e.step.value = last
+    before = e.caption.value
+    e.weight.value = 5
+    assert e.step.value == last and e.caption.value != before and "5 ×" in e.caption.value
+    weighted = e.caption.value
+    e.box_loss.value = "smooth L1"
+    assert e.step.value == last and e.caption.value != weighted
+    e.view.value = VIEWS[1]                        # another view has other steps: it starts at its first
+    assert e.step.value == 0
 
 
 def test_try_smooth_l1_halves_the_box_loss():
