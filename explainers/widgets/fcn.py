@@ -182,15 +182,20 @@ class FCNExplainer(Explainer):
             self.fig.layout.yaxis2.update(range=[H - 0.5, -0.5])
 
     # ------------------------------------------------------------------ data
-    def _channel(self, vector) -> int:
-        c = self.channel.value
-        return int(vector.abs().argmax()) if c < 0 else min(c, len(vector) - 1)
+    def _channel(self, point) -> int:
+        """The channel drawn at a stage: the one chosen, or the most active at the pixel (largest
+        |value|); at the class scores, the pixel's predicted class (the most negative score is the
+        class it is surest the pixel is not: review s12c)."""
+        c, vector = self.channel.value, point.vector
+        if c >= 0:
+            return min(c, len(vector) - 1)
+        return int(vector.argmax()) if point.name == "scores" else int(vector.abs().argmax())
 
     def refresh(self):
         cap = self._cap
         row, col = self.row.value, self.col.value
         self._path = pixel_path(cap, row, col)
-        self._channels = [self._channel(p.vector) for p in self._path]
+        self._channels = [self._channel(p) for p in self._path]
         own = own_output_check(cap)
         u3 = unpool_check(cap, "unpool3")
         u2 = unpool_check(cap, "unpool2")

@@ -42,7 +42,10 @@ def test_state_holds_what_is_drawn(lecture):
     for s in st["stages"]:
         assert torch.equal(s["vector"], cap.stages[s["name"]][:, s["cell"][0], s["cell"][1]])
         assert s["shape"] == tuple(cap.stages[s["name"]].shape)
-        assert s["channel"] == int(s["vector"].abs().argmax())       # "most active at the pixel"
+        most = s["vector"].argmax() if s["name"] == "scores" else s["vector"].abs().argmax()
+        assert s["channel"] == int(most)       # "most active at the pixel"; at the scores its predicted class
+    r0, c0 = st["pixel"]
+    assert st["stages"][-1]["name"] == "scores" and st["stages"][-1]["channel"] == int(st["logits"][:, r0, c0].argmax())
     assert torch.equal(st["switches"]["pool3"], cap.switches["pool3"])
     # the last stage's vector is the model's own logits at the pixel
     r, c = st["pixel"]
