@@ -54,7 +54,7 @@ class Page:
         self._built = {(first.source, DEFAULT_SAMPLE if first.source == "live" else None): first}
         self._last_live = first if first.source == "live" else None     # whose controls another image takes
         self._given = first if not isinstance(explainer, type) else None
-        self.source = W.ToggleButtons(options=[("the slide's numbers", "lecture"), ("the live model", "live")],
+        self.source = W.ToggleButtons(options=[("the worked example", "lecture"), ("the live model", "live")],
                                       value=first.source, style={"button_width": "170px"},
                                       tooltips=["the lecture's worked example", "real tensors from the running model"])
         self.sample = W.Dropdown(options=names, value=DEFAULT_SAMPLE if DEFAULT_SAMPLE in names else names[0],

@@ -337,7 +337,7 @@ def test_lecture_and_live_are_one_click_on_a_page(server, browser):
     page.locator("select").filter(has_text="shapes scene 1").first.select_option("shapes scene 2")
     wait_for_plot_change(page, before, timeout_ms=120_000)
     assert "⚠" not in page.inner_text("body")
-    page.get_by_text("the slide's numbers").first.click()
+    page.get_by_text("the worked example").first.click()
     page.wait_for_function("() => !(document.body ? document.body.innerText : '').includes(\"decoder's own\")", timeout=60_000)
     assert not problems, problems
     close_page(page)
