@@ -23,7 +23,8 @@ W = "tests/widgets/"
 #: notebook -> [(the line's opening words, the test that checks what the line promises)], in order
 TRIES: dict[str, list[tuple[str, str]]] = {
     "00_tour": [
-        ("Open a single explainer's notebook, change one line",
+        ("On any page, click the live model and choose another image; in a notebook, open a single explainer's "
+         "notebook, change one line",
          "tests/app/test_things_to_try.py::test_each_notebook_with_source_live_and_another_image_runs"),
     ],
     "01_sliding_window": [
@@ -144,9 +145,10 @@ def test_each_listed_test_exists():
 
 @pytest.mark.parametrize("name", [n for n in notebook_names() if n != "00_tour"])
 def test_each_notebook_with_source_live_and_another_image_runs(name):
-    """00_tour's line: "Open a single explainer's notebook, change one line (source="live", another
-    image) and run it again." The notebook's own code cell, with that one line changed, runs and its
-    page checks what it draws (✔, no ✘, no error)."""
+    """00_tour's line: "On any page, click the live model and choose another image; in a notebook, open a
+    single explainer's notebook, change one line (source="live", another image) and run it again." The
+    notebook's own code cell, with that one line changed, runs and its page checks what it draws (✔, no
+    ✘, no error); the click is tests/browser/test_pages.py::test_lecture_and_live_are_one_click_on_a_page."""
     from explainers.models import held_out
 
     nb = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
