@@ -56,6 +56,12 @@ def lecture_image() -> np.ndarray:
     return np.asarray(Image.fromarray(im[:, x0:x0 + cw]).resize((640, 480), Image.LANCZOS))
 
 
+def _signed(v: float) -> str:
+    """``+21``, ``-31``, ``0`` (a move that rounds to nothing is 0, not -0 or +0)."""
+    r = round(v)
+    return f"{r:+d}" if r else "0"
+
+
 def _slide_tensors(image_size, feature_size, n_anchors: int) -> str:
     """The slide's RPN tensors for this image, written as the slide writes them (width first)."""
     (H, W), (Hf, Wf) = image_size, feature_size
@@ -487,7 +493,7 @@ class AnchorsExplainer(Explainer):
         (a1, b1, a2, b2), (m1, n1, m2, n2) = boxes[j].tolist(), moved[j].tolist()
         caption = (f"Cell ({r}, {c}), anchor {k} of {K} by {word}: {names[j]}, {word} {float(scores[j]):.2f}. "
                    f"(dx, dy, dw, dh) = ({dx:.2f}, {dy:.2f}, {dw:.2f}, {dh:.2f}): centre moves "
-                   f"({(m1 + m2 - a1 - a2) / 2:+.0f}, {(n1 + n2 - b1 - b2) / 2:+.0f}) px, size x {np.exp(dw):.2f} "
+                   f"({_signed((m1 + m2 - a1 - a2) / 2)}, {_signed((n1 + n2 - b1 - b2) / 2)}) px, size x {np.exp(dw):.2f} "
                    f"wide, x {np.exp(dh):.2f} high (dashed box).")
         if self.source == "lecture":
             # Faster R-CNN's RPN trains a box target only for positive anchors (torchvision: IoU >= 0.7

@@ -384,3 +384,13 @@ def test_lecture_names_the_slides_rpn_tensors():
     for said in ("640 x 480 image", "features 512 x 20 x 15", "'is object?' 1 x 20 x 15",
                  "corrections 4 x 20 x 15", "K = 9", "K*20*15 = 2700 anchors", "(9 x 15 x 20)"):
         assert said in note, said
+
+
+def test_a_move_that_rounds_to_nothing_is_0_not_minus_0():
+    from explainers.widgets.anchors import _signed
+
+    assert [_signed(v) for v in (21.4, -30.6, -0.3, 0.4, 0.0)] == ["+21", "-31", "0", "0", "0"]
+    e = AnchorsExplainer(source="lecture")
+    for k in range(e.n_steps()):
+        e.step.value = k
+        assert "-0," not in e.caption.value and "-0)" not in e.caption.value and "+0" not in e.caption.value
