@@ -236,12 +236,12 @@ class RCNNFamilyExplainer(Explainer):
             tc.append("black")
         det_boxes: dict = {c: [] for c in range(1, len(self._classes))}
         # on the lecture's photo the bundled shapes model's class names mean nothing (a cup labelled
-        # "circle"): its detections are drawn with their scores only
+        # "circle"), and "score 1.00" read as a sure detector: "shape?" and the score
         nameless = self.source == "lecture" and self.model is None
         if dets is not None:
             for b, s, lb in list(zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist()))[:NUMBERED]:
                 det_boxes.setdefault(lb, []).append(b)
-                name = "score" if nameless else mm.classes[lb] if lb < len(mm.classes) else str(lb)
+                name = "shape?" if nameless else mm.classes[lb] if lb < len(mm.classes) else str(lb)
                 x, y = at(b[0], b[1], f"{name} {s:.2f}")
                 tx.append(x)
                 ty.append(y)
@@ -271,7 +271,7 @@ class RCNNFamilyExplainer(Explainer):
             out = f" <i>Drawn: {shown} of its {len(dets.boxes)} detections{how}, best first"
             if self.source == "lecture" and self.model is None:
                 # the bundled detector knows three shapes: on a photo its class names mean nothing
-                out += ", scores only: the shapes model's classes mean nothing on this photo"
+                out += ", 'shape?': how shape-like a region looks to a model that knows only shapes"
             return out + ".</i>"
         if len(numbered):
             return (f" <i>Showing the top {len(thin)} of {total:,} proposals (the best {len(numbered)} "

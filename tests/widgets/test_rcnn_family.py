@@ -284,7 +284,8 @@ def test_try_proposals_drawn_100_then_300_and_10(lecture):
 
 def test_lecture_says_the_bundled_models_names_mean_nothing_on_the_photo(lecture, live):
     """Lecture mode runs the shapes detector on a photo to measure costs: where it draws detections,
-    they carry their scores only (a cup labelled "circle" would mislead) and the caption says why;
+    they are labelled "shape?" with their score (a cup labelled "circle" would mislead, "score 1.00" read
+    as a sure detector) and the caption says why;
     live (a shapes scene) they carry their class names."""
     shapes = ("circle", "square", "triangle")
     for e, says in ((lecture, True), (live, False)):
@@ -294,12 +295,12 @@ def test_lecture_says_the_bundled_models_names_mean_nothing_on_the_photo(lecture
                          and "best first" in e.frame(k)["caption"]]
             assert with_dets
             for k in range(e.n_steps()):
-                warned = "mean nothing on this photo" in e.frame(k)["caption"]
+                warned = "'shape?': how shape-like a region looks to a model that knows only shapes" in e.frame(k)["caption"]
                 assert warned == (says and k in with_dets), (e.source, k)
             labels = [t for t in e.frame(with_dets[-1])["data"][e._text]["text"] if not t.isdigit()]
             named = [t for t in labels if t.split(" ")[0] in shapes]
             if says:
-                assert not named and all(t.startswith("score ") for t in labels), labels
+                assert not named and all(t.startswith("shape? ") for t in labels), labels
             elif labels:
                 assert named == labels, labels
 
