@@ -265,6 +265,10 @@ class NMSExplainer(Explainer):
         if current is None:
             order = sorted(range(len(b)), key=lambda i: -float(self._scores[i]))[:FIRST_LABELS]
             labelled = [(i, "") for i in order]
+        elif k == self.n_steps() - 1:
+            # done: the boxes that survived, named (best first), so a student reads what NMS kept
+            survivors = sorted((i for i in range(len(b)) if state[i] == 1), key=lambda i: -float(self._scores[i]))
+            labelled = [(i, "kept ") for i in survivors[:FIRST_LABELS]]
         else:
             # the suppressed ones with the largest IoUs (all of them would pile up on a crowded image)
             labelled = [(current.kept, "keep ")] + [(i, "") for i in sorted(just, key=lambda i: -ious.get(i, 0.0))
@@ -303,8 +307,8 @@ class NMSExplainer(Explainer):
                     "1 box overlaps it with IoU > {t:.2f} and is suppressed (dashed)" if n == 1 else
                     "{n} boxes overlap it with IoU > {t:.2f} and are suppressed (dashed)").format(n=n, t=t)
             msg = f"keep the best box left, {name} {self._scores[current.kept]:.2f} (black); {gone}"
-            if len(just) > STEP_LABELS - 1:
+            if len(just) > STEP_LABELS - 1 and k < self.n_steps() - 1:
                 msg += f" (the {STEP_LABELS - 1} with the largest IoU labelled)"
             if k == self.n_steps() - 1:
-                msg += f"; done: {int((state == 1).sum())} kept"
+                msg += f"; done: {int((state == 1).sum())} kept (labelled)"
         return {"data": data, "layout": layout, "caption": msg}

@@ -271,11 +271,15 @@ def test_nms_labels_never_overlap_and_name_the_step():
         for i, a in enumerate(rects):
             for b in rects[i + 1:]:
                 assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (k, a, b)
-        if k >= 1:
+        texts = [t for _, _, t, _, _ in labels]
+        if 1 <= k < e.n_steps() - 1:
             step = e._tr.steps[k - 1]
-            texts = [t for _, _, t, _, _ in labels]
             assert texts[0].startswith("keep ") and len(texts) == 1 + len(step.suppressed)
             assert all("IoU" in t for t in texts[1:])
+        elif k == e.n_steps() - 1:      # done: every box kept is named (review s12c: kept boxes had no label)
+            kept = e._keep.tolist()
+            assert len(texts) == len(kept) and all(t.startswith("kept ") for t in texts)
+            assert "(labelled)" in e.caption.value
 
 
 # ----------------------------------------------------------------------------- one palette, legends
