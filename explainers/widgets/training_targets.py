@@ -299,8 +299,9 @@ class TrainingTargetsExplainer(Explainer):
         self.set_note(f"One object inside the live model: the RoI (proposal) of its box head that overlaps the "
                       f"first object most, its {len(self._names)} class scores and its predicted box for the true "
                       f"class, in the training-mode run (seed {run.seed}"
-                      + ("; its BatchNorm layers use this one image's statistics, so the scores differ from the "
-                         "detection page's" if run.batch_norms else "")
+                      + ("; as while it learns, its BatchNorm layers use this one image's statistics instead "
+                         "of those it learned, so it is much less sure than on the detection page: a low "
+                         "probability for the true class here is that, not a wrong model" if run.batch_norms else "")
                       + f"); box numbers are fractions of the "
                       f"{w}x{h} input. The page's own box loss is a plain {self.box_loss.value} on (x, y, w, h); "
                       "Faster R-CNN's box head uses smooth L1 on (dx, dy, dw, dh) (see the Faster R-CNN view).")

@@ -238,6 +238,8 @@ def test_try_live_single_object_is_one_roi_of_the_model(live):
     # the bundled model's BatchNorm layers normalise with this image's statistics in training mode:
     # the page says why its scores are not the detection page's
     assert run.batch_norms == 5 and "BatchNorm layers use this one image's statistics" in live.note.value
+    # ... in words a student can act on (review s12c: the trained model gave the square 2%)
+    assert "a low probability for the true class here is that, not a wrong model" in live.note.value
 
 
 def test_training_run_counts_only_batch_norms_that_use_the_batch():
