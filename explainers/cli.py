@@ -245,10 +245,21 @@ def _versions() -> str:
             f"Python {platform.python_version()})")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the versions read only when asked (not at every command's start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_versions())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="explainers", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=_versions(),
+    parser.add_argument("--version", action=_VersionAction,
                         help="the versions of cv-explainers, torch and torchvision (for a bug report)")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="open the tour of all explainers as a Voila page on 127.0.0.1")
